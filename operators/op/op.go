@@ -1,0 +1,202 @@
+// Package op is the operator SDK: the Source, Transform and Sink interfaces a
+// node implements, the resources the runtime hands it (allocator, clock,
+// logger), and the registry that operators join from their init functions.
+// Built-in operators use exactly this API, as a third-party one would.
+package op
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/flowrun/flowrun/dsl/ast"
+	"github.com/flowrun/flowrun/dsl/spec"
+	"github.com/flowrun/flowrun/dsl/validate"
+	"github.com/flowrun/flowrun/runtime/batch"
+)
+
+// Resources are what the runtime gives a node when it is built.
+type Resources struct {
+	Node  string // the node's name, for errors and logs
+	Alloc memory.Allocator
+	Clock Clock
+	Log   *slog.Logger
+	// BatchRows is the preferred number of rows per batch a source emits.
+	BatchRows int
+	// Once asks unbounded sources to stop at the input's current end (batch mode).
+	Once bool
+	// Vars are the pipeline's resolved variables.
+	Vars map[string]string
+}
+
+// Output receives what a node produces. Emit passes on one reference to the
+// batch (record and ack). Reject queues one bad record for the node's
+// dead-letter output; the runtime writes queued rejects under the ack of the
+// batch being processed (for sources: the next emitted batch), so a source
+// position is not committed before its dead letters are stored. Reject
+// returns an error when the node has no dead-letter output: the node should
+// return it and the pipeline stops rather than drop data.
+type Output interface {
+	Schema() *arrow.Schema
+	Emit(ctx context.Context, b batch.Batch) error
+	Reject(record, reason string) error
+}
+
+// Source produces batches until ctx ends or, for a bounded input, the input
+// is drained (then Run returns nil).
+type Source interface {
+	Run(ctx context.Context, out Output) error
+}
+
+// Transform turns input batches into output batches. Process owns in: it must
+// emit or release in.Rec, and pass in.Ack on with what it emits or call
+// in.Ack.Done when nothing is emitted.
+type Transform interface {
+	Process(ctx context.Context, in batch.Batch, out Output) error
+}
+
+// Flusher is implemented by transforms that hold rows (windows, dedupe
+// state): Flush runs once when every input has ended.
+type Flusher interface {
+	Flush(ctx context.Context, out Output) error
+}
+
+// Sink writes batches somewhere. Write owns b and calls b.Ack.Done once the
+// rows are durably stored (it may buffer and ack later, on Flush or Close).
+type Sink interface {
+	Write(ctx context.Context, b batch.Batch) error
+}
+
+// SinkFlusher is implemented by sinks that buffer; the runtime calls Flush
+// periodically and before Close.
+type SinkFlusher interface {
+	Flush(ctx context.Context) error
+}
+
+// Closer releases a node's resources; the runtime calls it once, after the
+// node's goroutine has finished, and it must be safe to call twice.
+type Closer interface {
+	Close(ctx context.Context) error
+}
+
+// Constructor builds a node instance (a Source, Transform or Sink).
+type Constructor func(r Resources) (any, error)
+
+// Plugin is one registered operator.
+type Plugin struct {
+	Spec    spec.Spec
+	Section ast.Section
+	// Prepare checks the decoded config against the input schemas, reporting
+	// problems through c, and returns the output schema (nil for sinks) and a
+	// constructor. It must not connect anywhere: validation calls it.
+	Prepare func(c *validate.Check) (*arrow.Schema, Constructor)
+}
+
+// OperatorSpec implements validate.Operator.
+func (p *Plugin) OperatorSpec() *spec.Spec { return &p.Spec }
+
+// OperatorSection implements validate.Operator.
+func (p *Plugin) OperatorSection() ast.Section { return p.Section }
+
+// Check implements validate.Operator.
+func (p *Plugin) Check(c *validate.Check) (*arrow.Schema, any) {
+	s, ctor := p.Prepare(c)
+	return s, ctor
+}
+
+// Registry holds plugins by section and name.
+type Registry struct {
+	mu      sync.RWMutex
+	plugins map[ast.Section]map[string]*Plugin
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{plugins: map[ast.Section]map[string]*Plugin{}}
+}
+
+// Default is the registry built-in operators join from their init functions
+// and the CLI reads.
+var Default = NewRegistry()
+
+// Register adds p, failing on a duplicate name within its section.
+func (r *Registry) Register(p *Plugin) error {
+	if p.Spec.Name == "" || p.Prepare == nil || p.Spec.Config == nil {
+		return errors.New("op: plugin needs a name, a config spec and Prepare")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.plugins[p.Section]
+	if m == nil {
+		m = map[string]*Plugin{}
+		r.plugins[p.Section] = m
+	}
+	if _, dup := m[p.Spec.Name]; dup {
+		return fmt.Errorf("op: %s %q registered twice", p.Section.Singular(), p.Spec.Name)
+	}
+	m[p.Spec.Name] = p
+	return nil
+}
+
+// MustRegister registers p in Default and panics on error; for init functions.
+func MustRegister(p *Plugin) {
+	if err := Default.Register(p); err != nil {
+		panic(err)
+	}
+}
+
+// Lookup implements validate.Catalog.
+func (r *Registry) Lookup(section ast.Section, name string) (validate.Operator, bool) {
+	p := r.Plugin(section, name)
+	return p, p != nil
+}
+
+// Plugin returns the named plugin or nil.
+func (r *Registry) Plugin(section ast.Section, name string) *Plugin {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.plugins[section][name]
+}
+
+// Names implements validate.Catalog.
+func (r *Registry) Names(section ast.Section) []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var names []string
+	for n := range r.plugins[section] {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Plugins lists every plugin of a section sorted by name, for docs and schema.
+func (r *Registry) Plugins(section ast.Section) []*Plugin {
+	var out []*Plugin
+	for _, n := range r.Names(section) {
+		out = append(out, r.Plugin(section, n))
+	}
+	return out
+}
+
+// Clock is the time source nodes use, so tests can simulate time.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+// SystemClock is the wall clock.
+type SystemClock struct{}
+
+// Now returns the current time.
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// After waits for d on the wall clock.
+func (SystemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
