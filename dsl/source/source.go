@@ -11,8 +11,8 @@ import (
 
 // File is one pipeline file's name and text, kept so errors can quote lines.
 type File struct {
-	Name string
-	Text []byte
+	Name  string
+	Text  []byte
 	lines []string
 }
 
@@ -37,11 +37,10 @@ func (f *File) Line(n int) string {
 
 // Pos is a 1-based line and column inside a File. The zero Pos means unknown.
 type Pos struct {
-	File *File
+	File   *File
 	Line   int
 	Column int
 }
-
 
 // IsValid reports whether p points somewhere.
 func (p Pos) IsValid() bool { return p.Line > 0 }

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/flowrun/flowrun/dsl/ast"
+	"github.com/flowrun/flowrun/operators/op"
+	"github.com/flowrun/flowrun/runtime/exec"
+)
+
+type runFlags struct {
+	sets         []string
+	once         bool
+	batchRows    int
+	drainTimeout time.Duration
+	quiet        bool
+	logLevel     string
+}
+
+func newRunCmd(reg *op.Registry) *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run FILE",
+		Short: "Run a pipeline",
+		Long: `Run validates the pipeline, builds one goroutine per node and runs it until
+every source is drained (files, --once) or until SIGINT/SIGTERM. A stop drains
+in-flight batches, flushes the sinks and exits 0 within --drain-timeout.
+At the end a summary accounts for every record: rows in = rows out +
+filtered + dead letters.`,
+		Example: `  flowrun run examples/pinterest_local.yaml
+  flowrun run pipelines/pinterest_streaming.yaml --set KAFKA_BROKERS=10.0.0.5:9092
+  flowrun run pipelines/pinterest_batch.yaml --once`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runPipeline(cmd.Context(), reg, args[0], f, cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringArrayVar(&f.sets, "set", nil, "override a variable: NAME=VALUE (repeatable)")
+	cmd.Flags().BoolVar(&f.once, "once", false, "read unbounded sources up to their current end, then stop (batch mode)")
+	cmd.Flags().IntVar(&f.batchRows, "batch-rows", 1024, "rows per batch emitted by sources")
+	cmd.Flags().DurationVar(&f.drainTimeout, "drain-timeout", 15*time.Second, "how long a stop may take to drain in-flight batches")
+	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "no progress line and no summary")
+	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func runPipeline(ctx context.Context, reg *op.Registry, path string, f runFlags, stderr io.Writer) error {
+	res, errs, err := loadPipeline(path, f.sets, reg)
+	if err != nil {
+		return err
+	}
+	if len(errs) > 0 {
+		fmt.Fprint(stderr, errs.Render())
+		return &exitError{code: 1}
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	p, err := exec.New(res, exec.Options{
+		Log: log, BatchRows: f.batchRows, Once: f.once, DrainTimeout: f.drainTimeout, Vars: res.Pipeline.Vars,
+	})
+	if err != nil {
+		return err
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	start := time.Now()
+	progressDone := make(chan struct{})
+	progressStopped := make(chan struct{})
+	if !f.quiet && isTerminal(stderr) {
+		go func() {
+			defer close(progressStopped)
+			showProgress(stderr, p, start, progressDone)
+		}()
+	} else {
+		close(progressStopped)
+	}
+	runErr := p.Run(ctx)
+	close(progressDone)
+	<-progressStopped
+	if !f.quiet {
+		printSummary(stderr, p, time.Since(start))
+	}
+	return runErr
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func showProgress(w io.Writer, p *exec.Pipeline, start time.Time, done <-chan struct{}) {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			fmt.Fprint(w, "\r\033[K")
+			return
+		case <-tick.C:
+			var parts []string
+			secs := time.Since(start).Seconds()
+			for _, n := range p.Nodes {
+				if n.Section == ast.Sources {
+					rows := n.Stats.RowsOut.Load()
+					parts = append(parts, fmt.Sprintf("%s %s rows (%s/s)", n.Name, human(rows), human(int64(float64(rows)/secs))))
+				}
+			}
+			fmt.Fprintf(w, "\r\033[K%s  %s", time.Since(start).Truncate(time.Second), strings.Join(parts, "  "))
+		}
+	}
+}
+
+// printSummary accounts for every record per node.
+func printSummary(w io.Writer, p *exec.Pipeline, elapsed time.Duration) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "node\ttype\trows in\trows out\tfiltered\tdead letters\t\n")
+	var read int64
+	for _, n := range p.Nodes {
+		in, out, dead := n.Stats.RowsIn.Load(), n.Stats.RowsOut.Load(), n.Stats.Rejected.Load()
+		filtered := "-"
+		switch n.Section {
+		case ast.Sources:
+			read += out + dead
+			in = out + dead
+		case ast.Transforms, ast.Windows:
+			if d := in - out - dead; d >= 0 {
+				filtered = fmt.Sprint(d)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t\n", n.Name, n.Type, in, out, filtered, dead)
+	}
+	tw.Flush()
+	secs := elapsed.Seconds()
+	if secs > 0 {
+		fmt.Fprintf(w, "%s records read in %s (%s records/s)\n", human(read), elapsed.Truncate(time.Millisecond), human(int64(float64(read)/secs)))
+	}
+}
+
+func human(n int64) string {
+	s := fmt.Sprint(n)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 && s[0] != '-' {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
