@@ -19,10 +19,10 @@ import (
 )
 
 type collect struct {
-	mu   sync.Mutex
-	rows int
-	recs []arrow.RecordBatch
-	stop int // cancel after this many batches
+	mu     sync.Mutex
+	rows   int
+	recs   []arrow.RecordBatch
+	stop   int // cancel after this many batches
 	cancel context.CancelFunc
 }
 
