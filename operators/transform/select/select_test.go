@@ -1,0 +1,68 @@
+package selectop
+
+import (
+	"context"
+	"reflect"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/flowrun/flowrun/operators/transform/internal/xf"
+	"github.com/flowrun/flowrun/operators/transform/internal/xftest"
+	"github.com/flowrun/flowrun/runtime/batch"
+)
+
+var in = arrow.NewSchema([]arrow.Field{
+	{Name: "title", Type: arrow.BinaryTypes.String, Nullable: true},
+	{Name: "category", Type: arrow.BinaryTypes.String, Nullable: true},
+	{Name: "n", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+}, nil)
+
+func TestPrepare(t *testing.T) {
+	for _, tc := range []struct{ config, want, errs string }{
+		{"[n, title]", "n,title", ""},
+		{"category", "category", ""},
+		{"[title, categroy]", "title", "p.yaml:1:9: unknown column 'categroy' (did you mean 'category'?)"},
+		{"[n, n]", "n", "p.yaml:1:5: column 'n' selected twice"},
+		{"[]", "", "p.yaml:1:1: select needs at least one column"},
+	} {
+		out, _, errs := xftest.Prepare(t, Plugin, tc.config, in)
+		if errs.Error() != tc.errs {
+			t.Errorf("%s: errors %q, want %q", tc.config, errs.Error(), tc.errs)
+		}
+		if got := joinNames(out); got != tc.want {
+			t.Errorf("%s: columns %q, want %q", tc.config, got, tc.want)
+		}
+	}
+}
+
+func joinNames(s *arrow.Schema) string {
+	out := ""
+	for i, n := range xf.Names(s) {
+		if i > 0 {
+			out += ","
+		}
+		out += n
+	}
+	return out
+}
+
+func TestProcess(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	tr, outS := xftest.Build(t, Plugin, "[n, title]", in, mem)
+	rec := xftest.Record(t, mem, in, []any{"a", "art", 1}, []any{nil, "x", nil})
+	col := rec.Column(2)
+	out := &xftest.Collector{Out: outS}
+	if err := tr.Process(context.Background(), batch.Batch{Rec: rec, Ack: xftest.Ack(t)}, out); err != nil {
+		t.Fatal(err)
+	}
+	defer out.Release()
+	if got, want := out.Rows(), [][]any{{1, "a"}, {nil, nil}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("rows %v, want %v", got, want)
+	}
+	if out.Batches[0].Rec.Column(0) != col {
+		t.Error("column was copied")
+	}
+}
