@@ -3,6 +3,7 @@ package exprc
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"unicode"
 
@@ -35,7 +36,25 @@ func mapError(src spec.ExprSrc, err error, cols, funcs []string) *source.Error {
 			e.Code = "unknown-column"
 		}
 	}
+	if m := badArg.FindStringSubmatch(fe.Message); m != nil {
+		if sig := signature(m[2]); sig != "" {
+			e.Msg = fmt.Sprintf("cannot use %s as argument to %s", m[1], sig)
+		}
+	}
+	e.Msg = strings.TrimSpace(e.Msg)
 	return e
+}
+
+var badArg = regexp.MustCompile(`^cannot use (.+) as argument \(type .+\) to call (\w+)\s*$`)
+
+// signature is the documented signature of one of this package's functions.
+func signature(name string) string {
+	for _, d := range Docs() {
+		if d.Name == name {
+			return d.Signature
+		}
+	}
+	return ""
 }
 
 // isCall reports whether the identifier starting at rune offset from is
@@ -112,6 +131,10 @@ func evalError(p *Program, err error) error {
 	var fe *file.Error
 	if errors.As(err, &fe) {
 		e.Msg = fe.Message
+		if strings.Contains(e.Msg, "interface {} is nil") {
+			// A typed operator (==, >, *, ...) met a null.
+			e.Msg = "a null value reached an operation that needs a value (give a default with ?? or coalesce)"
+		}
 		if fe.Prev != nil {
 			e.Err = fe.Prev
 		}

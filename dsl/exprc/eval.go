@@ -55,5 +55,9 @@ func (e *Evaluator) Eval(row int) (any, error) {
 	if err != nil {
 		return nil, evalError(e.p, err)
 	}
+	if n, ok := out.(int); ok && e.p.typ.ID() == arrow.FLOAT64 {
+		// coalesce(float_col, 0) and the like: honour the declared type.
+		return float64(n), nil
+	}
 	return out, nil
 }
