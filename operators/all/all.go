@@ -2,4 +2,11 @@
 // registers it. Adding an operator is one folder plus one line here.
 package all
 
-import ()
+import (
+	_ "github.com/flowrun/flowrun/operators/source/generate"
+	_ "github.com/flowrun/flowrun/operators/transform/aggregate"
+	_ "github.com/flowrun/flowrun/operators/transform/drop"
+	_ "github.com/flowrun/flowrun/operators/transform/rename"
+	_ "github.com/flowrun/flowrun/operators/transform/require"
+	_ "github.com/flowrun/flowrun/operators/transform/select"
+)
