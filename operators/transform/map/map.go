@@ -1,0 +1,224 @@
+// Package mapop is the "map" transform: compute columns from expressions,
+// replacing existing columns in place or appending new ones.
+package mapop
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/flowrun/flowrun/dsl/ast"
+	"github.com/flowrun/flowrun/dsl/exprc"
+	"github.com/flowrun/flowrun/dsl/spec"
+	"github.com/flowrun/flowrun/dsl/validate"
+	"github.com/flowrun/flowrun/operators/op"
+	"github.com/flowrun/flowrun/operators/transform/filter"
+	"github.com/flowrun/flowrun/operators/transform/internal/xf"
+	"github.com/flowrun/flowrun/runtime/arrowx"
+	"github.com/flowrun/flowrun/runtime/batch"
+)
+
+// Plugin is the registered operator.
+var Plugin = &op.Plugin{
+	Section: ast.Transforms,
+	Spec: spec.Spec{
+		Name:    "map",
+		Summary: "Compute columns from expressions.",
+		Doc: `Each key is a column; its expression is evaluated on every row. A key naming
+an input column replaces it in place (its type may change); a new key appends
+a column, in the order written. Every expression sees the input row, not the
+results of the other expressions of the same map: chain two map nodes to use
+a computed value. Columns not mapped are passed on without copying. A row
+whose evaluation fails goes to the dead-letter output and is left out.`,
+		Example: `transforms:
+  clean:
+    from: posts
+    map:
+      follower_count: parse_count(follower_count)
+      save_location: 'trimPrefix(save_location, "Local save in ")'`,
+		Config: &spec.Field{Kind: spec.ExprMap, Doc: "Mapping of column name to expression."},
+	},
+	Prepare: prepare,
+}
+
+func init() { op.MustRegister(Plugin) }
+
+type column struct {
+	name string
+	prog *exprc.Program
+	out  int // index in the output schema
+}
+
+func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
+	in := c.In()
+	if in == nil {
+		return nil, nil
+	}
+	if len(c.Config.Entries) == 0 && c.Config.Set {
+		c.Errorf(c.Config.Pos, "map needs at least one column: expression")
+	}
+	fields := append([]arrow.Field(nil), in.Fields()...)
+	src := make([]int, len(fields)) // output column → input column, or -1
+	for i := range src {
+		src[i] = i
+	}
+	var cols []column
+	ok := true
+	for _, e := range c.Config.Entries {
+		prog, errs := exprc.Compile(e.Value.Expr, in)
+		c.Errs.Append(errs)
+		if prog == nil {
+			ok = false
+			continue
+		}
+		f := arrow.Field{Name: e.Key, Type: prog.Type(), Nullable: true}
+		at := -1
+		if j := in.FieldIndices(e.Key); len(j) > 0 {
+			at = j[0]
+			fields[at] = f
+			src[at] = -1
+		} else {
+			at = len(fields)
+			fields = append(fields, f)
+			src = append(src, -1)
+		}
+		cols = append(cols, column{name: e.Key, prog: prog, out: at})
+	}
+	schema := arrow.NewSchema(fields, nil)
+	if !ok {
+		return schema, nil
+	}
+	return schema, func(r op.Resources) (any, error) {
+		return &Map{schema: schema, src: src, cols: cols, mem: xf.Alloc(r)}, nil
+	}
+}
+
+// Map computes columns from expressions.
+type Map struct {
+	schema *arrow.Schema
+	src    []int
+	cols   []column
+	mem    memory.Allocator
+
+	mu   sync.Mutex
+	evs  []*exprc.Evaluator
+	bs   []array.Builder
+	apps []arrowx.Appender
+	vals []any
+	keep []bool
+}
+
+func (m *Map) init() {
+	if m.evs != nil {
+		return
+	}
+	for _, c := range m.cols {
+		m.evs = append(m.evs, c.prog.NewEvaluator())
+		b := array.NewBuilder(m.mem, c.prog.Type())
+		m.bs = append(m.bs, b)
+		m.apps = append(m.apps, arrowx.NewAppender(b))
+	}
+	m.vals = make([]any, len(m.cols))
+}
+
+// Process implements op.Transform.
+func (m *Map) Process(ctx context.Context, in batch.Batch, out op.Output) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.init()
+	n := in.Rows()
+	m.keep = append(m.keep[:0], make([]bool, n)...)
+	for i, ev := range m.evs {
+		ev.Bind(in.Rec)
+		m.bs[i].Reserve(n)
+	}
+	// Every builder gets one value per input row (null for a rejected row),
+	// so that the rejected rows are then dropped from all columns at once.
+	kept := 0
+	var rejectErr error
+	for r := range n {
+		bad, msg := -1, ""
+		for i, ev := range m.evs {
+			v, err := ev.Eval(r)
+			if err != nil {
+				bad, msg = i, filter.EvalMsg(err)
+				break
+			}
+			m.vals[i] = v
+		}
+		from := 0
+		if bad < 0 {
+			for i, v := range m.vals {
+				if err := m.apps[i](v); err != nil {
+					bad, msg, from = i, err.Error(), i
+					break
+				}
+			}
+		}
+		if bad < 0 {
+			m.keep[r] = true
+			kept++
+			continue
+		}
+		for i := from; i < len(m.bs); i++ {
+			m.bs[i].AppendNull()
+		}
+		reason := fmt.Sprintf("map: column '%s': %s", m.cols[bad].name, msg)
+		if err := out.Reject(xf.RowJSON(in.Rec, r), reason); err != nil {
+			rejectErr = err
+			break
+		}
+	}
+	if rejectErr != nil {
+		for _, b := range m.bs {
+			b.NewArray().Release()
+		}
+		in.Release(rejectErr)
+		return rejectErr
+	}
+	cols := make([]arrow.Array, len(m.src))
+	for i, j := range m.src {
+		if j >= 0 {
+			cols[i] = in.Rec.Column(j)
+			cols[i].Retain()
+		}
+	}
+	for i, c := range m.cols {
+		cols[c.out] = m.bs[i].NewArray()
+	}
+	rec := array.NewRecordBatch(m.schema, cols, int64(n))
+	for _, c := range cols {
+		c.Release()
+	}
+	in.Rec.Release()
+	switch {
+	case kept == 0:
+		rec.Release()
+		in.Ack.Done(nil)
+		return nil
+	case kept < n:
+		filtered, err := xf.Keep(ctx, m.mem, rec, m.keep)
+		rec.Release()
+		if err != nil {
+			in.Ack.Done(err)
+			return err
+		}
+		rec = filtered
+	}
+	return xf.Emit(ctx, out, in.Ack, rec)
+}
+
+// Close releases the builders.
+func (m *Map) Close(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, b := range m.bs {
+		b.Release()
+	}
+	m.bs, m.evs = nil, nil
+	return nil
+}
