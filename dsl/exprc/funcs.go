@@ -404,7 +404,9 @@ func parseCount(s string) (any, error) {
 	if mult != 1 {
 		t = strings.TrimSpace(t[:len(t)-1])
 	}
-	if n, err := strconv.ParseInt(t, 10, 64); err == nil {
+	if !isInteger(t) {
+		// Skip ParseInt: its error path allocates.
+	} else if n, err := strconv.ParseInt(t, 10, 64); err == nil {
 		if n > math.MaxInt64/mult || n < math.MinInt64/mult {
 			return nil, fmt.Errorf("parse_count: %q is out of range", s)
 		}
@@ -419,6 +421,21 @@ func parseCount(s string) (any, error) {
 		return nil, fmt.Errorf("parse_count: %q is out of range", s)
 	}
 	return int(f), nil
+}
+
+func isInteger(s string) bool {
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		s = s[1:]
+	}
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 var timeLayouts = []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999", "2006-01-02T15:04:05.999999999", "2006-01-02"}
