@@ -1,0 +1,289 @@
+package jsondec
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/flowrun/flowrun/dsl/types"
+)
+
+var testSchema = arrow.NewSchema([]arrow.Field{
+	{Name: "s", Type: arrow.BinaryTypes.String, Nullable: true},
+	{Name: "i", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	{Name: "f", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+	{Name: "b", Type: arrow.FixedWidthTypes.Boolean, Nullable: true},
+	{Name: "t", Type: types.Timestamp, Nullable: true},
+	{Name: "l", Type: arrow.ListOf(arrow.BinaryTypes.String), Nullable: true},
+	{Name: "i32", Type: arrow.PrimitiveTypes.Int32, Nullable: true},
+}, nil)
+
+// rowJSON renders row r of rec through arrow's own JSON marshalling, so the
+// expectations are independent of jsonenc.
+func rowJSON(t *testing.T, rec arrow.RecordBatch, r int) string {
+	t.Helper()
+	m := map[string]any{}
+	for i, f := range rec.Schema().Fields() {
+		col := rec.Column(i)
+		if col.IsNull(r) {
+			m[f.Name] = nil
+			continue
+		}
+		m[f.Name] = col.GetOneForMarshal(r)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestDecode(t *testing.T) {
+	tests := []struct {
+		name, in, want, err string
+	}{
+		{name: "all types", in: `{"s":"x","i":1,"f":1.5,"b":true,"t":"2024-01-02T03:04:05Z","l":["a","b"],"i32":7}`,
+			want: `{"b":true,"f":1.5,"i":1,"i32":7,"l":["a","b"],"s":"x","t":"2024-01-02T03:04:05Z"}`},
+		{name: "missing and null", in: ` { "s" : null } `,
+			want: `{"b":null,"f":null,"i":null,"i32":null,"l":null,"s":null,"t":null}`},
+		{name: "unknown fields skipped", in: `{"zz":{"a":[1,2,{"b":null}],"c":"\u00e9"},"s":"y","yy":[],"xx":-1.5e3}`,
+			want: `{"b":null,"f":null,"i":null,"i32":null,"l":null,"s":"y","t":null}`},
+		{name: "number into string keeps text", in: `{"s":1.50}`,
+			want: `{"b":null,"f":null,"i":null,"i32":null,"l":null,"s":"1.50","t":null}`},
+		{name: "bool into string", in: `{"s":false}`,
+			want: `{"b":null,"f":null,"i":null,"i32":null,"l":null,"s":"false","t":null}`},
+		{name: "object into string keeps raw", in: `{"s":{"a": [1]}}`,
+			want: `{"b":null,"f":null,"i":null,"i32":null,"l":null,"s":"{\"a\": [1]}","t":null}`},
+		{name: "numeric strings", in: `{"i":"42","f":"2.5","b":"false","i32":" -3 "}`,
+			want: `{"b":false,"f":2.5,"i":42,"i32":-3,"l":null,"s":null,"t":null}`},
+		{name: "integral float into int", in: `{"i":3.0}`,
+			want: `{"b":null,"f":null,"i":3,"i32":null,"l":null,"s":null,"t":null}`},
+		{name: "escapes", in: `{"s":"a\"b\\c\/d\n\t\u00e9\ud83d\ude00\ud800x"}`,
+			want: `{"b":null,"f":null,"i":null,"i32":null,"l":null,"s":"a\"b\\c/d\n\té😀�x","t":null}`},
+		{name: "escaped key", in: `{"\u0073":"k"}`,
+			want: `{"b":null,"f":null,"i":null,"i32":null,"l":null,"s":"k","t":null}`},
+		{name: "timestamp layouts", in: `{"t":"2024-01-02 03:04:05.5"}`,
+			want: `{"b":null,"f":null,"i":null,"i32":null,"l":null,"s":null,"t":"2024-01-02T03:04:05.5Z"}`},
+		{name: "timestamp offset", in: `{"t":"2024-01-02T05:04:05+02:00"}`,
+			want: `{"b":null,"f":null,"i":null,"i32":null,"l":null,"s":null,"t":"2024-01-02T03:04:05Z"}`},
+		{name: "list with numbers and nulls", in: `{"l":["a",1,null,true]}`,
+			want: `{"b":null,"f":null,"i":null,"i32":null,"l":["a","1",null,"true"],"s":null,"t":null}`},
+		{name: "empty list and object", in: `{"l":[]}`,
+			want: `{"b":null,"f":null,"i":null,"i32":null,"l":[],"s":null,"t":null}`},
+		{name: "duplicate key last wins", in: `{"i":1,"i":2}`,
+			want: `{"b":null,"f":null,"i":2,"i32":null,"l":null,"s":null,"t":null}`},
+		{name: "empty object", in: `{}`,
+			want: `{"b":null,"f":null,"i":null,"i32":null,"l":null,"s":null,"t":null}`},
+
+		{name: "wrong type string", in: `{"s":"x","i":"abc"}`, err: `field 'i': expected int64, got string "abc"`},
+		{name: "wrong type bool", in: `{"i":true}`, err: `field 'i': expected int64, got bool true`},
+		{name: "fraction into int", in: `{"i":1.5}`, err: `field 'i': 1.5 does not fit int64`},
+		{name: "int32 overflow", in: `{"i32":3000000000}`, err: `field 'i32': 3000000000 does not fit int32`},
+		{name: "bad timestamp", in: `{"t":"yesterday"}`, err: `field 't': expected timestamp, got string "yesterday"`},
+		{name: "string into list", in: `{"l":"a,b"}`, err: `field 'l': expected list<string>, got string "a,b"`},
+		{name: "array into int", in: `{"i":[1]}`, err: `field 'i': expected int64, got an array`},
+		{name: "not an object", in: `[1]`, err: `invalid JSON at offset 0: unexpected '[', expected '{' (a record must be a JSON object)`},
+		{name: "empty", in: `  `, err: `invalid JSON at offset 2: empty record`},
+		{name: "truncated", in: `{"s":"x`, err: `invalid JSON at offset 7: unterminated string`},
+		{name: "missing colon", in: `{"s" "x"}`, err: `invalid JSON at offset 5: unexpected '"', expected ':' after an object key`},
+		{name: "trailing garbage", in: `{"s":"x"} x`, err: `invalid JSON at offset 10: unexpected 'x', expected end of record`},
+		{name: "trailing comma", in: `{"s":"x",}`, err: `invalid JSON at offset 9: unexpected '}', expected a string key`},
+		{name: "bad literal", in: `{"b":tru}`, err: `invalid JSON at offset 5: unexpected 't', expected a value`},
+		{name: "bad number", in: `{"zz":01}`, err: `invalid JSON at offset 7: unexpected '1', expected ',' or '}'`},
+		{name: "control char", in: "{\"s\":\"a\x01\"}", err: `invalid JSON at offset 7: control character 0x01 in string`},
+		{name: "bad escape", in: `{"s":"\x"}`, err: `invalid JSON at offset 6: bad escape \x`},
+		{name: "invalid utf8", in: "{\"s\":\"\xff\"}", err: `field 's': invalid UTF-8 in string`},
+		{name: "deep nesting", in: `{"zz":` + strings.Repeat("[", 600) + strings.Repeat("]", 600) + `}`, err: `invalid JSON at offset 518: nesting deeper than 512`},
+	}
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	d := NewDecoder(testSchema, mem, Options{})
+	defer d.Release()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// A good row before the test line checks that errors roll back.
+			if err := d.Append([]byte(`{"s":"before","i":9,"l":["z"]}`)); err != nil {
+				t.Fatal(err)
+			}
+			err := d.Append([]byte(tt.in))
+			if tt.err != "" {
+				if err == nil || err.Error() != tt.err {
+					t.Fatalf("error = %v, want %s", err, tt.err)
+				}
+			} else if err != nil {
+				t.Fatalf("unexpected error %v", err)
+			}
+			rec := d.Flush()
+			defer rec.Release()
+			wantRows := 2
+			if tt.err != "" {
+				wantRows = 1
+			}
+			if int(rec.NumRows()) != wantRows {
+				t.Fatalf("rows = %d, want %d", rec.NumRows(), wantRows)
+			}
+			if err := validate(rec); err != nil {
+				t.Fatal(err)
+			}
+			if got := rowJSON(t, rec, 0); got != `{"b":null,"f":null,"i":9,"i32":null,"l":["z"],"s":"before","t":null}` {
+				t.Fatalf("first row = %s", got)
+			}
+			if tt.err == "" {
+				if got := rowJSON(t, rec, 1); got != tt.want {
+					t.Fatalf("got  %s\nwant %s", got, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestAppendText(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	d := NewDecoder(testSchema, mem, Options{})
+	defer d.Release()
+	cols := []int{0, 1, 4, 5, -1}
+	if err := d.AppendText(cols, []string{"", "12", "2024-01-02", `["a","b"]`, "ignored"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.AppendText(cols, []string{"x", "", "", "", ""}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.AppendText(cols, []string{"x", "zz", "", "", ""}); err == nil || err.Error() != `field 'i': expected int64, got string "zz"` {
+		t.Fatalf("err = %v", err)
+	}
+	if err := d.AppendText(cols, []string{"x", "1", "", "a,b", ""}); err == nil || err.Error() != `field 'l': expected list<string>, got "a,b"` {
+		t.Fatalf("err = %v", err)
+	}
+	rec := d.Flush()
+	defer rec.Release()
+	if rec.NumRows() != 2 {
+		t.Fatalf("rows = %d", rec.NumRows())
+	}
+	if got, want := rowJSON(t, rec, 0), `{"b":null,"f":null,"i":12,"i32":null,"l":["a","b"],"s":"","t":"2024-01-02T00:00:00Z"}`; got != want {
+		t.Fatalf("got %s want %s", got, want)
+	}
+	if got, want := rowJSON(t, rec, 1), `{"b":null,"f":null,"i":null,"i32":null,"l":null,"s":"x","t":null}`; got != want {
+		t.Fatalf("got %s want %s", got, want)
+	}
+}
+
+func TestCounters(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	d := NewDecoder(testSchema, mem, Options{})
+	defer d.Release()
+	line := []byte(`{"s":"x"}`)
+	for i := 0; i < 3; i++ {
+		if err := d.Append(line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = d.Append([]byte(`{`))
+	if d.Rows() != 3 || d.Bytes() != 3*len(line) {
+		t.Fatalf("rows %d bytes %d", d.Rows(), d.Bytes())
+	}
+	rec := d.Flush()
+	rec.Release()
+	if d.Rows() != 0 || d.Bytes() != 0 {
+		t.Fatal("counters not reset")
+	}
+	empty := d.Flush()
+	defer empty.Release()
+	if empty.NumRows() != 0 || empty.NumCols() != int64(testSchema.NumFields()) {
+		t.Fatal("bad empty batch")
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{
+		`{"s":"x","i":1,"f":1.5,"b":true,"t":"2024-01-02T03:04:05Z","l":["a","b"],"i32":7}`,
+		`{"zz":{"a":[1,2,{"b":null}]},"s":"\u00e9\ud83d\ude00"}`,
+		`{"i":"12","l":[1,null,"x"]}`, `{"s":{"a":1}}`, `{`, `[]`, `{"i":1e400}`,
+		pinterestPost,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+		defer mem.AssertSize(t, 0)
+		d := NewDecoder(testSchema, mem, Options{})
+		defer d.Release()
+		err := d.Append(line)
+		if err == nil && json.Valid(line) == false {
+			// The decoder is allowed to be no stricter than JSON, never looser.
+			t.Fatalf("accepted invalid JSON %q", line)
+		}
+		if err := d.Append([]byte(`{"s":"ok","i":1}`)); err != nil {
+			t.Fatalf("good line after %q: %v", line, err)
+		}
+		rec := d.Flush()
+		defer rec.Release()
+		if err := validate(rec); err != nil {
+			t.Fatal(err)
+		}
+		want := int64(1)
+		if err == nil {
+			want = 2
+		}
+		_ = want
+		for i := 0; i < int(rec.NumCols()); i++ {
+			if rec.Column(i).Len() != int(rec.NumRows()) {
+				t.Fatal("ragged columns")
+			}
+		}
+		if s := rec.Column(0).(*array.String); s.Value(int(rec.NumRows())-1) != "ok" {
+			t.Fatal("last row lost")
+		}
+	})
+}
+
+const pinterestPost = `{"index": 7528, "unique_id": "fbe53c66-3442-4773-b19e-d3ec6f54dddf", "title": "No Title Data Available", "description": "No description available Story format", "poster_name": "User Info Error", "follower_count": "User Info Error", "tag_list": "N,o, ,T,a,g,s, ,A,v,a,i,l,a,b,l,e", "is_image_or_video": "multi-video(story page format)", "image_src": "Image src error.", "downloaded": 0, "save_location": "Local save in /data/mens-fashion", "category": "mens-fashion", "ingested_at": "2024-05-01T10:00:00Z", "extra": {"nested": [1, 2, 3]}, "title2": "Caf\u00e9 ideas \u2014 50 DIY crafts for the holidays that you will love", "more": "padding padding padding padding padding"}`
+
+var pinSchema = func() *arrow.Schema {
+	var fs []arrow.Field
+	for _, n := range []string{"index", "unique_id", "title", "description", "poster_name", "follower_count", "tag_list", "is_image_or_video", "image_src", "downloaded", "save_location", "category"} {
+		t := arrow.DataType(arrow.BinaryTypes.String)
+		if n == "index" || n == "downloaded" {
+			t = arrow.PrimitiveTypes.Int64
+		}
+		fs = append(fs, arrow.Field{Name: n, Type: t, Nullable: true})
+	}
+	return arrow.NewSchema(fs, nil)
+}()
+
+func BenchmarkDecodePinterest(b *testing.B) {
+	line := []byte(pinterestPost)
+	d := NewDecoder(pinSchema, memory.NewGoAllocator(), Options{})
+	defer d.Release()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(line)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := d.Append(line); err != nil {
+			b.Fatal(err)
+		}
+		if d.Rows() == 1024 {
+			d.Flush().Release()
+		}
+	}
+}
+
+func validate(rec arrow.RecordBatch) error {
+	for i := 0; i < int(rec.NumCols()); i++ {
+		if rec.Column(i).Len() != int(rec.NumRows()) {
+			return fmt.Errorf("column %d has %d rows, want %d", i, rec.Column(i).Len(), rec.NumRows())
+		}
+		if s, ok := rec.Column(i).(*array.String); ok {
+			if err := s.ValidateFull(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
