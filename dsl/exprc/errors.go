@@ -131,9 +131,13 @@ func evalError(p *Program, err error) error {
 	var fe *file.Error
 	if errors.As(err, &fe) {
 		e.Msg = fe.Message
-		if strings.Contains(e.Msg, "interface {} is nil") {
+		const null = "a null value reached an operation that needs a value (give a default with ?? or coalesce)"
+		switch {
+		case strings.Contains(e.Msg, "interface {} is nil"):
 			// A typed operator (==, >, *, ...) met a null.
-			e.Msg = "a null value reached an operation that needs a value (give a default with ?? or coalesce)"
+			e.Msg = null
+		case strings.HasPrefix(e.Msg, "invalid operation: ") && strings.Contains(e.Msg, "<nil>"):
+			e.Msg = null + ": " + e.Msg
 		}
 		if fe.Prev != nil {
 			e.Err = fe.Prev

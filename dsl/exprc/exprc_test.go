@@ -337,3 +337,54 @@ func TestDocs(t *testing.T) {
 	}
 	golden(t, filepath.Join("..", "..", "docs", "functions.md"), md.String())
 }
+
+// TestShared evaluates one Program from several goroutines, each with its
+// own Evaluator (run with -race).
+func TestShared(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	rec := record(t, mem, [][]any{{1, "a", "2k", "x", nil, nil, nil, nil}})
+	defer rec.Release()
+	p, errs := Compile(spec.ExprSrc{Src: `regex_match(title, title) && parse_count(follower_count) == 2000`}, pinSchema)
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	done := make(chan error, 4)
+	for range 4 {
+		go func() {
+			ev := p.NewEvaluator()
+			ev.Bind(rec)
+			for range 100 {
+				if got, err := ev.Eval(0); err != nil || got != true {
+					done <- fmt.Errorf("got %v, %v", got, err)
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestNullOperatorMessage(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	rec := record(t, mem, [][]any{{nil, nil, nil, nil, nil, nil, nil, nil}})
+	defer rec.Release()
+	for _, src := range []string{"index > 100", "score * 2 > 1.0", "is_video ? 1 : 0", "parse_count(title) == 3"} {
+		p, errs := Compile(spec.ExprSrc{Src: src}, pinSchema)
+		if errs != nil {
+			t.Fatal(errs)
+		}
+		ev := p.NewEvaluator()
+		ev.Bind(rec)
+		_, err := ev.Eval(0)
+		if err == nil || !strings.Contains(err.Error(), "a null value reached an operation") {
+			t.Errorf("%s: got %v", src, err)
+		}
+	}
+}
