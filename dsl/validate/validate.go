@@ -174,7 +174,11 @@ func (v *validator) nodes() {
 				}
 			}
 			if e.Hint == "" {
-				e.Hint = fmt.Sprintf("%s types: %s", n.Section.Singular(), strings.Join(v.cat.Names(n.Section), ", "))
+				if names := v.cat.Names(n.Section); len(names) > 0 {
+					e.Hint = fmt.Sprintf("%s types: %s", n.Section.Singular(), strings.Join(names, ", "))
+				} else {
+					e.Hint = fmt.Sprintf("no %s types are registered", n.Section.Singular())
+				}
 			}
 			continue
 		}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/flowrun/flowrun/dsl/ast"
+	"github.com/flowrun/flowrun/dsl/spec"
+	"github.com/flowrun/flowrun/dsl/validate"
+	"github.com/flowrun/flowrun/operators/op"
+)
+
+// testRegistry has one operator per section, independent of the built-ins.
+func testRegistry(t *testing.T) *op.Registry {
+	reg := op.NewRegistry()
+	schema := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.PrimitiveTypes.Int64}}, nil)
+	for _, p := range []*op.Plugin{
+		{Spec: spec.Spec{Name: "gen", Config: spec.Obj(spec.F("rows", spec.Int, "rows to make").Def(1))}, Section: ast.Sources,
+			Prepare: func(*validate.Check) (*arrow.Schema, op.Constructor) { return schema, nil }},
+		{Spec: spec.Spec{Name: "pass", Config: spec.Obj()}, Section: ast.Transforms,
+			Prepare: func(c *validate.Check) (*arrow.Schema, op.Constructor) { return c.In(), nil }},
+		{Spec: spec.Spec{Name: "out", Config: spec.Obj(spec.F("path", spec.String, "where").Req())}, Section: ast.Sinks,
+			Prepare: func(*validate.Check) (*arrow.Schema, op.Constructor) { return nil, nil }},
+	} {
+		if err := reg.Register(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return reg
+}
+
+const goodPipeline = `flowrun: 1
+name: good
+sources:
+  a: {gen: {rows: 5}, dead_letter: dead}
+transforms:
+  b: {from: a, pass: {}}
+sinks:
+  c: {from: b, out: {path: "${DIR:-x}/c"}}
+  dead: {out: {path: d}}
+`
+
+const badPipeline = `flowrun: 1
+sources:
+  a: {gen: {rows: many}}
+sinks:
+  c: {from: b, out: {path: x}}
+`
+
+func write(t *testing.T, name, text string) string {
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func execute(t *testing.T, reg *op.Registry, args ...string) (stdout, stderr string, err error) {
+	root := newRootCmd(reg)
+	var out, errb bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	root.SetArgs(args)
+	err = root.Execute()
+	return out.String(), errb.String(), err
+}
+
+func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+func TestValidateCmd(t *testing.T) {
+	reg := testRegistry(t)
+	good, bad := write(t, "good.yaml", goodPipeline), write(t, "bad.yaml", badPipeline)
+
+	out, _, err := execute(t, reg, "validate", good)
+	if exitCode(err) != 0 || out != "ok: "+good+" (4 nodes)\n" {
+		t.Errorf("good: %q %v", out, err)
+	}
+
+	out, errOut, err := execute(t, reg, "validate", good, bad)
+	if exitCode(err) != 1 {
+		t.Errorf("bad: exit %v", err)
+	}
+	if !strings.Contains(out, "ok: "+good) {
+		t.Errorf("stdout %q", out)
+	}
+	for _, want := range []string{
+		bad + ":3:19: 'rows' must be an integer, not \"many\"\n      a: {gen: {rows: many}}\n                      ^\n",
+		bad + ":5:13: unknown node 'b' in 'from' of 'c'",
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+
+	out, _, err = execute(t, reg, "validate", "--format", "json", bad)
+	var got []jsonError
+	if jerr := json.Unmarshal([]byte(out), &got); jerr != nil || exitCode(err) != 1 || len(got) != 2 {
+		t.Fatalf("json: %v %v %s", jerr, err, out)
+	}
+	if got[0].File != bad || got[0].Line != 3 || got[0].Column != 19 || got[0].Code != "type" {
+		t.Errorf("json[0] = %+v", got[0])
+	}
+
+	out, _, _ = execute(t, reg, "validate", "--format", "github", bad)
+	if !strings.HasPrefix(out, "::error file="+ghProp(bad)+",line=3,col=19::'rows' must be an integer") {
+		t.Errorf("github: %q", out)
+	}
+
+	_, errOut, err = execute(t, reg, "validate", "--set", "DIR", good)
+	if err == nil || !strings.Contains(err.Error(), "NAME=VALUE") {
+		t.Errorf("--set without '=': %v %s", err, errOut)
+	}
+	if _, _, err := execute(t, reg, "validate", filepath.Join(t.TempDir(), "missing.yaml")); exitCode(err) != 1 {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestLoadPipelineSet(t *testing.T) {
+	reg := testRegistry(t)
+	t.Setenv("DIR", "env")
+	good := write(t, "good.yaml", goodPipeline)
+	res, errs, err := loadPipeline(good, nil, reg)
+	if err != nil || len(errs) > 0 || res.Pipeline.Vars["DIR"] != "env" {
+		t.Fatalf("%v %v %v", err, errs, res.Pipeline.Vars)
+	}
+	res, _, _ = loadPipeline(good, []string{"DIR=set"}, reg)
+	if res.Pipeline.Vars["DIR"] != "set" {
+		t.Errorf("--set did not win: %v", res.Pipeline.Vars)
+	}
+}
+
+func TestGraphCmd(t *testing.T) {
+	reg := testRegistry(t)
+	good := write(t, "good.yaml", goodPipeline)
+	out, _, err := execute(t, reg, "graph", good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `flowchart LR
+  n0(["a<br/>(gen)"])
+  n1["b<br/>(pass)"]
+  n2[("c<br/>(out)")]
+  n3[("dead<br/>(out)")]
+  n0 -. dead letters .-> n3
+  n0 --> n1
+  n1 --> n2
+`
+	if out != want {
+		t.Errorf("mermaid:\n%s\nwant:\n%s", out, want)
+	}
+	out, _, err = execute(t, reg, "graph", "--format", "dot", good)
+	if err != nil || !strings.Contains(out, `"a" -> "dead" [style=dashed`) || !strings.Contains(out, `"b" [label="b\n(pass)"`) {
+		t.Errorf("dot: %v\n%s", err, out)
+	}
+	if _, _, err := execute(t, reg, "graph", write(t, "bad.yaml", badPipeline)); exitCode(err) != 1 {
+		t.Errorf("bad graph: %v", err)
+	}
+}
+
+func TestSchemaCmd(t *testing.T) {
+	out, _, err := execute(t, testRegistry(t), "schema")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, `"rows to make"`) {
+		t.Error("schema lacks the gen operator's field doc")
+	}
+}
+
+func TestHelp(t *testing.T) {
+	reg := testRegistry(t)
+	for _, cmd := range newRootCmd(reg).Commands() {
+		switch cmd.Name() {
+		case "validate", "graph", "schema":
+			if cmd.Long == "" || cmd.Example == "" {
+				t.Errorf("%s lacks Long or Example", cmd.Name())
+			}
+		}
+	}
+}
