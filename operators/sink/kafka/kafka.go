@@ -1,0 +1,365 @@
+// Package kafka is the "kafka" sink: it writes each row as one JSON message
+// to a Kafka topic through an idempotent sarama AsyncProducer (acks from all
+// in-sync replicas, one open request per broker, retries with backoff), and
+// acknowledges a batch only when the broker has acknowledged every one of
+// its messages. A message that cannot be delivered after the retries fails
+// its batch's ack and the sink: the pipeline stops rather than drop data.
+//
+// The number of batches in flight is bounded (max_in_flight), so a slow
+// cluster holds back the pipeline instead of growing memory.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/flowrun/flowrun/dsl/ast"
+	"github.com/flowrun/flowrun/dsl/exprc"
+	"github.com/flowrun/flowrun/dsl/spec"
+	"github.com/flowrun/flowrun/dsl/validate"
+	"github.com/flowrun/flowrun/operators/codec/jsonenc"
+	"github.com/flowrun/flowrun/operators/kafkaclient"
+	"github.com/flowrun/flowrun/operators/op"
+	"github.com/flowrun/flowrun/runtime/batch"
+)
+
+// Plugin is the registered operator.
+var Plugin = &op.Plugin{
+	Section: ast.Sinks,
+	Spec: spec.Spec{
+		Name:    "kafka",
+		Summary: "Write rows as JSON messages to a Kafka topic (idempotent producer, acked after delivery).",
+		Doc: `Each row becomes one message whose value is the row as a JSON object and
+whose key is the 'key' expression (no key when absent or null). The producer
+is idempotent, waits for all in-sync replicas and retries with backoff; a
+batch is acknowledged upstream (so its source commits) only when every one of
+its messages is stored. A message that still fails after the retries stops
+the pipeline.
+
+'partitioner: hash' sends equal keys to the same partition (sarama's FNV-1a
+hash, which differs from the Java client's murmur2); messages without a key
+are spread at random. 'brokers: embedded' uses the in-process broker shared
+with kafka sources of the same process.`,
+		Example: `sinks:
+  out:
+    from: clean
+    kafka:
+      brokers: [localhost:9092]
+      topic: pinterest.clean
+      key: unique_id`,
+		Config: spec.Obj(
+			spec.F("brokers", spec.StringList, "Bootstrap brokers as host:port, or embedded for the in-process broker.").Req().Ex("[localhost:9092]"),
+			spec.F("topic", spec.String, "Topic to write to.").Req(),
+			spec.F("key", spec.Expr, "Message key: an expression over the row (a column name is the simplest); null means no key."),
+			spec.F("format", spec.Enum, "Message value format.").OneOf("json").Def("json"),
+			spec.F("compression", spec.Enum, "Compression codec of produced batches.").OneOf("none", "gzip", "snappy", "lz4", "zstd").Def("snappy"),
+			spec.F("partitioner", spec.Enum, "How messages are spread over partitions.").OneOf("hash", "random", "roundrobin").Def("hash"),
+			spec.F("max_in_flight", spec.Int, "Batches sent but not yet acknowledged by the broker before Write waits.").Def(int64(8)),
+			spec.F("retries", spec.Int, "Delivery attempts after the first before a message fails the pipeline.").Def(int64(10)),
+			spec.F("retry_backoff", spec.Duration, "Wait between delivery attempts.").Def(250*time.Millisecond),
+		),
+	},
+	Prepare: prepare,
+}
+
+func init() { op.MustRegister(Plugin) }
+
+// Config is a kafka sink's settings.
+type Config struct {
+	Brokers      []string
+	Topic        string
+	Key          *exprc.Program // nil: no key
+	Compression  string
+	Partitioner  string
+	MaxInFlight  int
+	Retries      int
+	RetryBackoff time.Duration
+}
+
+func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
+	v := c.Config
+	cfg := Config{
+		Brokers:      v.Strings("brokers"),
+		Topic:        strings.TrimSpace(v.String("topic")),
+		Compression:  v.String("compression"),
+		Partitioner:  v.String("partitioner"),
+		MaxInFlight:  int(v.Int64("max_in_flight")),
+		Retries:      int(v.Int64("retries")),
+		RetryBackoff: v.Duration("retry_backoff"),
+	}
+	if msg := kafkaclient.CheckBrokers(cfg.Brokers); msg != "" {
+		c.Errorf(v.PosOf("brokers"), "%s", msg)
+	}
+	if cfg.Topic == "" {
+		c.Errorf(v.PosOf("topic"), "kafka sink needs a 'topic'")
+	}
+	if cfg.MaxInFlight < 1 {
+		c.Errorf(v.PosOf("max_in_flight"), "'max_in_flight' must be at least 1")
+	}
+	if cfg.Retries < 0 {
+		c.Errorf(v.PosOf("retries"), "'retries' must not be negative")
+	}
+	in := c.In()
+	if v.Has("key") && in != nil {
+		p, errs := exprc.Compile(v.Get("key").Expr, in, exprc.Name("key"))
+		c.Errs.Append(errs)
+		if len(errs) == 0 {
+			cfg.Key = p
+		}
+	}
+	return nil, func(r op.Resources) (any, error) { return New(r, cfg, in) }
+}
+
+// Sink produces to Kafka. It is safe for the runtime's use: Write, Flush and
+// Close from the node's goroutine, Close possibly twice.
+type Sink struct {
+	cfg      Config
+	res      op.Resources
+	enc      *jsonenc.Encoder
+	key      *exprc.Evaluator
+	producer sarama.AsyncProducer
+	release  func()
+
+	slots chan struct{} // one token per batch in flight
+	wg    sync.WaitGroup
+	err   atomic.Pointer[error] // first delivery failure
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// tracker counts the undelivered messages of one batch.
+type tracker struct {
+	left atomic.Int64
+	mu   sync.Mutex
+	err  error
+	ack  *batch.Ack
+	s    *Sink
+}
+
+func (t *tracker) done(err error) {
+	if err != nil {
+		t.mu.Lock()
+		if t.err == nil {
+			t.err = err
+		}
+		t.mu.Unlock()
+	}
+	if t.left.Add(-1) == 0 {
+		t.mu.Lock()
+		err := t.err
+		t.mu.Unlock()
+		t.ack.Done(err)
+		<-t.s.slots
+	}
+}
+
+// New connects a producer for cfg; in is the schema of the rows written.
+func New(r op.Resources, cfg Config, in *arrow.Schema) (*Sink, error) {
+	if cfg.MaxInFlight < 1 {
+		cfg.MaxInFlight = 8
+	}
+	addrs, release, err := kafkaclient.ResolveBrokers(cfg.Brokers, cfg.Topic)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	pc := kafkaclient.NewConfig("flowrun-" + r.Node)
+	pc.Producer.Idempotent = true
+	pc.Producer.RequiredAcks = sarama.WaitForAll
+	pc.Net.MaxOpenRequests = 1
+	pc.Producer.Retry.Max = cfg.Retries
+	if cfg.Retries == 0 {
+		pc.Producer.Retry.Max = 1 // idempotence needs at least one retry
+	}
+	if cfg.RetryBackoff > 0 {
+		pc.Producer.Retry.Backoff = cfg.RetryBackoff
+	}
+	pc.Producer.Return.Successes = true
+	pc.Producer.Return.Errors = true
+	pc.Producer.Flush.Frequency = 5 * time.Millisecond
+	pc.Producer.Flush.Bytes = 512 << 10
+	switch cfg.Compression {
+	case "none":
+		pc.Producer.Compression = sarama.CompressionNone
+	case "gzip":
+		pc.Producer.Compression = sarama.CompressionGZIP
+	case "lz4":
+		pc.Producer.Compression = sarama.CompressionLZ4
+	case "zstd":
+		pc.Producer.Compression = sarama.CompressionZSTD
+	default:
+		pc.Producer.Compression = sarama.CompressionSnappy
+	}
+	switch cfg.Partitioner {
+	case "random":
+		pc.Producer.Partitioner = sarama.NewRandomPartitioner
+	case "roundrobin":
+		pc.Producer.Partitioner = sarama.NewRoundRobinPartitioner
+	default:
+		pc.Producer.Partitioner = sarama.NewHashPartitioner
+	}
+	p, err := sarama.NewAsyncProducer(addrs, pc)
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("kafka: producer for %s: %w", strings.Join(addrs, ","), err)
+	}
+	s := &Sink{cfg: cfg, res: r, enc: jsonenc.NewEncoder(in), producer: p, release: release,
+		slots: make(chan struct{}, cfg.MaxInFlight)}
+	if cfg.Key != nil {
+		s.key = cfg.Key.NewEvaluator()
+	}
+	s.wg.Add(1)
+	go s.results()
+	return s, nil
+}
+
+func (s *Sink) results() {
+	defer s.wg.Done()
+	succ, errs := s.producer.Successes(), s.producer.Errors()
+	for succ != nil || errs != nil {
+		select {
+		case m, ok := <-succ:
+			if !ok {
+				succ = nil
+				continue
+			}
+			m.Metadata.(*tracker).done(nil)
+		case e, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			err := fmt.Errorf("kafka: deliver to %s: %w", s.cfg.Topic, e.Err)
+			s.err.CompareAndSwap(nil, &err)
+			e.Msg.Metadata.(*tracker).done(err)
+		}
+	}
+}
+
+func (s *Sink) failed() error {
+	if p := s.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Write sends every row of b; b's ack completes when all are delivered.
+func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
+	if err := s.failed(); err != nil {
+		b.Release(err)
+		return err
+	}
+	n := b.Rows()
+	if n == 0 {
+		b.Release(nil)
+		return nil
+	}
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		b.Release(ctx.Err())
+		return ctx.Err()
+	}
+	rec := b.Rec
+	defer rec.Release()
+	// One buffer per batch: the messages point into it until delivered.
+	var buf []byte
+	ends := make([]int, n)
+	for row := range n {
+		buf = s.enc.AppendRow(buf, rec, row)
+		ends[row] = len(buf)
+	}
+	if s.key != nil {
+		s.key.Bind(rec)
+	}
+	t := &tracker{ack: b.Ack, s: s}
+	t.left.Store(int64(n))
+	start := 0
+	for row := range n {
+		m := &sarama.ProducerMessage{Topic: s.cfg.Topic, Value: sarama.ByteEncoder(buf[start:ends[row]:ends[row]]), Metadata: t}
+		start = ends[row]
+		if s.key != nil {
+			k, err := s.key.Eval(row)
+			if err != nil {
+				// The rows not sent yet fail the batch at once.
+				t.left.Add(-int64(n - row - 1))
+				t.done(err)
+				return err
+			}
+			if k != nil {
+				m.Key = sarama.StringEncoder(keyString(k))
+			}
+		}
+		select {
+		case s.producer.Input() <- m:
+		case <-ctx.Done():
+			t.left.Add(-int64(n - row - 1))
+			t.done(ctx.Err())
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func keyString(k any) string {
+	switch v := k.(type) {
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	case int:
+		return strconv.Itoa(v)
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	case bool:
+		return strconv.FormatBool(v)
+	case time.Time:
+		return v.UTC().Format(time.RFC3339Nano)
+	}
+	return fmt.Sprint(k)
+}
+
+// Flush reports a delivery failure; the producer sends on its own.
+func (s *Sink) Flush(ctx context.Context) error { return s.failed() }
+
+// Close waits (bounded by ctx) for the batches in flight, then closes the
+// producer and releases the brokers.
+func (s *Sink) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		// Take every slot: each is returned when its batch is done.
+		var waitErr error
+	wait:
+		for range cap(s.slots) {
+			select {
+			case s.slots <- struct{}{}:
+			case <-ctx.Done():
+				waitErr = fmt.Errorf("kafka: close: %d batches still in flight: %w", len(s.slots), ctx.Err())
+				break wait
+			}
+		}
+		s.producer.AsyncClose()
+		done := make(chan struct{})
+		go func() { s.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			if waitErr == nil {
+				waitErr = fmt.Errorf("kafka: close: %w", ctx.Err())
+			}
+		}
+		s.release()
+		s.closeErr = errors.Join(s.failed(), waitErr)
+	})
+	return s.closeErr
+}
