@@ -92,7 +92,7 @@ func (v *validator) declaredSchemas() {
 			t, err := types.Parse(c.Type)
 			if err != nil {
 				e := v.errorf(c.TypePos, "type", "unknown type %q for column '%s' of schema '%s'", c.Type, c.Name, s.Name)
-				e.Hint = source.DidYouMean(c.Type, types.Names())
+				e.Hint = source.DidYouMean(c.Type, append(types.Names(), "int", "float"))
 				if e.Hint == "" {
 					e.Hint = "types: " + strings.Join(types.Names(), ", ")
 				}

@@ -138,3 +138,36 @@ func TestGolden(t *testing.T) {
 		})
 	}
 }
+
+func TestResultWiring(t *testing.T) {
+	text, err := os.ReadFile("testdata/ok.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, errs := validate.Load("ok.yaml", text, lookup, newCatalog())
+	if len(errs) > 0 {
+		t.Fatal(errs.Render())
+	}
+	a, both, out, bad := res.Lookup("a"), res.Lookup("both"), res.Lookup("out"), res.Lookup("bad")
+	if a.DeadLetter != bad || len(a.Consumers) != 1 || a.Consumers[0] != both {
+		t.Errorf("a: dead letter %v consumers %v", a.DeadLetter, a.Consumers)
+	}
+	if len(both.Inputs) != 2 || both.Inputs[1].Name() != "b" || both.Output.NumFields() != 3 {
+		t.Errorf("both: %v %v", both.Inputs, both.Output)
+	}
+	if out.Output != nil || out.Build != "out" || out.Config.String("format") != "csv" {
+		t.Errorf("out: %+v", out)
+	}
+	if got := out.AST.Config.Content[1].Value; got != "/tmp/out/out/pins.jsonl" {
+		t.Errorf("substituted path = %q", got)
+	}
+	if got := bad.AST.Config.Content[1].Value; got != "${literal}/dead.jsonl" {
+		t.Errorf("escaped path = %q", got)
+	}
+	if w := res.Lookup("w"); w.Config.Duration("size").String() != "1m0s" {
+		t.Errorf("window size %v", w.Config.Duration("size"))
+	}
+	if got := res.Pipeline.Vars; got["OUT"] != "out" || got["DIR"] != "/tmp/out" {
+		t.Errorf("vars %v", got)
+	}
+}
