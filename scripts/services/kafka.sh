@@ -11,8 +11,9 @@
 # FLOWRUN_KAFKA_CONTROLLER_PORT (9093), FLOWRUN_KAFKA_HEAP (512m),
 # FLOWRUN_DATA (/tmp/flowrun-services), FLOWRUN_CACHE (~/.cache/flowrun).
 set -euo pipefail
+# shellcheck disable=SC2034 # read by lib.sh's log
 SERVICE=kafka
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 VERSION="${FLOWRUN_KAFKA_VERSION:-4.4.0}"
@@ -31,7 +32,7 @@ LOGS="$DATA/log"          # the broker's own log files (server.log, ...)
 PIDFILE="$DATA/kafka.pid"
 CONFIG="$DATA/server.properties"
 BROKERS="$HOST:$PORT"
-START_TIMEOUT="${FLOWRUN_KAFKA_START_TIMEOUT:-120}"
+START_TIMEOUT="${FLOWRUN_KAFKA_START_TIMEOUT:-240}"
 
 install_libs() {
 	[[ -f $LIB/.complete ]] && return 0
@@ -41,9 +42,11 @@ install_libs() {
 	local t0=$SECONDS tmp="$LIB.tmp.$$"
 	rm -rf "$tmp"
 	mkdir -p "$INSTALL"
-	mvn -B -q -Dstyle.color=never -f "$POM" -Dkafka.version="$VERSION" \
-		dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" >&2 ||
-		die "mvn dependency:copy-dependencies failed (version $VERSION)"
+	if ! mvn -B -q -f "$POM" -Dkafka.version="$VERSION" \
+		dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" >"$INSTALL/mvn.log" 2>&1; then
+		tail -40 "$INSTALL/mvn.log" >&2
+		die "mvn dependency:copy-dependencies failed (version $VERSION, log $INSTALL/mvn.log)"
+	fi
 	ls "$tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || die "no kafka_2.13 jar in $tmp"
 	rm -rf "$LIB"
 	mv "$tmp" "$LIB"
@@ -75,6 +78,9 @@ transaction.state.log.num.partitions=8
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# 2 cores shared with \`go test -race\`: a starved heartbeat must not fence
+# the broker from its own controller (default 9s).
+broker.session.timeout.ms=60000
 num.network.threads=2
 num.io.threads=4
 log.retention.hours=24
@@ -96,17 +102,20 @@ logger.state.level = WARN
 PROPS
 }
 
-java_cmd() {
-	java -Xmx"$HEAP" -Xms64m -XX:+UseG1GC -Djava.awt.headless=true \
-		-Dlog4j2.configurationFile="$DATA/log4j2.properties" -Dkafka.logs.dir="$LOGS" \
-		-cp "$LIB/*" "$@"
-}
+JAVA=(java -Xmx"$HEAP" -Xms64m -XX:+UseG1GC -Djava.awt.headless=true
+	-Dlog4j2.configurationFile="$DATA/log4j2.properties" -Dkafka.logs.dir="$LOGS" -cp "$LIB/*")
+
+java_cmd() { "${JAVA[@]}" "$@"; }
 
 format_storage() {
 	[[ -f $DATA/kraft-logs/meta.properties ]] && return 0
-	local id
-	id=$(java_cmd kafka.tools.StorageTool random-uuid 2>>"$LOGS/storage-tool.log" | tail -1)
-	[[ -n $id ]] || die "StorageTool random-uuid printed nothing (see $LOGS/storage-tool.log)"
+	# A cluster id is what `kafka-storage random-uuid` prints: 16 random bytes,
+	# base64url without padding (22 chars), never starting with '-'. Made here
+	# to save a JVM start.
+	local id=-
+	while [[ $id == -* ]]; do
+		id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+	done
 	log "formatting $DATA/kraft-logs (cluster id $id)"
 	java_cmd kafka.tools.StorageTool format --ignore-formatted -t "$id" -c "$CONFIG" \
 		>>"$LOGS/storage-tool.log" 2>&1 || { tail -20 "$LOGS/storage-tool.log" >&2; die "storage format failed"; }
@@ -131,7 +140,14 @@ cmd_up() {
 	fi
 	need_cmd kcat kcat
 	if ! running; then
-		rm -f "$PIDFILE"
+		# Leftovers of a broker that is gone (killed with its session, say) are
+		# wiped: a KRaft node restarted on them waits out its old broker session
+		# (broker.session.timeout.ms) before serving, and tests want a clean
+		# broker anyway.
+		if [[ -e $DATA ]]; then
+			log "removing leftovers of a stopped broker in $DATA"
+			rm -rf "$DATA"
+		fi
 		if port_open "$HOST" "$PORT" || port_open "$HOST" "$CPORT"; then
 			die "port $PORT or $CPORT on $HOST is taken by a process this script did not start"
 		fi
@@ -140,11 +156,9 @@ cmd_up() {
 		format_storage
 		log "starting Kafka $VERSION (KRaft, node 1) on $BROKERS, data in $DATA"
 		# setsid+nohup: the broker outlives this shell and its process group.
+		# shellcheck disable=SC2016 # $$ is the inner shell's pid, on purpose
 		setsid nohup bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PIDFILE" \
-			java -Xmx"$HEAP" -Xms64m -XX:+UseG1GC -Djava.awt.headless=true \
-			-Dlog4j2.configurationFile="$DATA/log4j2.properties" -Dkafka.logs.dir="$LOGS" \
-			-cp "$LIB/*" kafka.Kafka "$CONFIG" \
-			</dev/null >>"$LOGS/kafka.out" 2>&1 &
+			"${JAVA[@]}" kafka.Kafka "$CONFIG" </dev/null >>"$LOGS/kafka.out" 2>&1 &
 		local i
 		for ((i = 0; i < 50; i++)); do [[ -s $PIDFILE ]] && break; sleep 0.1; done
 	fi

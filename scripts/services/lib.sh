@@ -10,6 +10,7 @@
 
 FLOWRUN_DATA="${FLOWRUN_DATA:-/tmp/flowrun-services}"
 FLOWRUN_CACHE="${FLOWRUN_CACHE:-${HOME:-/root}/.cache/flowrun}"
+# shellcheck disable=SC2034 # used by the scripts that source this
 SERVICES_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 log() { printf '[%s] %s\n' "${SERVICE:-services}" "$*" >&2; }

@@ -10,8 +10,9 @@
 #
 # Must run as root (or with sudo): it installs packages and manages the cluster.
 set -euo pipefail
+# shellcheck disable=SC2034 # read by lib.sh's log
 SERVICE=postgres
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PGVER=15
