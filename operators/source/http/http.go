@@ -1,0 +1,147 @@
+// Package httpsrc is the "http" source: the ingest API. Producers POST posts
+// as JSON, one per request or many per request (a JSON array or NDJSON), and
+// get an answer only once every sink has durably written them: 200 with
+// {"accepted": N}, or 503 when the pipeline failed them (a Kafka outage, a
+// stop). Bad posts get 400 naming the post and field; the API never answers
+// 200 for data it did not store.
+//
+// Single-post requests are coalesced: their rows go into one shared decoder
+// and are emitted together every few milliseconds or at BatchRows rows, under
+// one ack that fans out to every request in the batch. Batch requests are
+// decoded on their own (all or nothing) and joined to the same batch.
+//
+// The folder is operators/source/http; the package is httpsrc so that it does
+// not shadow net/http.
+package httpsrc
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/flowrun/flowrun/dsl/ast"
+	"github.com/flowrun/flowrun/dsl/spec"
+	"github.com/flowrun/flowrun/dsl/types"
+	"github.com/flowrun/flowrun/dsl/validate"
+	"github.com/flowrun/flowrun/operators/op"
+)
+
+// Defaults of the configuration.
+const (
+	DefaultListen      = "127.0.0.1:8080"
+	DefaultPath        = "/v1/posts"
+	DefaultBatchPath   = "/v1/posts/batch"
+	DefaultStamp       = "ingested_at"
+	DefaultMaxBody     = 1 << 20
+	DefaultMaxInflight = 64
+	DefaultAckTimeout  = 30 * time.Second
+	DefaultReadTimeout = 10 * time.Second
+	// DefaultLinger is how long a coalesced batch waits for more rows.
+	DefaultLinger = 5 * time.Millisecond
+)
+
+// Plugin is the registered operator.
+var Plugin = &op.Plugin{
+	Section: ast.Sources,
+	Spec: spec.Spec{
+		Name:    "http",
+		Summary: "An HTTP ingest API that answers only after the posts are stored.",
+		Doc: `Listens for posts: POST one JSON object to 'path', or many to 'batch_path'
+as a JSON array (Content-Type application/json) or one object per line
+(application/x-ndjson). Each post is decoded against 'schema'; unknown fields are
+ignored. The response is sent once every sink has durably written the posts:
+200 {"accepted": N}; 503 {"error": ...} when the pipeline failed them or did not
+confirm within ack_timeout. A batch is all or nothing: if any post is invalid
+the whole request is rejected with 400 {"error", "field", "index"} naming the
+first bad post (index counts from 0) and nothing of it is emitted.
+Other answers: 413 body larger than max_body, 415 content type not JSON or
+NDJSON, 405 wrong method, 429 (Retry-After: 1) when max_inflight requests
+already wait for their acks. GET /healthz is 200 while the server is up;
+GET /readyz is 200 while the source accepts posts and 503 when it is
+saturated or stopping. Each row gets the 'stamp' timestamp column (the time
+the request arrived) unless the post carries that field itself.`,
+		Example: `sources:
+  posts:
+    http: {listen: "0.0.0.0:8080", schema: pin, max_inflight: 256}`,
+		Config: spec.Obj(
+			spec.F("listen", spec.String, "Address to listen on, host:port.").Def(DefaultListen),
+			spec.F("path", spec.String, "Path that takes one post per request.").Def(DefaultPath),
+			spec.F("batch_path", spec.String, "Path that takes many posts per request (JSON array or NDJSON).").Def(DefaultBatchPath),
+			spec.F("schema", spec.SchemaRef, "Schema of a post.").Req(),
+			spec.F("stamp", spec.String, "Timestamp column set to the arrival time when the post does not carry it; appended to the schema if absent.").Def(DefaultStamp),
+			spec.F("max_body", spec.Size, "Largest request body; larger ones get 413.").Def(int64(DefaultMaxBody)),
+			spec.F("max_inflight", spec.Int, "Requests that may wait for their acks at once; more get 429.").Def(int64(DefaultMaxInflight)),
+			spec.F("ack_timeout", spec.Duration, "How long a request waits for its posts to be stored before 503.").Def(DefaultAckTimeout),
+			spec.F("read_timeout", spec.Duration, "Longest time to read one request (headers and body), against slow clients.").Def(DefaultReadTimeout),
+		),
+	},
+	Prepare: prepare,
+}
+
+func init() { op.MustRegister(Plugin) }
+
+func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
+	v := c.Config
+	cfg := Config{
+		Listen:      v.String("listen"),
+		Path:        v.String("path"),
+		BatchPath:   v.String("batch_path"),
+		Stamp:       v.String("stamp"),
+		MaxBody:     v.Int64("max_body"),
+		MaxInflight: int(v.Int64("max_inflight")),
+		AckTimeout:  v.Duration("ack_timeout"),
+		ReadTimeout: v.Duration("read_timeout"),
+	}
+	if c.Schema != nil {
+		cfg.Schema = c.Schema(v.Get("schema"))
+	}
+	for _, name := range []string{"path", "batch_path"} {
+		if p := v.String(name); len(p) == 0 || p[0] != '/' {
+			c.Errorf(v.PosOf(name), "'%s' must start with '/', got %q", name, p)
+		}
+	}
+	if cfg.Path == cfg.BatchPath {
+		c.Errorf(v.PosOf("batch_path"), "'batch_path' must differ from 'path' (%s)", cfg.Path)
+	}
+	if cfg.MaxBody <= 0 {
+		c.Errorf(v.PosOf("max_body"), "'max_body' must be positive")
+	}
+	if cfg.MaxInflight <= 0 {
+		c.Errorf(v.PosOf("max_inflight"), "'max_inflight' must be positive")
+	}
+	if cfg.AckTimeout <= 0 {
+		c.Errorf(v.PosOf("ack_timeout"), "'ack_timeout' must be positive")
+	}
+	if cfg.ReadTimeout <= 0 {
+		c.Errorf(v.PosOf("read_timeout"), "'read_timeout' must be positive")
+	}
+	if cfg.Schema == nil {
+		return nil, nil // reported by schema resolution
+	}
+	out, err := OutputSchema(cfg.Schema, cfg.Stamp)
+	if err != nil {
+		c.Errorf(v.PosOf("stamp"), "%v", err)
+		return nil, nil
+	}
+	return out, func(r op.Resources) (any, error) { return New(cfg, r) }
+}
+
+// OutputSchema is schema with a nullable timestamp column named stamp
+// appended, or schema itself when it already has that column as a
+// timestamp. An empty stamp adds nothing.
+func OutputSchema(schema *arrow.Schema, stamp string) (*arrow.Schema, error) {
+	if stamp == "" {
+		return schema, nil
+	}
+	if idx := schema.FieldIndices(stamp); len(idx) > 0 {
+		f := schema.Field(idx[0])
+		if f.Type.ID() != arrow.TIMESTAMP {
+			return nil, fmt.Errorf("stamp column '%s' is declared in the schema as %s; it must be a timestamp", stamp, types.Name(f.Type))
+		}
+		return schema, nil
+	}
+	fields := append(schema.Fields(), arrow.Field{Name: stamp, Type: types.Timestamp, Nullable: true})
+	md := schema.Metadata()
+	return arrow.NewSchema(fields, &md), nil
+}

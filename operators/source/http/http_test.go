@@ -1,0 +1,648 @@
+package httpsrc
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"go.uber.org/goleak"
+
+	"github.com/flowrun/flowrun/operators/op"
+	"github.com/flowrun/flowrun/operators/source/generate/posts"
+	"github.com/flowrun/flowrun/runtime/batch"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var quiet = slog.New(slog.DiscardHandler)
+
+var t0 = time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+
+type fixedClock struct{}
+
+func (fixedClock) Now() time.Time                         { return t0 }
+func (fixedClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// fakeOut is an op.Output that records the unique_id and stamp of every row
+// and finishes each batch's ack with fail() after delay or once hold closes.
+type fakeOut struct {
+	schema *arrow.Schema
+	fail   func() error
+	delay  time.Duration
+	hold   chan struct{}
+
+	mu      sync.Mutex
+	ids     []string
+	stamps  []int64
+	batches int
+	wg      sync.WaitGroup
+}
+
+func (o *fakeOut) Schema() *arrow.Schema { return o.schema }
+
+func (o *fakeOut) Reject(record, reason string) error { return errors.New("no dead letters") }
+
+func (o *fakeOut) Emit(ctx context.Context, b batch.Batch) error {
+	o.mu.Lock()
+	o.batches++
+	ids := b.Rec.Column(b.Rec.Schema().FieldIndices("unique_id")[0]).(*array.String)
+	st := b.Rec.Column(b.Rec.Schema().FieldIndices("ingested_at")[0]).(*array.Timestamp)
+	for i := range ids.Len() {
+		o.ids = append(o.ids, ids.Value(i))
+		o.stamps = append(o.stamps, int64(st.Value(i)))
+		if st.IsNull(i) {
+			o.stamps[len(o.stamps)-1] = -1
+		}
+	}
+	o.mu.Unlock()
+	finish := func() {
+		var err error
+		if o.fail != nil {
+			err = o.fail()
+		}
+		b.Release(err)
+	}
+	if o.delay == 0 && o.hold == nil {
+		finish()
+		return nil
+	}
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		if o.hold != nil {
+			<-o.hold
+		}
+		time.Sleep(o.delay)
+		finish()
+	}()
+	return nil
+}
+
+func (o *fakeOut) rows() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]string(nil), o.ids...)
+}
+
+type harness struct {
+	t    testing.TB
+	src  *Source
+	out  *fakeOut
+	url  string
+	cl   *http.Client
+	stop func() error
+	mem  *memory.CheckedAllocator
+}
+
+func start(t testing.TB, cfg Config, out *fakeOut, batchRows int) *harness {
+	t.Helper()
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	if cfg.Schema == nil {
+		cfg.Schema = posts.Schema()
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	if cfg.Stamp == "" {
+		cfg.Stamp = DefaultStamp
+	}
+	src, err := New(cfg, op.Resources{Node: "in", Alloc: mem, Clock: fixedClock{}, BatchRows: batchRows, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.schema = src.Schema()
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- src.Run(ctx, out) }()
+	select {
+	case <-src.Ready():
+	case err := <-runErr:
+		cancel()
+		t.Fatal(err)
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	h := &harness{t: t, src: src, out: out, url: "http://" + src.Addr(), cl: &http.Client{Transport: tr, Timeout: 20 * time.Second}, mem: mem}
+	var once sync.Once
+	var stopErr error
+	h.stop = func() error {
+		once.Do(func() {
+			cancel()
+			stopErr = <-runErr
+			out.wg.Wait()
+			tr.CloseIdleConnections()
+			mem.AssertSize(t, 0)
+		})
+		return stopErr
+	}
+	t.Cleanup(func() {
+		if err := h.stop(); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return h
+}
+
+type reply struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    string
+}
+
+func (h *harness) post(path, ctype string, body []byte) reply {
+	h.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, h.url+path, bytes.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	return h.do(req)
+}
+
+func (h *harness) do(req *http.Request) reply {
+	resp, err := h.cl.Do(req)
+	if err != nil {
+		h.t.Errorf("%s %s: %v", req.Method, req.URL.Path, err)
+		return reply{}
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	r := reply{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
+	if err := json.Unmarshal(raw, &r.body); err != nil {
+		h.t.Errorf("%s %s: response is not JSON: %q", req.Method, req.URL.Path, raw)
+	}
+	return r
+}
+
+func genPosts(seed int64, n int) ([][]byte, []string) {
+	g := posts.New(seed)
+	var p posts.Post
+	var bodies [][]byte
+	var ids []string
+	for range n {
+		g.Next(&p)
+		bodies = append(bodies, posts.AppendJSON(nil, &p))
+		ids = append(ids, p.UniqueID)
+	}
+	return bodies, ids
+}
+
+func TestSinglePost(t *testing.T) {
+	out := &fakeOut{}
+	h := start(t, Config{}, out, 1024)
+	bodies, ids := genPosts(1, 3)
+	for i, b := range bodies {
+		r := h.post(DefaultPath, "application/json", b)
+		if r.status != 200 || r.body["accepted"] != 1.0 {
+			t.Fatalf("post %d: %d %s", i, r.status, r.raw)
+		}
+	}
+	got := out.rows()
+	if strings.Join(got, ",") != strings.Join(ids, ",") {
+		t.Errorf("rows %v, want %v", got, ids)
+	}
+	for _, s := range out.stamps {
+		if s != t0.UnixMicro() {
+			t.Errorf("stamp %d, want the clock's %d", s, t0.UnixMicro())
+		}
+	}
+}
+
+func TestStampCarried(t *testing.T) {
+	out := &fakeOut{}
+	h := start(t, Config{}, out, 1024)
+	r := h.post(DefaultPath, "", []byte(`{"unique_id":"a","ingested_at":"2023-01-02T03:04:05Z"}`))
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.raw)
+	}
+	want := time.Date(2023, 1, 2, 3, 4, 5, 0, time.UTC).UnixMicro()
+	if len(out.stamps) != 1 || out.stamps[0] != want {
+		t.Errorf("stamps %v, want [%d]", out.stamps, want)
+	}
+}
+
+func TestBatch(t *testing.T) {
+	bodies, ids := genPosts(2, 50)
+	array := append([]byte("[\n"), bytes.Join(bodies, []byte(",\n"))...)
+	array = append(array, "\n]"...)
+	ndjson := append(bytes.Join(bodies, []byte("\n")), "\n\n"...)
+	for _, tc := range []struct {
+		name, ctype string
+		body        []byte
+	}{
+		{"array", "application/json", array},
+		{"ndjson", "application/x-ndjson", ndjson},
+		{"ndjson-crlf", "application/x-ndjson; charset=utf-8", bytes.ReplaceAll(ndjson, []byte("\n"), []byte("\r\n"))},
+		{"json-lines-as-json", "application/json", ndjson},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := &fakeOut{}
+			h := start(t, Config{}, out, 1024)
+			r := h.post(DefaultBatchPath, tc.ctype, tc.body)
+			if r.status != 200 || r.body["accepted"] != 50.0 {
+				t.Fatalf("%d %s", r.status, r.raw)
+			}
+			if got := out.rows(); strings.Join(got, ",") != strings.Join(ids, ",") {
+				t.Errorf("rows differ: got %d rows", len(got))
+			}
+		})
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	good, _ := genPosts(3, 3)
+	badBatch := append([]byte("["), good[0]...)
+	badBatch = append(badBatch, ',')
+	badBatch = append(badBatch, good[1]...)
+	badBatch = append(badBatch, `,{"unique_id":"x","downloaded":"yes"}]`...)
+	for _, tc := range []struct {
+		name, method, path, ctype string
+		body                      string
+		status                    int
+		field                     string
+		index                     float64 // -1: no index
+		msg                       string
+	}{
+		{"malformed", "POST", DefaultPath, "application/json", `{"unique_id": "a",`, 400, "", 0, "invalid JSON"},
+		{"not an object", "POST", DefaultPath, "application/json", `42`, 400, "", 0, "must be a JSON object"},
+		{"array to single", "POST", DefaultPath, "application/json", `[{}]`, 400, "", 0, "send several posts to /v1/posts/batch"},
+		{"wrong type", "POST", DefaultPath, "application/json", `{"unique_id":"a","index":"forty"}`, 400, "index", 0, "expected int64"},
+		{"wrong stamp", "POST", DefaultPath, "application/json", `{"ingested_at":"yesterday"}`, 400, "ingested_at", 0, "expected timestamp"},
+		{"batch bad post", "POST", DefaultBatchPath, "application/json", string(badBatch), 400, "downloaded", 2, "expected int64"},
+		{"batch bad line", "POST", DefaultBatchPath, "application/x-ndjson", string(good[0]) + "\n{oops}\n", 400, "", 1, "invalid JSON"},
+		{"batch unterminated", "POST", DefaultBatchPath, "application/json", `[{"a":"b"}, {"c": "`, 400, "", 1, "unterminated string"},
+		{"batch trailing", "POST", DefaultBatchPath, "application/json", `[{"a":"b"}] x`, 400, "", 0, "after the array"},
+		{"empty batch", "POST", DefaultBatchPath, "application/json", `[]`, 400, "", 0, "no posts"},
+		{"empty body", "POST", DefaultBatchPath, "application/x-ndjson", "\n \n", 400, "", 0, "no posts"},
+		{"oversize", "POST", DefaultPath, "application/json", `{"title":"` + strings.Repeat("x", 5000) + `"}`, 413, "", -1, "max_body"},
+		{"wrong content type", "POST", DefaultPath, "text/plain", `{}`, 415, "", -1, "Content-Type"},
+		{"form", "POST", DefaultBatchPath, "application/x-www-form-urlencoded", `a=b`, 415, "", -1, "Content-Type"},
+		{"wrong method", "GET", DefaultPath, "", ``, 405, "", -1, "use POST"},
+		{"put", "PUT", DefaultBatchPath, "application/json", `[]`, 405, "", -1, "use POST"},
+		{"unknown path", "POST", "/v2/nope", "application/json", `{}`, 404, "", -1, "no such endpoint"},
+		{"post healthz", "POST", "/healthz", "", ``, 405, "", -1, "use GET"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := &fakeOut{}
+			h := start(t, Config{MaxBody: 4096}, out, 1024)
+			req, _ := http.NewRequest(tc.method, h.url+tc.path, strings.NewReader(tc.body))
+			if tc.ctype != "" {
+				req.Header.Set("Content-Type", tc.ctype)
+			}
+			r := h.do(req)
+			if r.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.raw)
+			}
+			msg, _ := r.body["error"].(string)
+			if !strings.Contains(msg, tc.msg) {
+				t.Errorf("error %q does not contain %q", msg, tc.msg)
+			}
+			if f, _ := r.body["field"].(string); f != tc.field {
+				t.Errorf("field %q, want %q (%s)", f, tc.field, r.raw)
+			}
+			idx, has := r.body["index"].(float64)
+			if tc.index >= 0 && (!has || idx != tc.index) {
+				t.Errorf("index %v, want %v (%s)", r.body["index"], tc.index, r.raw)
+			}
+			if tc.index < 0 && has {
+				t.Errorf("unexpected index in %s", r.raw)
+			}
+			if n := len(out.rows()); n != 0 {
+				t.Errorf("%d rows emitted for a rejected request", n)
+			}
+		})
+	}
+}
+
+func TestOversizeChunked(t *testing.T) {
+	out := &fakeOut{}
+	h := start(t, Config{MaxBody: 100}, out, 1024)
+	// An io.Reader body of unknown length is sent chunked, without Content-Length.
+	body := io.MultiReader(strings.NewReader(`{"title":"`), strings.NewReader(strings.Repeat("y", 500)), strings.NewReader(`"}`))
+	req, _ := http.NewRequest("POST", h.url+DefaultPath, body)
+	req.Header.Set("Content-Type", "application/json")
+	if r := h.do(req); r.status != 413 {
+		t.Errorf("status %d, want 413: %s", r.status, r.raw)
+	}
+}
+
+func TestAckFailure(t *testing.T) {
+	out := &fakeOut{fail: func() error { return errors.New("kafka: broker not available") }}
+	h := start(t, Config{}, out, 1024)
+	bodies, _ := genPosts(4, 2)
+	r := h.post(DefaultPath, "application/json", bodies[0])
+	if r.status != 503 || !strings.Contains(r.raw, "broker not available") {
+		t.Errorf("single: %d %s", r.status, r.raw)
+	}
+	r = h.post(DefaultBatchPath, "application/x-ndjson", bytes.Join(bodies, []byte("\n")))
+	if r.status != 503 || !strings.Contains(r.raw, "broker not available") {
+		t.Errorf("batch: %d %s", r.status, r.raw)
+	}
+}
+
+func TestAckTimeout(t *testing.T) {
+	hold := make(chan struct{})
+	out := &fakeOut{hold: hold}
+	h := start(t, Config{AckTimeout: 50 * time.Millisecond}, out, 1024)
+	defer close(hold)
+	r := h.post(DefaultPath, "application/json", []byte(`{"unique_id":"a"}`))
+	if r.status != 503 || !strings.Contains(r.raw, "ack_timeout") {
+		t.Errorf("%d %s", r.status, r.raw)
+	}
+}
+
+func TestSaturation(t *testing.T) {
+	hold := make(chan struct{})
+	out := &fakeOut{hold: hold}
+	h := start(t, Config{MaxInflight: 2}, out, 1024)
+	var wg sync.WaitGroup
+	replies := make([]reply, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			replies[i] = h.post(DefaultPath, "application/json", fmt.Appendf(nil, `{"unique_id":"u%d"}`, i))
+		}()
+	}
+	// Wait until both wait for their acks.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(out.rows()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	r := h.post(DefaultPath, "application/json", []byte(`{"unique_id":"u3"}`))
+	if r.status != 429 || r.header.Get("Retry-After") != "1" {
+		t.Errorf("saturated: %d Retry-After=%q %s", r.status, r.header.Get("Retry-After"), r.raw)
+	}
+	req, _ := http.NewRequest("GET", h.url+"/readyz", nil)
+	if r := h.do(req); r.status != 503 || !strings.Contains(r.raw, "saturated") {
+		t.Errorf("readyz while saturated: %d %s", r.status, r.raw)
+	}
+	req, _ = http.NewRequest("GET", h.url+"/healthz", nil)
+	if r := h.do(req); r.status != 200 {
+		t.Errorf("healthz while saturated: %d %s", r.status, r.raw)
+	}
+	close(hold)
+	wg.Wait()
+	for i, r := range replies {
+		if r.status != 200 {
+			t.Errorf("held request %d: %d %s", i, r.status, r.raw)
+		}
+	}
+	req, _ = http.NewRequest("GET", h.url+"/readyz", nil)
+	if r := h.do(req); r.status != 200 {
+		t.Errorf("readyz after: %d %s", r.status, r.raw)
+	}
+}
+
+func TestCoalescing(t *testing.T) {
+	out := &fakeOut{}
+	h := start(t, Config{Linger: 20 * time.Millisecond}, out, 1000)
+	bodies, _ := genPosts(5, 40)
+	var wg sync.WaitGroup
+	var bad atomic.Int32
+	for _, b := range bodies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r := h.post(DefaultPath, "application/json", b); r.status != 200 {
+				bad.Add(1)
+			}
+		}()
+	}
+	// A batch request joins the same batches.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if r := h.post(DefaultBatchPath, "application/x-ndjson", bytes.Join(bodies[:5], []byte("\n"))); r.status != 200 || r.body["accepted"] != 5.0 {
+			bad.Add(1)
+		}
+	}()
+	wg.Wait()
+	if bad.Load() > 0 {
+		t.Fatalf("%d requests failed", bad.Load())
+	}
+	if n := len(out.rows()); n != 45 {
+		t.Errorf("%d rows, want 45", n)
+	}
+	out.mu.Lock()
+	batches := out.batches
+	out.mu.Unlock()
+	if batches >= 41 {
+		t.Errorf("%d batches for 41 requests: not coalesced", batches)
+	}
+	t.Logf("41 requests in %d batches", batches)
+}
+
+func TestBatchRowsFlush(t *testing.T) {
+	// With a long linger, reaching BatchRows must flush at once.
+	out := &fakeOut{}
+	h := start(t, Config{Linger: time.Hour}, out, 10)
+	bodies, _ := genPosts(6, 10)
+	startT := time.Now()
+	r := h.post(DefaultBatchPath, "application/x-ndjson", bytes.Join(bodies, []byte("\n")))
+	if r.status != 200 || time.Since(startT) > 5*time.Second {
+		t.Errorf("%d %s after %s", r.status, r.raw, time.Since(startT))
+	}
+}
+
+func TestSlowClient(t *testing.T) {
+	out := &fakeOut{}
+	h := start(t, Config{ReadTimeout: 400 * time.Millisecond, MaxInflight: 4}, out, 1024)
+	// A client that sends its headers and then trickles the body.
+	conn, err := net.Dial("tcp", h.src.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{", DefaultPath)
+	trickleDone := make(chan error, 1)
+	go func() {
+		for range 100 {
+			if _, err := conn.Write([]byte(" ")); err != nil {
+				trickleDone <- err
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		trickleDone <- nil
+	}()
+	bodies, _ := genPosts(7, 20)
+	for i, b := range bodies {
+		if r := h.post(DefaultPath, "application/json", b); r.status != 200 {
+			t.Fatalf("post %d while a client trickles: %d %s", i, r.status, r.raw)
+		}
+	}
+	// The trickler is cut off by ReadTimeout: its connection ends.
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Errorf("trickling client got 200")
+		}
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Errorf("trickling client was not cut off: %v", err)
+	}
+	conn.Close()
+	<-trickleDone
+}
+
+func TestGoodTrafficAmongBad(t *testing.T) {
+	out := &fakeOut{}
+	h := start(t, Config{MaxBody: 4096, MaxInflight: 256}, out, 64)
+	bodies, ids := genPosts(8, 200)
+	bad := [][]byte{[]byte(`{`), []byte(`{"index":"x"}`), []byte(`[1,2`), bytes.Repeat([]byte("a"), 5000), []byte("\x00\xff"), []byte(`{"unique_id":"\xff"}`)}
+	var wg sync.WaitGroup
+	var goodFail, badOK atomic.Int32
+	for w := range 4 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(bodies); i += 4 {
+				if r := h.post(DefaultPath, "application/json", bodies[i]); r.status != 200 {
+					goodFail.Add(1)
+					t.Errorf("good post: %d %s", r.status, r.raw)
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				b := bad[(i+w)%len(bad)]
+				path := DefaultPath
+				if i%2 == 1 {
+					path = DefaultBatchPath
+				}
+				if r := h.post(path, "application/json", b); r.status == 200 {
+					badOK.Add(1)
+					t.Errorf("bad post %q accepted", b)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	got := out.rows()
+	seen := map[string]int{}
+	for _, id := range got {
+		seen[id]++
+	}
+	want := map[string]int{}
+	for _, id := range ids {
+		want[id]++
+	}
+	if len(got) != len(ids) {
+		t.Errorf("%d rows, want %d", len(got), len(ids))
+	}
+	for id, n := range want {
+		if seen[id] != n {
+			t.Errorf("id %q: %d rows, want %d", id, seen[id], n)
+		}
+	}
+	if goodFail.Load() > 0 || badOK.Load() > 0 {
+		t.Errorf("%d good posts failed, %d bad ones accepted", goodFail.Load(), badOK.Load())
+	}
+}
+
+func TestGracefulStop(t *testing.T) {
+	out := &fakeOut{delay: 100 * time.Millisecond}
+	h := start(t, Config{Linger: 30 * time.Millisecond}, out, 1024)
+	bodies, _ := genPosts(9, 10)
+	var wg sync.WaitGroup
+	replies := make([]reply, len(bodies))
+	for i, b := range bodies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			replies[i] = h.post(DefaultPath, "application/json", b)
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.src.sem) < len(bodies) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if err := h.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	wg.Wait()
+	for i, r := range replies {
+		if r.status != 200 {
+			t.Errorf("request %d in flight at stop: %d %s", i, r.status, r.raw)
+		}
+	}
+	if n := len(out.rows()); n != len(bodies) {
+		t.Errorf("%d rows, want %d", n, len(bodies))
+	}
+}
+
+func TestListenError(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	src, err := New(Config{Schema: posts.Schema(), Listen: "256.0.0.1:1"}, op.Resources{Alloc: mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Run(context.Background(), &fakeOut{}); err == nil {
+		t.Error("Run listened on an invalid address")
+	}
+	if err := src.Close(context.Background()); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestCloseWithoutRun(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	src, err := New(Config{Schema: posts.Schema()}, op.Resources{Alloc: mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = src.Close(context.Background())
+	_ = src.Close(context.Background())
+}
+
+func TestSplitArray(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+		err  string
+	}{
+		{`[]`, nil, ""},
+		{` [ {"a":1} , {"b":"]}"} ] `, []string{`{"a":1}`, `{"b":"]}"}`}, ""},
+		{`[{"a":[1,{"b":2}]},{"c":"\"}"}]`, []string{`{"a":[1,{"b":2}]}`, `{"c":"\"}"}`}, ""},
+		{`[1,"x",null]`, []string{`1`, `"x"`, `null`}, ""},
+		{`[{},]`, []string{`{}`, ``}, ""},
+		{`[{}`, []string{`{}`}, "unexpected end of input"},
+		{`[{"a":"b}]`, nil, "unterminated string"},
+		{`{}`, nil, "expected a JSON array"},
+		{`[{} {}]`, []string{`{}`}, "expected ',' or ']'"},
+	} {
+		var got []string
+		_, err := splitArray([]byte(tc.in), func(i int, e []byte) error {
+			got = append(got, string(e))
+			return nil
+		})
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: elements %q, want %q", tc.in, got, tc.want)
+		}
+		if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s: error %v, want %q", tc.in, err, tc.err)
+		}
+	}
+}
