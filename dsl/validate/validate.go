@@ -337,6 +337,11 @@ func (v *validator) unused() {
 	if v.badRefs {
 		return // the answer depends on what the broken references meant
 	}
+	if len(v.sinkNames()) == 0 && len(v.all) > 0 {
+		e := v.errorf(source.Pos{File: v.p.File, Line: 1, Column: 1}, "no-sink", "the pipeline has no sinks: nothing would be written")
+		e.Hint = "add a 'sinks:' block with a node that reads 'from:' your last node"
+		return
+	}
 	for _, n := range v.all {
 		if !used[n] && !n.inCycle {
 			e := v.errorf(n.ast.Pos, "unused", "node '%s' is not used by any sink", n.ast.Name)
