@@ -5,7 +5,12 @@ package all
 import (
 	_ "github.com/flowrun/flowrun/operators/source/generate"
 	_ "github.com/flowrun/flowrun/operators/transform/aggregate"
+	_ "github.com/flowrun/flowrun/operators/transform/cast"
+	_ "github.com/flowrun/flowrun/operators/transform/dedupe"
 	_ "github.com/flowrun/flowrun/operators/transform/drop"
+	_ "github.com/flowrun/flowrun/operators/transform/explode"
+	_ "github.com/flowrun/flowrun/operators/transform/filter"
+	_ "github.com/flowrun/flowrun/operators/transform/map"
 	_ "github.com/flowrun/flowrun/operators/transform/rename"
 	_ "github.com/flowrun/flowrun/operators/transform/require"
 	_ "github.com/flowrun/flowrun/operators/transform/select"
