@@ -1,0 +1,262 @@
+package kafka
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"go.uber.org/goleak"
+
+	"github.com/flowrun/flowrun/dsl/exprc"
+	"github.com/flowrun/flowrun/dsl/spec"
+	"github.com/flowrun/flowrun/internal/testenv"
+	"github.com/flowrun/flowrun/operators/kafkaclient"
+	"github.com/flowrun/flowrun/operators/kafkaclient/kafkatest"
+	"github.com/flowrun/flowrun/operators/op"
+	"github.com/flowrun/flowrun/runtime/batch"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var schema = arrow.NewSchema([]arrow.Field{
+	{Name: "id", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	{Name: "name", Type: arrow.BinaryTypes.String, Nullable: true},
+}, nil)
+
+type acks struct {
+	mu   sync.Mutex
+	n    int
+	errs []error
+}
+
+func (a *acks) new() *batch.Ack {
+	return batch.NewAck(func(err error) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.n++
+		if err != nil {
+			a.errs = append(a.errs, err)
+		}
+	})
+}
+
+func (a *acks) get() (int, []error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.n, append([]error(nil), a.errs...)
+}
+
+func rows(alloc memory.Allocator, from, to int) arrow.RecordBatch {
+	b := array.NewRecordBuilder(alloc, schema)
+	defer b.Release()
+	for i := from; i < to; i++ {
+		b.Field(0).(*array.Int64Builder).Append(int64(i))
+		if i%7 == 0 {
+			b.Field(1).AppendNull()
+		} else {
+			b.Field(1).(*array.StringBuilder).Append(fmt.Sprintf("name %d \"q\"", i))
+		}
+	}
+	return b.NewRecordBatch()
+}
+
+func keyProg(t *testing.T, src string) *exprc.Program {
+	t.Helper()
+	p, errs := exprc.Compile(spec.ExprSrc{Src: src}, schema)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	return p
+}
+
+// write sends ids [0,n) in batches of 100 and closes the sink.
+func write(t *testing.T, brokers []string, topic string, n int, cfg Config) {
+	t.Helper()
+	alloc := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer alloc.AssertSize(t, 0)
+	cfg.Brokers, cfg.Topic = brokers, topic
+	s, err := New(op.Resources{Node: "out", Alloc: alloc}, cfg, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a acks
+	ctx := context.Background()
+	for from := 0; from < n; from += 100 {
+		if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, from, min(from+100, n)), Ack: a.new()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal("second Close:", err)
+	}
+	if got, errs := a.get(); got != (n+99)/100 || len(errs) > 0 {
+		t.Fatalf("acks %d of %d, errors %v", got, (n+99)/100, errs)
+	}
+}
+
+// readAll reads the topic to its end with a plain sarama consumer.
+func readAll(t *testing.T, addrs []string, topic string) []*sarama.ConsumerMessage {
+	t.Helper()
+	c, err := sarama.NewClient(addrs, kafkaclient.NewConfig("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	marks, err := kafkaclient.PartitionMarks(c, []string{topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := sarama.NewConsumerFromClient(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	var out []*sarama.ConsumerMessage
+	for p, m := range marks {
+		if m.High <= m.Low {
+			continue
+		}
+		pc, err := cons.ConsumePartition(topic, p.Partition, m.Low)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for msg := range pc.Messages() {
+			out = append(out, msg)
+			if msg.Offset >= m.High-1 {
+				break
+			}
+		}
+		pc.Close()
+	}
+	return out
+}
+
+type row struct {
+	ID   int64   `json:"id"`
+	Name *string `json:"name"`
+}
+
+func checkValues(t *testing.T, values [][]byte, n int) {
+	t.Helper()
+	seen := map[int64]bool{}
+	for _, v := range values {
+		var r row
+		if err := json.Unmarshal(v, &r); err != nil {
+			t.Fatalf("message %q: %v", v, err)
+		}
+		if seen[r.ID] {
+			t.Fatalf("id %d twice", r.ID)
+		}
+		seen[r.ID] = true
+		if (r.ID%7 == 0) != (r.Name == nil) {
+			t.Fatalf("message %q", v)
+		}
+	}
+	for i := range n {
+		if !seen[int64(i)] {
+			t.Fatalf("id %d missing (%d messages)", i, len(values))
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("%d ids, want %d", len(seen), n)
+	}
+}
+
+func TestWriteEmbedded(t *testing.T) {
+	for _, tc := range []struct{ compression, partitioner string }{
+		{"snappy", "hash"}, {"none", "roundrobin"}, {"gzip", "random"}, {"lz4", "hash"}, {"zstd", "hash"},
+	} {
+		t.Run(tc.compression+"-"+tc.partitioner, func(t *testing.T) {
+			topic := kafkatest.Topic(t)
+			addrs, release, err := kafkaclient.ResolveBrokers([]string{"embedded"}, topic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer release()
+			write(t, []string{"embedded"}, topic, 1050, Config{Key: keyProg(t, "id % 10"), Compression: tc.compression, Partitioner: tc.partitioner, MaxInFlight: 2, Retries: 3})
+			msgs := readAll(t, addrs, topic)
+			var values [][]byte
+			part := map[string]int32{}
+			for _, m := range msgs {
+				values = append(values, m.Value)
+				if tc.partitioner == "hash" {
+					if p, ok := part[string(m.Key)]; ok && p != m.Partition {
+						t.Fatalf("key %q in partitions %d and %d", m.Key, p, m.Partition)
+					}
+					part[string(m.Key)] = m.Partition
+				}
+			}
+			checkValues(t, values, 1050)
+		})
+	}
+}
+
+func TestDeliveryFailureFailsTheSink(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(op.Resources{Node: "out", Alloc: memory.DefaultAllocator},
+		Config{Brokers: c.ListenAddrs(), Topic: "t", Compression: "none", Partitioner: "hash", MaxInFlight: 8, Retries: 1, RetryBackoff: 10 * time.Millisecond}, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close() // the broker goes away
+	var a acks
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := s.Write(ctx, batch.Batch{Rec: rows(memory.DefaultAllocator, 0, 10), Ack: a.new()}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if n, _ := a.get(); n == 1 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("batch never acknowledged")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, errs := a.get(); len(errs) != 1 {
+		t.Fatalf("ack errors %v, want the delivery failure", errs)
+	}
+	if err := s.Flush(ctx); err == nil {
+		t.Fatal("Flush after a failed delivery returned nil")
+	}
+	if err := s.Write(ctx, batch.Batch{Rec: rows(memory.DefaultAllocator, 0, 1), Ack: a.new()}); err == nil {
+		t.Fatal("Write after a failed delivery returned nil")
+	}
+	if err := s.Close(ctx); err == nil {
+		t.Fatal("Close after a failed delivery returned nil")
+	}
+}
+
+func TestRealSinkReadBackWithKcat(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	kafkatest.Kcat(t)
+	topic := kafkatest.Topic(t)
+	if err := kafkaclient.CreateTopics(brokers, 3, topic); err != nil {
+		t.Fatal(err)
+	}
+	write(t, brokers, topic, 1234, Config{Key: keyProg(t, "id"), Compression: "snappy", Partitioner: "hash", MaxInFlight: 8, Retries: 5})
+	lines := kafkatest.Consume(t, brokers, topic)
+	var values [][]byte
+	for _, l := range lines {
+		values = append(values, []byte(l))
+	}
+	checkValues(t, values, 1234)
+}
