@@ -450,4 +450,3 @@ func TestRealSourceResumeNoDuplicates(t *testing.T) {
 	defer out2.Release()
 	checkIDs(t, append(first, out2.Int64s("id")...), 0, 1000)
 }
-
