@@ -3,7 +3,9 @@
 package all
 
 import (
+	_ "github.com/flowrun/flowrun/operators/sink/kafka"
 	_ "github.com/flowrun/flowrun/operators/source/generate"
+	_ "github.com/flowrun/flowrun/operators/source/kafka"
 	_ "github.com/flowrun/flowrun/operators/transform/aggregate"
 	_ "github.com/flowrun/flowrun/operators/transform/cast"
 	_ "github.com/flowrun/flowrun/operators/transform/dedupe"
