@@ -3,7 +3,10 @@
 package all
 
 import (
+	_ "github.com/flowrun/flowrun/operators/sink/file"
 	_ "github.com/flowrun/flowrun/operators/sink/kafka"
+	_ "github.com/flowrun/flowrun/operators/sink/stdout"
+	_ "github.com/flowrun/flowrun/operators/source/file"
 	_ "github.com/flowrun/flowrun/operators/source/generate"
 	_ "github.com/flowrun/flowrun/operators/source/kafka"
 	_ "github.com/flowrun/flowrun/operators/transform/aggregate"
