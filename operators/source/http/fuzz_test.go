@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/flowrun/flowrun/operators/source/generate/posts"
 )
@@ -27,7 +28,7 @@ func FuzzIngestBody(f *testing.F) {
 		f.Add([]byte(s), uint8(0))
 	}
 	out := &fakeOut{}
-	h := start(f, Config{MaxBody: 64 << 10}, out, 64)
+	h := start(f, Config{MaxBody: 64 << 10, Linger: 50 * time.Microsecond}, out, 64)
 	ctypes := []string{"application/json", "application/x-ndjson", ""}
 	f.Fuzz(func(t *testing.T, body []byte, sel uint8) {
 		path := DefaultPath

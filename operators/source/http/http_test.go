@@ -41,10 +41,11 @@ func (fixedClock) After(d time.Duration) <-chan time.Time { return time.After(d)
 // fakeOut is an op.Output that records the unique_id and stamp of every row
 // and finishes each batch's ack with fail() after delay or once hold closes.
 type fakeOut struct {
-	schema *arrow.Schema
-	fail   func() error
-	delay  time.Duration
-	hold   chan struct{}
+	schema  *arrow.Schema
+	fail    func() error
+	emitErr error // Emit fails the batch and returns this
+	delay   time.Duration
+	hold    chan struct{}
 
 	mu      sync.Mutex
 	ids     []string
@@ -58,6 +59,10 @@ func (o *fakeOut) Schema() *arrow.Schema { return o.schema }
 func (o *fakeOut) Reject(record, reason string) error { return errors.New("no dead letters") }
 
 func (o *fakeOut) Emit(ctx context.Context, b batch.Batch) error {
+	if o.emitErr != nil {
+		b.Release(o.emitErr)
+		return o.emitErr
+	}
 	o.mu.Lock()
 	o.batches++
 	ids := b.Rec.Column(b.Rec.Schema().FieldIndices("unique_id")[0]).(*array.String)
@@ -354,6 +359,32 @@ func TestAckFailure(t *testing.T) {
 	r = h.post(DefaultBatchPath, "application/x-ndjson", bytes.Join(bodies, []byte("\n")))
 	if r.status != 503 || !strings.Contains(r.raw, "broker not available") {
 		t.Errorf("batch: %d %s", r.status, r.raw)
+	}
+}
+
+func TestEmitError(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	src, err := New(Config{Schema: posts.Schema(), Listen: "127.0.0.1:0"}, op.Resources{Alloc: mem, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &fakeOut{schema: src.Schema(), emitErr: errors.New("pipeline aborted")}
+	done := make(chan error, 1)
+	go func() { done <- src.Run(context.Background(), out) }()
+	<-src.Ready()
+	h := &harness{t: t, cl: &http.Client{Transport: &http.Transport{}}, url: "http://" + src.Addr()}
+	defer h.cl.CloseIdleConnections()
+	start := time.Now()
+	r := h.post(DefaultPath, "application/json", []byte(`{"unique_id":"a"}`))
+	if r.status != 503 || !strings.Contains(r.raw, "pipeline aborted") {
+		t.Errorf("%d %s", r.status, r.raw)
+	}
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "pipeline aborted") {
+		t.Errorf("Run returned %v", err)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("Run took %s to stop after a failed Emit", el)
 	}
 }
 

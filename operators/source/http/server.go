@@ -95,11 +95,12 @@ type Source struct {
 	stampCol int           // -1 without a stamp column
 	log      *slog.Logger
 
-	sem      chan struct{} // one slot per request in flight
-	stopping atomic.Bool   // readyz fails; new requests get 503
-	abandon  chan struct{} // closed when waiting requests must give up
-	ready    chan struct{}
-	addr     atomic.Pointer[string]
+	sem         chan struct{} // one slot per request in flight
+	stopping    atomic.Bool   // readyz fails; new requests get 503
+	abandon     chan struct{} // closed when waiting requests must give up
+	abandonOnce sync.Once
+	ready       chan struct{}
+	addr        atomic.Pointer[string]
 
 	mu      sync.Mutex
 	dec     *jsondec.Decoder // shared decoder of single posts
@@ -206,6 +207,9 @@ func (s *Source) Run(ctx context.Context, out op.Output) error {
 		s.signal(true) // rows pending when the first loop ended
 		runErr = s.loop(emitCtx, out, nil, shutDone)
 	} else {
+		// The pipeline failed: answer every waiting request now.
+		s.failPending(runErr)
+		s.abandonOnce.Do(func() { close(s.abandon) })
 		<-shutDone
 	}
 	cancel()
@@ -227,7 +231,7 @@ func (s *Source) Run(ctx context.Context, out op.Output) error {
 	if n := s.pendingAcks.Load(); n > 0 {
 		s.log.Warn("stopped with batches not yet acknowledged", "batches", n)
 	}
-	close(s.abandon)
+	s.abandonOnce.Do(func() { close(s.abandon) })
 	// Every request holding a slot now finishes promptly; take all slots so
 	// none still uses a decoder when they are released.
 	for range cap(s.sem) {
@@ -409,26 +413,41 @@ func concat(alloc memory.Allocator, schema *arrow.Schema, recs []arrow.RecordBat
 	return array.NewRecordBatch(schema, cols, n), nil
 }
 
-// releaseAll frees the decoders and any rows never emitted.
-func (s *Source) releaseAll() {
+// failPending stops accepting rows and fails every request whose rows
+// were not emitted yet with err.
+func (s *Source) failPending(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.failPendingLocked(err)
+}
+
+func (s *Source) failPendingLocked(err error) {
 	s.closed = true
-	if s.dec != nil {
-		s.dec.Release()
-		s.dec = nil
+	if s.dec != nil && s.dec.Rows() > 0 {
+		s.dec.Flush().Release()
 	}
 	for _, p := range s.parts {
 		if p.rec != nil {
 			p.rec.Release()
 			p.rec = nil
 		}
-		p.done <- ErrStopping
+		p.done <- err
 	}
 	for _, w := range s.shared {
-		w.done <- ErrStopping
+		w.done <- err
 	}
 	s.parts, s.shared, s.rows = nil, nil, 0
+}
+
+// releaseAll frees the decoders and any rows never emitted.
+func (s *Source) releaseAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failPendingLocked(ErrStopping)
+	if s.dec != nil {
+		s.dec.Release()
+		s.dec = nil
+	}
 	for {
 		select {
 		case d := <-s.decPool:
