@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -27,6 +28,7 @@ type runFlags struct {
 	drainTimeout time.Duration
 	quiet        bool
 	logLevel     string
+	cpuProfile   string
 }
 
 func newRunCmd(reg *op.Registry) *cobra.Command {
@@ -53,6 +55,7 @@ filtered + dead letters.`,
 	cmd.Flags().DurationVar(&f.drainTimeout, "drain-timeout", 15*time.Second, "how long a stop may take to drain in-flight batches")
 	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "no progress line and no summary")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile to this file")
 	return cmd
 }
 
@@ -82,6 +85,17 @@ func runPipeline(ctx context.Context, reg *op.Registry, path string, f runFlags,
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	progressDone := make(chan struct{})
 	progressStopped := make(chan struct{})
