@@ -8,6 +8,7 @@ import (
 	_ "github.com/flowrun/flowrun/operators/sink/stdout"
 	_ "github.com/flowrun/flowrun/operators/source/file"
 	_ "github.com/flowrun/flowrun/operators/source/generate"
+	_ "github.com/flowrun/flowrun/operators/source/http"
 	_ "github.com/flowrun/flowrun/operators/source/kafka"
 	_ "github.com/flowrun/flowrun/operators/transform/aggregate"
 	_ "github.com/flowrun/flowrun/operators/transform/cast"
