@@ -192,25 +192,12 @@ func (t *Cast) Process(ctx context.Context, in batch.Batch, out op.Output) error
 		c.Release()
 	}
 	in.Rec.Release()
-	switch {
-	case rejectErr != nil:
+	if rejectErr != nil {
 		rec.Release()
 		in.Ack.Done(rejectErr)
 		return rejectErr
-	case kept == 0:
-		rec.Release()
-		in.Ack.Done(nil)
-		return nil
-	case kept < n:
-		filtered, err := xf.Keep(ctx, t.mem, rec, t.keep)
-		rec.Release()
-		if err != nil {
-			in.Ack.Done(err)
-			return err
-		}
-		rec = filtered
 	}
-	return xf.Emit(ctx, out, in.Ack, rec)
+	return xf.EmitKept(ctx, out, t.mem, in.Ack, rec, t.keep, kept)
 }
 
 // Close releases the builders.

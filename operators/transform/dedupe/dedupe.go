@@ -146,20 +146,7 @@ func (d *Dedupe) Process(ctx context.Context, in batch.Batch, out op.Output) err
 		}
 	}
 	d.compact()
-	switch kept {
-	case n:
-		return xf.Emit(ctx, out, in.Ack, in.Rec)
-	case 0:
-		in.Release(nil)
-		return nil
-	}
-	rec, err := xf.Keep(ctx, d.mem, in.Rec, d.keep)
-	in.Rec.Release()
-	if err != nil {
-		in.Ack.Done(err)
-		return err
-	}
-	return xf.Emit(ctx, out, in.Ack, rec)
+	return xf.EmitKept(ctx, out, d.mem, in.Ack, in.Rec, d.keep, kept)
 }
 
 // expire forgets keys first seen `within` or more before now.

@@ -88,20 +88,7 @@ func (f *Filter) Process(ctx context.Context, in batch.Batch, out op.Output) err
 			kept++
 		}
 	}
-	switch kept {
-	case n:
-		return xf.Emit(ctx, out, in.Ack, in.Rec)
-	case 0:
-		in.Release(nil)
-		return nil
-	}
-	rec, err := xf.Keep(ctx, f.mem, in.Rec, f.keep)
-	in.Rec.Release()
-	if err != nil {
-		in.Ack.Done(err)
-		return err
-	}
-	return xf.Emit(ctx, out, in.Ack, rec)
+	return xf.EmitKept(ctx, out, f.mem, in.Ack, in.Rec, f.keep, kept)
 }
 
 // EvalMsg is an evaluation error's message without the expression's

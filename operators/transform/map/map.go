@@ -195,21 +195,7 @@ func (m *Map) Process(ctx context.Context, in batch.Batch, out op.Output) error 
 		c.Release()
 	}
 	in.Rec.Release()
-	switch {
-	case kept == 0:
-		rec.Release()
-		in.Ack.Done(nil)
-		return nil
-	case kept < n:
-		filtered, err := xf.Keep(ctx, m.mem, rec, m.keep)
-		rec.Release()
-		if err != nil {
-			in.Ack.Done(err)
-			return err
-		}
-		rec = filtered
-	}
-	return xf.Emit(ctx, out, in.Ack, rec)
+	return xf.EmitKept(ctx, out, m.mem, in.Ack, rec, m.keep, kept)
 }
 
 // Close releases the builders.

@@ -117,14 +117,5 @@ func (t *transform) Process(ctx context.Context, in batch.Batch, out op.Output) 
 		}
 		t.keep = append(t.keep, reason == "")
 	}
-	if kept == rows {
-		return out.Emit(ctx, in)
-	}
-	rec, err := xf.Keep(ctx, xf.Alloc(t.res), in.Rec, t.keep)
-	in.Rec.Release()
-	if err != nil {
-		in.Ack.Done(err)
-		return err
-	}
-	return xf.Emit(ctx, out, in.Ack, rec)
+	return xf.EmitKept(ctx, out, xf.Alloc(t.res), in.Ack, in.Rec, t.keep, kept)
 }

@@ -45,6 +45,27 @@ func Emit(ctx context.Context, out op.Output, ack *batch.Ack, rec arrow.RecordBa
 	return out.Emit(ctx, batch.Batch{Rec: rec, Ack: ack})
 }
 
+// EmitKept passes on the rows of rec where keep is true (kept of them) under
+// ack, taking over both: all rows pass rec itself on (zero-copy), none
+// releases rec and finishes ack, some copies the kept rows.
+func EmitKept(ctx context.Context, out op.Output, mem memory.Allocator, ack *batch.Ack, rec arrow.RecordBatch, keep []bool, kept int) error {
+	switch kept {
+	case int(rec.NumRows()):
+		return Emit(ctx, out, ack, rec)
+	case 0:
+		rec.Release()
+		ack.Done(nil)
+		return nil
+	}
+	filtered, err := Keep(ctx, mem, rec, keep)
+	rec.Release()
+	if err != nil {
+		ack.Done(err)
+		return err
+	}
+	return Emit(ctx, out, ack, filtered)
+}
+
 // Keep returns a new record holding the rows of rec where keep is true. It
 // does not release rec. All-true masks should be handled by the caller
 // (emit rec itself, zero-copy).
