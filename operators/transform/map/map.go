@@ -5,6 +5,7 @@ package mapop
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -110,6 +111,9 @@ type Map struct {
 	apps []arrowx.Appender
 	vals []any
 	keep []bool
+	// dataBytes is each string column's value bytes in the last batch, to
+	// reserve the next batch's buffer at once instead of growing it.
+	dataBytes []int
 }
 
 func (m *Map) init() {
@@ -123,6 +127,7 @@ func (m *Map) init() {
 		m.apps = append(m.apps, arrowx.NewAppender(b))
 	}
 	m.vals = make([]any, len(m.cols))
+	m.dataBytes = make([]int, len(m.cols))
 }
 
 // Process implements op.Transform.
@@ -131,10 +136,14 @@ func (m *Map) Process(ctx context.Context, in batch.Batch, out op.Output) error 
 	defer m.mu.Unlock()
 	m.init()
 	n := in.Rows()
-	m.keep = append(m.keep[:0], make([]bool, n)...)
+	m.keep = slices.Grow(m.keep[:0], n)[:n]
+	clear(m.keep)
 	for i, ev := range m.evs {
 		ev.Bind(in.Rec)
 		m.bs[i].Reserve(n)
+		if sb, ok := m.bs[i].(*array.StringBuilder); ok && m.dataBytes[i] > 0 {
+			sb.ReserveData(m.dataBytes[i] + m.dataBytes[i]/8)
+		}
 	}
 	// Every builder gets one value per input row (null for a rejected row),
 	// so that the rejected rows are then dropped from all columns at once.
@@ -189,6 +198,9 @@ func (m *Map) Process(ctx context.Context, in batch.Batch, out op.Output) error 
 	}
 	for i, c := range m.cols {
 		cols[c.out] = m.bs[i].NewArray()
+		if sa, ok := cols[c.out].(*array.String); ok && sa.Len() > 0 {
+			m.dataBytes[i] = len(sa.ValueBytes())
+		}
 	}
 	rec := array.NewRecordBatch(m.schema, cols, int64(n))
 	for _, c := range cols {
