@@ -32,7 +32,7 @@ const pinterestClean = `{
 type discard struct{ xftest.Collector }
 
 func (d *discard) Emit(_ context.Context, b batch.Batch) error { b.Release(nil); return nil }
-func (d *discard) Reject(string, string) error               { return nil }
+func (d *discard) Reject(string, string) error                 { return nil }
 
 // BenchmarkPinterestClean measures the cleaning map alone on 1024-row
 // batches of generated posts (ns/op is per batch; see rows/s).
