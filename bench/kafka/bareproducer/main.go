@@ -1,0 +1,149 @@
+// Command bareproducer is the transport limit for flowrun's kafka sink: it
+// produces N generated Pinterest posts (operators/source/generate/posts,
+// AppendJSON, the emulator's bytes) to a topic with a bare sarama
+// AsyncProducer configured as the sink is (idempotent, acks=all, one open
+// request per broker, snappy, 5ms/512KiB flush, hash partitioner on
+// unique_id) and prints one JSON line: records, bytes, seconds, records/s,
+// MB/s. The posts are generated before the clock starts.
+//
+// -create recreates the topic with -partitions partitions first (deleting it
+// if it exists); -n 0 with -create only (re)creates it.
+//
+//	go run ./bench/kafka/bareproducer -brokers 127.0.0.1:9092 -topic t -n 1000000 -create
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/flowrun/flowrun/operators/source/generate/posts"
+)
+
+// Result is the printed line.
+type Result struct {
+	Tool    string  `json:"tool"`
+	Records int64   `json:"records"`
+	Bytes   int64   `json:"bytes"`
+	Seconds float64 `json:"seconds"`
+	RPS     float64 `json:"records_per_s"`
+	MBps    float64 `json:"mb_per_s"`
+}
+
+func main() {
+	brokers := flag.String("brokers", "127.0.0.1:9092", "bootstrap brokers, comma-separated")
+	topic := flag.String("topic", "bench.bare", "topic")
+	n := flag.Int("n", 1000000, "posts to produce")
+	seed := flag.Int64("seed", 1, "generator seed")
+	create := flag.Bool("create", false, "delete and recreate the topic first")
+	parts := flag.Int("partitions", 4, "partitions when creating")
+	flag.Parse()
+	addrs := strings.Split(*brokers, ",")
+	if *create {
+		if err := recreate(addrs, *topic, int32(*parts)); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if *n == 0 {
+		return
+	}
+
+	gen := posts.New(*seed)
+	var p posts.Post
+	buf := make([]byte, 0, *n*800)
+	ends := make([]int, *n)
+	keys := make([]string, *n)
+	for i := range *n {
+		gen.Next(&p)
+		buf = posts.AppendJSON(buf, &p)
+		ends[i] = len(buf)
+		keys[i] = p.UniqueID
+	}
+
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V2_8_0_0
+	cfg.ClientID = "bareproducer"
+	cfg.Producer.Idempotent = true
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg.Net.MaxOpenRequests = 1
+	cfg.Producer.Retry.Max = 10
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Return.Errors = true
+	cfg.Producer.Flush.Frequency = 5 * time.Millisecond
+	cfg.Producer.Flush.Bytes = 512 << 10
+	cfg.Producer.Compression = sarama.CompressionSnappy
+	cfg.Producer.Partitioner = sarama.NewHashPartitioner
+
+	start := time.Now()
+	prod, err := sarama.NewAsyncProducer(addrs, cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		var ok int
+		var first error
+		succ, errs := prod.Successes(), prod.Errors()
+		for ok < *n {
+			select {
+			case <-succ:
+				ok++
+			case e := <-errs:
+				ok++
+				if first == nil {
+					first = e.Err
+				}
+			}
+		}
+		done <- first
+	}()
+	from := 0
+	for i := range *n {
+		var key sarama.Encoder
+		if keys[i] != "" {
+			key = sarama.StringEncoder(keys[i])
+		}
+		prod.Input() <- &sarama.ProducerMessage{Topic: *topic, Key: key, Value: sarama.ByteEncoder(buf[from:ends[i]:ends[i]])}
+		from = ends[i]
+	}
+	if err := <-done; err != nil {
+		log.Fatalf("delivery failed: %v", err)
+	}
+	secs := time.Since(start).Seconds()
+	_ = prod.Close()
+	r := Result{Tool: "bareproducer", Records: int64(*n), Bytes: int64(len(buf)), Seconds: secs,
+		RPS: float64(*n) / secs, MBps: float64(len(buf)) / secs / 1e6}
+	_ = json.NewEncoder(os.Stdout).Encode(r)
+}
+
+func recreate(addrs []string, topic string, parts int32) error {
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V2_8_0_0
+	admin, err := sarama.NewClusterAdmin(addrs, cfg)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	if err := admin.DeleteTopic(topic); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		return fmt.Errorf("delete %s: %w", topic, err)
+	}
+	// Deletion is asynchronous: retry creation until the old topic is gone.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: parts, ReplicationFactor: 1}, false)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("create %s: %w", topic, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
