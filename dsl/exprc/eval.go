@@ -2,6 +2,7 @@ package exprc
 
 import (
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/flowrun/flowrun/runtime/arrowx"
@@ -25,6 +26,11 @@ type Evaluator struct {
 	vm      vm.VM
 	env     map[string]any
 	getters []arrowx.Getter
+
+	// Columnar kernel state (EvalColumn).
+	kc          kctx
+	pieces      *array.StringBuilder
+	appendPiece func(string)
 }
 
 // NewEvaluator returns an Evaluator for p.

@@ -38,7 +38,11 @@ type config struct {
 	wantBool bool
 	want     arrow.DataType
 	name     string
+	noKernel bool // evaluate on the expr VM only (tests)
 }
+
+// vmOnly disables the columnar kernel, for differential tests.
+func vmOnly() Option { return func(c *config) { c.noKernel = true } }
 
 // WantBool requires a boolean result, as for filters.
 func WantBool() Option { return func(c *config) { c.wantBool = true } }
@@ -60,6 +64,7 @@ type Program struct {
 	typ   arrow.DataType
 	cols  []int
 	names []string
+	kern  *kernel // nil: no columnar kernel, VM only
 }
 
 // Compile type-checks src against schema. Errors point into the pipeline
@@ -135,6 +140,9 @@ func Compile(src spec.ExprSrc, schema *arrow.Schema, opts ...Option) (*Program, 
 			p.cols = append(p.cols, i)
 			p.names = append(p.names, f.Name)
 		}
+	}
+	if !cfg.noKernel {
+		p.kern = lowerKernel(node, schema, lib, p.typ)
 	}
 	return p, nil
 }

@@ -387,11 +387,23 @@ func newLibrary() *library {
 }
 
 func parseCount(s string) (any, error) {
+	n, ok, err := parseCountInt(s)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return n, nil
+}
+
+// parseCountInt is parse_count on text; ok is false for a blank s (null).
+func parseCountInt(s string) (int, bool, error) {
 	t := strings.TrimSpace(s)
 	if t == "" {
-		return nil, nil
+		return 0, false, nil
 	}
 	t = strings.ReplaceAll(t, ",", "")
+	if t == "" {
+		return 0, false, fmt.Errorf("parse_count: cannot parse %q", s)
+	}
 	mult := int64(1)
 	switch t[len(t)-1] {
 	case 'k', 'K':
@@ -408,19 +420,19 @@ func parseCount(s string) (any, error) {
 		// Skip ParseInt: its error path allocates.
 	} else if n, err := strconv.ParseInt(t, 10, 64); err == nil {
 		if n > math.MaxInt64/mult || n < math.MinInt64/mult {
-			return nil, fmt.Errorf("parse_count: %q is out of range", s)
+			return 0, false, fmt.Errorf("parse_count: %q is out of range", s)
 		}
-		return int(n * mult), nil
+		return int(n * mult), true, nil
 	}
 	f, err := strconv.ParseFloat(t, 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || strings.ContainsAny(t, "xXpPnN_") {
-		return nil, fmt.Errorf("parse_count: cannot parse %q", s)
+		return 0, false, fmt.Errorf("parse_count: cannot parse %q", s)
 	}
 	f = math.Round(f * float64(mult))
 	if f >= math.MaxInt64 || f <= math.MinInt64 {
-		return nil, fmt.Errorf("parse_count: %q is out of range", s)
+		return 0, false, fmt.Errorf("parse_count: %q is out of range", s)
 	}
-	return int(f), nil
+	return int(f), true, nil
 }
 
 func isInteger(s string) bool {
@@ -478,15 +490,23 @@ func toBool(v any) (any, error) {
 	case float64:
 		return x != 0, nil
 	case string:
-		switch strings.ToLower(strings.TrimSpace(x)) {
-		case "1", "true", "t", "yes", "y":
-			return true, nil
-		case "0", "false", "f", "no", "n", "":
-			return false, nil
+		b, err := strToBool(x)
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("to_bool: cannot parse %q", x)
+		return b, nil
 	}
 	return nil, fmt.Errorf("to_bool: cannot convert %T", v)
+}
+
+func strToBool(x string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(x)) {
+	case "1", "true", "t", "yes", "y":
+		return true, nil
+	case "0", "false", "f", "no", "n", "":
+		return false, nil
+	}
+	return false, fmt.Errorf("to_bool: cannot parse %q", x)
 }
 
 func toInt(v any) (any, error) {
@@ -494,28 +514,54 @@ func toInt(v any) (any, error) {
 	case int:
 		return x, nil
 	case float64:
-		if math.IsNaN(x) || x >= math.MaxInt64 || x <= math.MinInt64 {
-			return nil, fmt.Errorf("to_int: %v is out of range", x)
+		n, err := floatToInt(x)
+		if err != nil {
+			return nil, err
 		}
-		return int(x), nil
+		return n, nil
 	case bool:
 		if x {
 			return 1, nil
 		}
 		return 0, nil
 	case string:
-		s := strings.TrimSpace(x)
-		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-			return int(n), nil
+		n, err := strToInt(x)
+		if err != nil {
+			return nil, err
 		}
-		if f, err := strconv.ParseFloat(s, 64); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
-			return toInt(f)
-		}
-		return nil, fmt.Errorf("to_int: cannot parse %q", x)
+		return n, nil
 	case time.Time:
 		return int(x.Unix()), nil
 	}
 	return nil, fmt.Errorf("to_int: cannot convert %T", v)
+}
+
+func floatToInt(x float64) (int, error) {
+	if math.IsNaN(x) || x >= math.MaxInt64 || x <= math.MinInt64 {
+		return 0, fmt.Errorf("to_int: %v is out of range", x)
+	}
+	return int(x), nil
+}
+
+func strToInt(x string) (int, error) {
+	s := strings.TrimSpace(x)
+	if isInteger(s) {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return int(n), nil
+		}
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
+		return floatToInt(f)
+	}
+	return 0, fmt.Errorf("to_int: cannot parse %q", x)
+}
+
+func strToFloat(x string) (float64, error) {
+	f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+	if err != nil {
+		return 0, fmt.Errorf("to_float: cannot parse %q", x)
+	}
+	return f, nil
 }
 
 func toFloat(v any) (any, error) {
@@ -530,9 +576,9 @@ func toFloat(v any) (any, error) {
 		}
 		return 0.0, nil
 	case string:
-		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+		f, err := strToFloat(x)
 		if err != nil {
-			return nil, fmt.Errorf("to_float: cannot parse %q", x)
+			return nil, err
 		}
 		return f, nil
 	}
