@@ -249,7 +249,11 @@ func differ(t *testing.T, schema *arrow.Schema, exprs []string, recs []arrow.Rec
 func TestColumnarPosts(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
-	recs := postRecords(t, mem, 20_000)
+	n := 20_000
+	if testing.Short() {
+		n = 4000
+	}
+	recs := postRecords(t, mem, n)
 	// A slice with a non-zero offset checks bitmap and offset handling.
 	recs = append(recs, recs[0].NewSlice(3, 1000))
 	defer func() {

@@ -48,6 +48,9 @@ whose evaluation fails goes to the dead-letter output and is left out.`,
 
 func init() { op.MustRegister(Plugin) }
 
+// rowPath forces every column onto the row-by-row VM path (tests).
+var rowPath = false
+
 type column struct {
 	name string
 	prog *exprc.Program
@@ -109,11 +112,19 @@ type Map struct {
 	evs  []*exprc.Evaluator
 	bs   []array.Builder
 	apps []arrowx.Appender
-	vals []any
 	keep []bool
-	// dataBytes is each string column's value bytes in the last batch, to
+	// bad is each row's first failing column (-1: none), msgs its reason.
+	bad  []int32
+	msgs []string
+	cur  int // column being computed by EvalColumn
+	// reject records a row failed by column cur.
+	reject func(row int, err error)
+	// dataBytes is each string column's value bytes in the last batch (a
+	// list<string> column's element bytes), and listVals a list column's
+	// element count, to
 	// reserve the next batch's buffer at once instead of growing it.
 	dataBytes []int
+	listVals  []int
 }
 
 func (m *Map) init() {
@@ -126,8 +137,13 @@ func (m *Map) init() {
 		m.bs = append(m.bs, b)
 		m.apps = append(m.apps, arrowx.NewAppender(b))
 	}
-	m.vals = make([]any, len(m.cols))
+	m.reject = func(r int, err error) {
+		if m.bad[r] < 0 {
+			m.bad[r], m.msgs[r] = int32(m.cur), filter.EvalMsg(err)
+		}
+	}
 	m.dataBytes = make([]int, len(m.cols))
+	m.listVals = make([]int, len(m.cols))
 }
 
 // Process implements op.Transform.
@@ -139,49 +155,77 @@ func (m *Map) Process(ctx context.Context, in batch.Batch, out op.Output) error 
 	m.keep = slices.Grow(m.keep[:0], n)[:n]
 	clear(m.keep)
 	for i, ev := range m.evs {
-		ev.Bind(in.Rec)
+		if !m.cols[i].prog.Columnar() || rowPath {
+			ev.Bind(in.Rec)
+		}
 		m.bs[i].Reserve(n)
 		if sb, ok := m.bs[i].(*array.StringBuilder); ok && m.dataBytes[i] > 0 {
 			sb.ReserveData(m.dataBytes[i] + m.dataBytes[i]/8)
 		}
+		if lb, ok := m.bs[i].(*array.ListBuilder); ok && m.listVals[i] > 0 {
+			vb := lb.ValueBuilder()
+			vb.Reserve(m.listVals[i] + m.listVals[i]/8)
+			if sb, ok := vb.(*array.StringBuilder); ok && m.dataBytes[i] > 0 {
+				sb.ReserveData(m.dataBytes[i] + m.dataBytes[i]/8)
+			}
+		}
 	}
 	// Every builder gets one value per input row (null for a rejected row),
 	// so that the rejected rows are then dropped from all columns at once.
+	// Columns are computed one at a time, by the columnar kernel when the
+	// expression has one; a row's reason is that of its first failing
+	// column, as if the columns were evaluated left to right.
+	m.bad = slices.Grow(m.bad[:0], n)[:n]
+	for r := range m.bad {
+		m.bad[r] = -1
+	}
+	m.msgs = slices.Grow(m.msgs[:0], n)[:n]
+	for i, ev := range m.evs {
+		if m.cols[i].prog.Columnar() && !rowPath {
+			m.cur = i
+			if err := ev.EvalColumn(in.Rec, m.bs[i], m.reject); err != nil {
+				for _, b := range m.bs {
+					b.NewArray().Release()
+				}
+				in.Release(err)
+				return err
+			}
+			continue
+		}
+		for r := range n {
+			if m.bad[r] >= 0 {
+				m.bs[i].AppendNull()
+				continue
+			}
+			v, err := ev.Eval(r)
+			var msg string
+			if err != nil {
+				msg = filter.EvalMsg(err)
+				m.bs[i].AppendNull()
+			} else if err := m.apps[i](v); err != nil {
+				msg = err.Error()
+				m.bs[i].AppendNull()
+			} else {
+				continue
+			}
+			m.bad[r], m.msgs[r] = int32(i), msg
+		}
+	}
 	kept := 0
 	var rejectErr error
 	for r := range n {
-		bad, msg := -1, ""
-		for i, ev := range m.evs {
-			v, err := ev.Eval(r)
-			if err != nil {
-				bad, msg = i, filter.EvalMsg(err)
-				break
-			}
-			m.vals[i] = v
-		}
-		from := 0
-		if bad < 0 {
-			for i, v := range m.vals {
-				if err := m.apps[i](v); err != nil {
-					bad, msg, from = i, err.Error(), i
-					break
-				}
-			}
-		}
-		if bad < 0 {
+		if m.bad[r] < 0 {
 			m.keep[r] = true
 			kept++
 			continue
 		}
-		for i := from; i < len(m.bs); i++ {
-			m.bs[i].AppendNull()
-		}
-		reason := fmt.Sprintf("map: column '%s': %s", m.cols[bad].name, msg)
+		reason := fmt.Sprintf("map: column '%s': %s", m.cols[m.bad[r]].name, m.msgs[r])
 		if err := out.Reject(xf.RowJSON(in.Rec, r), reason); err != nil {
 			rejectErr = err
 			break
 		}
 	}
+	clear(m.msgs)
 	if rejectErr != nil {
 		for _, b := range m.bs {
 			b.NewArray().Release()
@@ -200,6 +244,13 @@ func (m *Map) Process(ctx context.Context, in batch.Batch, out op.Output) error 
 		cols[c.out] = m.bs[i].NewArray()
 		if sa, ok := cols[c.out].(*array.String); ok && sa.Len() > 0 {
 			m.dataBytes[i] = len(sa.ValueBytes())
+		}
+		if la, ok := cols[c.out].(*array.List); ok && la.Len() > 0 {
+			vals := la.ListValues()
+			m.listVals[i] = vals.Len()
+			if sa, ok := vals.(*array.String); ok && sa.Len() > 0 {
+				m.dataBytes[i] = len(sa.ValueBytes())
+			}
 		}
 	}
 	rec := array.NewRecordBatch(m.schema, cols, int64(n))
