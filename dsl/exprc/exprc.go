@@ -107,6 +107,7 @@ func Compile(src spec.ExprSrc, schema *arrow.Schema, opts ...Option) (*Program, 
 		errs = append(errs, mapError(src, err, colNames, lib.names()))
 		return nil, errs
 	}
+	nullSafeEquality(prog)
 	p := &Program{src: src, prog: prog}
 	node := prog.Node()
 	if e := lib.precompile(src, node); e != nil {
@@ -206,6 +207,21 @@ func (r *refs) Visit(n *ast.Node) {
 				r.envConst++
 				r.used[s.Value] = true
 			}
+		}
+	}
+}
+
+// nullSafeEquality makes == and != on a null compare as unequal (as in SQL's
+// IS DISTINCT FROM) instead of failing: expr emits typed comparisons for two
+// int or two string operands, which assume neither is nil. A null column
+// value is common in data cleaning (`category == "art"` on a post without a
+// category must be false, not a dead letter), so every equality uses the
+// generic, nil-aware runtime.Equal. The opcodes take no argument, so the
+// replacement keeps the bytecode layout.
+func nullSafeEquality(p *vm.Program) {
+	for i, op := range p.Bytecode {
+		if op == vm.OpEqualInt || op == vm.OpEqualString {
+			p.Bytecode[i] = vm.OpEqual
 		}
 	}
 }

@@ -295,11 +295,9 @@ func (k *kernel) binary(x *ast.BinaryNode) (kexpr, bool) {
 			return kexpr{}, false
 		}
 		neg := x.Operator == "!="
-		// The compiler emits a typed comparison, which fails on null,
-		// when both sides are ints or both strings; otherwise the
-		// generic, nil-aware runtime.Equal.
-		lk, rk := reflectKind(x.Left.Type()), reflectKind(x.Right.Type())
-		strict := lk == rk && (lk == reflect.Int || lk == reflect.String) && simple(x.Left) && simple(x.Right)
+		// Equality is nil-aware on the VM too (nullSafeEquality): a null
+		// equals only null.
+		const strict = false
 		switch {
 		case a.nul && b.nul:
 			return kexpr{k: kBool, b: bLit(!neg)}, true
@@ -323,19 +321,6 @@ func (k *kernel) binary(x *ast.BinaryNode) (kexpr, bool) {
 		}
 	}
 	return kexpr{}, false
-}
-
-func reflectKind(t reflect.Type) reflect.Kind {
-	if t == nil {
-		return reflect.Invalid
-	}
-	return t.Kind()
-}
-
-// simple is the compiler's isSimpleType.
-func simple(n ast.Node) bool {
-	t := n.Type()
-	return t != nil && t.PkgPath() == ""
 }
 
 // toF views an int or float expression as float.
