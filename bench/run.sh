@@ -46,13 +46,13 @@ cat "$in" >/dev/null # warm the page cache so both sides read from memory
 
 # measure NAME CMD...: runs CMD under /usr/bin/time -v and appends a row
 # "name wall_s cpu_s user_s sys_s maxrss_kib exit" to $results.
-results=$(mktemp)
-trap 'rm -f "$results"' EXIT
+results="$data/results.txt" # one line per run: name wall cpu user sys maxrss_kib exit
+: >"$results"
 measure() {
 	local name=$1
 	shift
 	local tv="$data/time-$name.txt" log="$data/log-$name.txt" rc=0
-	echo "running $name: $*" >&2
+	echo "running $name (load average $(cut -d' ' -f1 /proc/loadavg)): $*" >&2
 	/usr/bin/time -v -o "$tv" "$@" >"$log" 2>&1 || rc=$?
 	awk -v name="$name" -v rc="$rc" -F': ' '
 		/Elapsed \(wall clock\)/ { n = split($2, p, ":"); wall = 0; for (i = 1; i <= n; i++) wall = wall * 60 + p[i] }
@@ -87,7 +87,8 @@ export bin in data here
 
 for r in $(seq "$REPEAT"); do
 	for c in $CASES; do
-		rm -f "$data"/{flowrun,benthos}{,_dead}.jsonl # Benthos's file output appends
+		# Benthos's file output appends; the discard case leaves the files alone.
+		[ "$c" != file ] || rm -f "$data"/{flowrun,benthos}{,_dead}.jsonl
 		measure "flowrun-$c-$r" bash -c "flowrun_$c"
 		measure "benthos-$c-$r" bash -c "benthos_$c"
 	done
@@ -97,23 +98,40 @@ status=0
 echo
 echo "## Results ($(date -u +%Y-%m-%dT%H:%MZ), N=$N posts, $bytes bytes, $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg))"
 echo
-echo "| case | wall s | records/s | CPU s (user+sys) | records/CPU s | max RSS MiB | exit |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| case | wall s | records/s | CPU s (user+sys) | CPU % | records/CPU s | max RSS MiB | exit |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 while read -r name wall cpu user sys rss rc; do
 	awk -v name="$name" -v wall="$wall" -v cpu="$cpu" -v user="$user" -v sys="$sys" -v rss="$rss" -v rc="$rc" -v n="$N" 'BEGIN {
-		printf "| %s | %.2f | %.0f | %.2f (%.2f+%.2f) | %.0f | %.1f | %d |\n", name, wall, (wall > 0 ? n / wall : 0), cpu, user, sys, (cpu > 0 ? n / cpu : 0), rss / 1024, rc }'
+		printf "| %s | %.2f | %.0f | %.2f (%.2f+%.2f) | %.0f | %.0f | %.1f | %d |\n", name, wall, (wall > 0 ? n / wall : 0), cpu, user, sys, (wall > 0 ? 100 * cpu / wall : 0), (cpu > 0 ? n / cpu : 0), rss / 1024, rc }'
 	[ "$rc" = 0 ] || status=1
 done <"$results"
 
-# Ratios from the best run of each case.
+# Medians over the rounds (wall time and CPU time separately) and the
+# highest peak memory; the machine is shared, so single runs vary a lot.
+ratios=""
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo
+echo "Medians over $REPEAT round(s); peak memory is the highest of the rounds."
+echo
+echo "| case | side | records/s (median) | CPU s (median) | records/CPU s | peak RSS MiB (max) |"
+echo "|---|---|---:|---:|---:|---:|"
 for c in $CASES; do
-	awk -v c="$c" '
-		$7 == 0 && $1 ~ "^flowrun-" c "-" && (fw == 0 || $2 < fw) { fw = $2; fc = $3; fm = $6 }
-		$7 == 0 && $1 ~ "^benthos-" c "-" && (bw == 0 || $2 < bw) { bw = $2; bc = $3; bm = $6 }
-		END { if (fw > 0 && bw > 0) printf "- %s: flowrun is %.1fx Benthos in records/s (best runs), %.1fx in records per CPU second; peak memory %.0f MiB vs %.0f MiB\n", c, bw / fw, bc / fc, fm / 1024, bm / 1024 }
-	' "$results"
+	for side in flowrun benthos; do
+		rows=$(awk -v p="^$side-$c-" '$1 ~ p && $7 == 0' "$results")
+		[ -n "$rows" ] || continue
+		wall=$(echo "$rows" | awk '{ print $2 }' | median)
+		cpu=$(echo "$rows" | awk '{ print $3 }' | median)
+		rss=$(echo "$rows" | awk 'BEGIN { m = 0 } $6 > m { m = $6 } END { print m }')
+		awk -v c="$c" -v s="$side" -v w="$wall" -v cpu="$cpu" -v rss="$rss" -v n="$N" 'BEGIN {
+			printf "| %s | %s | %.0f | %.2f | %.0f | %.1f |\n", c, s, n / w, cpu, n / cpu, rss / 1024 }'
+		eval "${side}_wall=$wall ${side}_cpu=$cpu"
+	done
+	ratios+=$(awk -v c="$c" -v fw="${flowrun_wall:-0}" -v bw="${benthos_wall:-0}" -v fc="${flowrun_cpu:-0}" -v bc="${benthos_cpu:-0}" 'BEGIN {
+		if (fw > 0 && bw > 0 && fc > 0) printf "- %s: flowrun is %.1fx Benthos in records/s and %.1fx in records per CPU second (medians)\n", c, bw / fw, bc / fc }')$'\n'
+	unset flowrun_wall benthos_wall flowrun_cpu benthos_cpu
 done
+echo
+printf '%s' "$ratios"
 
 echo
 echo "## Equivalence (flowrun = A, Benthos = B)"

@@ -88,7 +88,7 @@ errs = re.search(r"Socket errors: (.*)", t)
 reqs = int(re.search(r"(\d+) requests in", t).group(1))
 print(json.dumps({"server": sys.argv[1], "case": "wrk", "posts_per_s": rps, "requests": reqs,
                   "non2xx": int(bad.group(1)) if bad else 0, "socket_errors": errs.group(1) if errs else "",
-                  "p50_ms": ms(re.search(r"50%\s+(\S+)", t).group(1)), "p99_ms": ms(re.search(r"99%\s+(\S+)", t).group(1))}))
+                  "p50_ms": ms(re.search(r"^\s+50%\s+(\S+)", t, re.M).group(1)), "p99_ms": ms(re.search(r"^\s+99%\s+(\S+)", t, re.M).group(1))}))
 PY
 }
 
