@@ -10,7 +10,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// sarama's per-broker circuit breaker, opened by the tests that
+		// take a broker away, sleeps out its 10s timeout after Close.
+		goleak.IgnoreAnyFunction("github.com/eapache/go-resiliency/breaker.(*Breaker).timer"))
+}
 
 func TestCheckBrokers(t *testing.T) {
 	for _, tc := range []struct {

@@ -96,20 +96,21 @@ type val struct {
 // Decoder decodes JSON objects into Arrow record batches of a fixed schema.
 // It is not safe for concurrent use.
 type Decoder struct {
-	schema *arrow.Schema
-	rb     *array.RecordBuilder
-	cols   []column
-	index  map[string]int
-	slots  []val
-	items  []val
-	order  []int // column of the k-th key of the previous object, to skip map lookups
-	line   []byte
-	buf    []byte // unescaped strings of the current row
-	key    []byte // unescaped key
-	text   []byte // AppendText's fields end to end
-	rows   int
-	bytes  int
-	depth  int
+	schema  *arrow.Schema
+	rb      *array.RecordBuilder
+	cols    []column
+	index   map[string]int
+	slots   []val
+	items   []val
+	order   []int // column of the k-th key of the previous object, to skip map lookups
+	line    []byte
+	buf     []byte // unescaped strings of the current row
+	key     []byte // unescaped key
+	text    []byte // AppendText's fields end to end
+	rows    int
+	bytes   int
+	depth   int
+	dataLen []int // per column: string bytes of the last batch
 }
 
 // NewDecoder returns a decoder for schema whose builders use alloc.
@@ -178,8 +179,28 @@ func (d *Decoder) Bytes() int { return d.bytes }
 // Flush returns the buffered rows as a record batch, which the caller
 // releases, and starts a new one. With no rows it returns an empty batch.
 func (d *Decoder) Flush() arrow.RecordBatch {
+	rows := d.rows
 	d.rows, d.bytes = 0, 0
-	return d.rb.NewRecordBatch()
+	// Size the next batch's buffers like this one's, so the builders do not
+	// regrow (and copy, and zero) them row after row.
+	if len(d.dataLen) != len(d.rb.Fields()) {
+		d.dataLen = make([]int, len(d.rb.Fields()))
+	}
+	for i, f := range d.rb.Fields() {
+		if sb, ok := f.(*array.StringBuilder); ok {
+			d.dataLen[i] = sb.DataLen()
+		}
+	}
+	rec := d.rb.NewRecordBatch()
+	if rows > 0 {
+		for i, f := range d.rb.Fields() {
+			f.Reserve(rows)
+			if sb, ok := f.(*array.StringBuilder); ok && d.dataLen[i] > 0 {
+				sb.ReserveData(d.dataLen[i] + d.dataLen[i]/8)
+			}
+		}
+	}
+	return rec
 }
 
 // Release frees the builders. The decoder must not be used afterwards.

@@ -185,8 +185,11 @@ func New(r op.Resources, cfg Config, in *arrow.Schema) (*Sink, error) {
 	}
 	pc.Producer.Return.Successes = true
 	pc.Producer.Return.Errors = true
-	pc.Producer.Flush.Frequency = 5 * time.Millisecond
-	pc.Producer.Flush.Bytes = 512 << 10
+	// No linger: with one request in flight (idempotence), messages that
+	// arrive while it is out are batched into the next one anyway, so a
+	// fixed wait only adds latency to every acknowledged HTTP post.
+	pc.Producer.Flush.Frequency = 0
+	pc.Producer.Flush.Bytes = 0
 	switch cfg.Compression {
 	case "none":
 		pc.Producer.Compression = sarama.CompressionNone

@@ -266,7 +266,10 @@ func (s *Source) loop(ctx context.Context, out op.Output, stop <-chan struct{}, 
 			rows := s.rows
 			s.mu.Unlock()
 			switch {
-			case rows >= s.res.BatchRows:
+			// A full batch goes at once; so does anything when no batch
+			// is in flight, since waiting then only adds latency. While
+			// one is in flight, posts gather for up to Linger.
+			case rows >= s.res.BatchRows || (rows > 0 && s.pendingAcks.Load() == 0):
 				timerC = nil
 				if err := s.flush(ctx, out); err != nil {
 					return err
