@@ -34,7 +34,7 @@ const (
 	DefaultBatchPath   = "/v1/posts/batch"
 	DefaultStamp       = "ingested_at"
 	DefaultMaxBody     = 1 << 20
-	DefaultMaxInflight = 64
+	DefaultMaxInflight = 1024
 	DefaultAckTimeout  = 30 * time.Second
 	DefaultReadTimeout = 10 * time.Second
 	// DefaultLinger is how long a coalesced batch waits for more rows.
