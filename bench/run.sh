@@ -96,7 +96,9 @@ done
 
 status=0
 echo
-echo "## Results ($(date -u +%Y-%m-%dT%H:%MZ), N=$N posts, $bytes bytes, $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg))"
+rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git -C "$root" diff --quiet HEAD -- 2>/dev/null || rev="$rev + uncommitted changes"
+echo "## Results ($(date -u +%Y-%m-%dT%H:%MZ), flowrun at $rev, N=$N posts, $bytes bytes, $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg))"
 echo
 echo "| case | wall s | records/s | CPU s (user+sys) | CPU % | records/CPU s | max RSS MiB | exit |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
