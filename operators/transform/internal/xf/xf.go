@@ -45,9 +45,15 @@ func Emit(ctx context.Context, out op.Output, ack *batch.Ack, rec arrow.RecordBa
 	return out.Emit(ctx, batch.Batch{Rec: rec, Ack: ack})
 }
 
+// maxSlices is how many zero-copy slices EmitKept passes on before it
+// copies the kept rows instead: a few rejected rows in a batch (the usual
+// case for bad data) cost a few slices, not a copy of every column.
+const maxSlices = 8
+
 // EmitKept passes on the rows of rec where keep is true (kept of them) under
 // ack, taking over both: all rows pass rec itself on (zero-copy), none
-// releases rec and finishes ack, some copies the kept rows.
+// releases rec and finishes ack, a few runs of kept rows go on as slices
+// that share rec's buffers, and many runs are copied into one new record.
 func EmitKept(ctx context.Context, out op.Output, mem memory.Allocator, ack *batch.Ack, rec arrow.RecordBatch, keep []bool, kept int) error {
 	switch kept {
 	case int(rec.NumRows()):
@@ -57,6 +63,19 @@ func EmitKept(ctx context.Context, out op.Output, mem memory.Allocator, ack *bat
 		ack.Done(nil)
 		return nil
 	}
+	if runs := keptRuns(keep, nil); len(runs) <= maxSlices {
+		defer rec.Release()
+		ack.Retain(len(runs) - 1)
+		for i, r := range runs {
+			if err := out.Emit(ctx, batch.Batch{Rec: rec.NewSlice(int64(r[0]), int64(r[1])), Ack: ack}); err != nil {
+				for range runs[i+1:] {
+					ack.Done(err)
+				}
+				return err
+			}
+		}
+		return nil
+	}
 	filtered, err := Keep(ctx, mem, rec, keep)
 	rec.Release()
 	if err != nil {
@@ -64,6 +83,28 @@ func EmitKept(ctx context.Context, out op.Output, mem memory.Allocator, ack *bat
 		return err
 	}
 	return Emit(ctx, out, ack, filtered)
+}
+
+// keptRuns appends the [start, end) row ranges where keep is true, stopping
+// early once there are more than maxSlices.
+func keptRuns(keep []bool, runs [][2]int) [][2]int {
+	start := -1
+	for i, k := range keep {
+		switch {
+		case k && start < 0:
+			start = i
+		case !k && start >= 0:
+			runs = append(runs, [2]int{start, i})
+			start = -1
+			if len(runs) > maxSlices {
+				return runs
+			}
+		}
+	}
+	if start >= 0 {
+		runs = append(runs, [2]int{start, len(keep)})
+	}
+	return runs
 }
 
 // Keep returns a new record holding the rows of rec where keep is true. It
