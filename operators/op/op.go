@@ -34,6 +34,19 @@ type Resources struct {
 	Once bool
 	// Vars are the pipeline's resolved variables.
 	Vars map[string]string
+	// DeadLetters takes records a sink could not store (a message Kafka
+	// refused, a row the database rejected). It is nil when the node has
+	// no dead_letter output: the sink must then fail instead.
+	DeadLetters DeadLetters
+}
+
+// DeadLetters is a sink's way to its dead-letter output. Reject writes one
+// record under ack, consuming one reference the caller retained for it, so
+// the source position is committed only once the dead letter is stored. It
+// may be called from any goroutine the sink owns, until the sink's Close
+// returns.
+type DeadLetters interface {
+	Reject(ack *batch.Ack, record, reason string) error
 }
 
 // Output receives what a node produces. Emit passes on one reference to the

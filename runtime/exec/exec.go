@@ -103,6 +103,9 @@ type Pipeline struct {
 	Name  string
 	Nodes []*Node
 	opts  Options
+	// hard is the running pipeline's abort context (set by Run), for
+	// pushes made from goroutines that operators own.
+	hard context.Context
 }
 
 // New constructs every node of a checked pipeline (connecting nothing yet
@@ -116,10 +119,14 @@ func New(res *validate.Result, opts Options) (*Pipeline, error) {
 		if !ok {
 			return nil, fmt.Errorf("node %q: operator %q returned no constructor", cn.Name(), cn.AST.Type)
 		}
+		n := &Node{Name: cn.Name(), Section: cn.AST.Section, Type: cn.AST.Type, Stats: &Stats{}, checked: cn}
 		r := op.Resources{
 			Node: cn.Name(), Alloc: opts.Alloc, Clock: opts.Clock,
 			Log:       opts.Log.With("node", cn.Name()),
 			BatchRows: opts.BatchRows, Once: opts.Once, Vars: opts.Vars,
+		}
+		if cn.DeadLetter != nil && cn.AST.Section == ast.Sinks {
+			r.DeadLetters = &sinkDeadLetters{p: p, node: n}
 		}
 		inst, err := ctor(r)
 		if err != nil {
@@ -130,7 +137,7 @@ func New(res *validate.Result, opts Options) (*Pipeline, error) {
 			p.close(context.Background())
 			return nil, fmt.Errorf("node %q (%s): %w", cn.Name(), cn.AST.Type, err)
 		}
-		n := &Node{Name: cn.Name(), Section: cn.AST.Section, Type: cn.AST.Type, Stats: &Stats{}, checked: cn, inst: inst, res: r}
+		n.inst, n.res = inst, r
 		if cn.AST.Section != ast.Sources {
 			n.in = newQueue(opts.QueueBatches, opts.QueueBytes)
 			q := n.in
@@ -208,6 +215,7 @@ func (e *RejectError) Error() string {
 func (p *Pipeline) Run(ctx context.Context) error {
 	hard, abort := context.WithCancelCause(context.Background())
 	defer abort(nil)
+	p.hard = hard
 	soft, stopSources := context.WithCancel(hard)
 	defer stopSources()
 
@@ -500,4 +508,26 @@ func process(ctx context.Context, t op.Transform, b batch.Batch, out op.Output) 
 		}
 	}()
 	return t.Process(ctx, b, out)
+}
+
+// sinkDeadLetters is op.DeadLetters for a sink with a dead_letter output.
+type sinkDeadLetters struct {
+	p    *Pipeline
+	node *Node
+}
+
+func (d *sinkDeadLetters) Reject(ack *batch.Ack, record, reason string) error {
+	d.node.Stats.Rejected.Add(1)
+	b := array.NewRecordBuilder(d.p.opts.Alloc, types.DeadLetterSchema)
+	defer b.Release()
+	b.Field(0).(*array.StringBuilder).Append(record)
+	b.Field(1).(*array.StringBuilder).Append(d.node.Name)
+	b.Field(2).(*array.StringBuilder).Append(reason)
+	b.Field(3).(*array.TimestampBuilder).Append(arrow.Timestamp(d.p.opts.Clock.Now().UnixMicro()))
+	bt := batch.Batch{Rec: b.NewRecordBatch(), Ack: ack}
+	if err := d.node.dead.push(d.p.hard, bt); err != nil {
+		bt.Release(err)
+		return err
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package exec
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -130,7 +131,12 @@ func build(t *testing.T, nodes ...spec) *validate.Result {
 		n := &validate.Node{
 			AST:    &ast.Node{Name: s.name, Section: s.section, Type: "fake"},
 			Output: s.output,
-			Build:  op.Constructor(func(op.Resources) (any, error) { return inst, nil }),
+			Build: op.Constructor(func(r op.Resources) (any, error) {
+				if u, ok := inst.(interface{ use(op.Resources) }); ok {
+					u.use(r)
+				}
+				return inst, nil
+			}),
 		}
 		by[s.name] = n
 		res.Nodes = append(res.Nodes, n)
@@ -344,4 +350,46 @@ func (o *watchOutput) Emit(ctx context.Context, b batch.Batch) error {
 	inner := b.Ack
 	b.Ack = batch.NewAck(func(err error) { o.open.Add(-1); inner.Done(err) })
 	return o.Output.Emit(ctx, b)
+}
+
+// rejectingSink stores even values and hands odd ones to its dead letters.
+type rejectingSink struct {
+	collectSink
+	dl op.DeadLetters
+}
+
+func (s *rejectingSink) use(r op.Resources) { s.dl = r.DeadLetters }
+
+func (s *rejectingSink) Write(ctx context.Context, b batch.Batch) error {
+	for _, v := range b.Rec.Column(0).(*array.Int64).Int64Values() {
+		if v%2 == 1 {
+			b.Ack.Retain(1)
+			if err := s.dl.Reject(b.Ack, fmt.Sprint(v), "odd"); err != nil {
+				return err
+			}
+		}
+	}
+	return s.collectSink.Write(ctx, b)
+}
+
+func TestSinkDeadLetters(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	acks := &ackLog{}
+	sink, dead := &rejectingSink{}, &collectSink{}
+	res := build(t,
+		spec{name: "src", section: ast.Sources, inst: &countSource{alloc: mem, batches: 10, rows: 10, acks: acks}, output: intSchema},
+		spec{name: "out", section: ast.Sinks, inst: sink, from: []string{"src"}, dead: "dl"},
+		spec{name: "dl", section: ast.Sinks, inst: dead, output: types.DeadLetterSchema},
+	)
+	p, err := run(t, res, Options{Alloc: mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dead.rows != 50 || acks.ok.Load() != 10 || acks.failed.Load() != 0 {
+		t.Fatalf("dead=%d acks ok=%d failed=%d", dead.rows, acks.ok.Load(), acks.failed.Load())
+	}
+	if got := p.Nodes[1].Stats.Rejected.Load(); got != 50 {
+		t.Fatalf("rejected stat %d", got)
+	}
 }

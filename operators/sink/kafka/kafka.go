@@ -2,8 +2,10 @@
 // to a Kafka topic through an idempotent sarama AsyncProducer (acks from all
 // in-sync replicas, one open request per broker, retries with backoff), and
 // acknowledges a batch only when the broker has acknowledged every one of
-// its messages. A message that cannot be delivered after the retries fails
-// its batch's ack and the sink: the pipeline stops rather than drop data.
+// its messages. A message that cannot be delivered after the retries goes to
+// the node's dead-letter output (its batch is acknowledged once the dead
+// letter is stored); without one it fails its batch's ack and the sink: the
+// pipeline stops rather than drop data.
 //
 // The number of batches in flight is bounded (max_in_flight), so a slow
 // cluster holds back the pipeline instead of growing memory.
@@ -42,8 +44,10 @@ var Plugin = &op.Plugin{
 whose key is the 'key' expression (no key when absent or null). The producer
 is idempotent, waits for all in-sync replicas and retries with backoff; a
 batch is acknowledged upstream (so its source commits) only when every one of
-its messages is stored. A message that still fails after the retries stops
-the pipeline.
+its messages is stored. A message that still fails after the retries (or that
+the producer refuses, e.g. one larger than max_message_bytes) goes to the
+node's dead_letter output with the reason; without one it stops the
+pipeline. Headers are expressions too; a null header is left out.
 
 'partitioner: hash' sends equal keys to the same partition (sarama's FNV-1a
 hash, which differs from the Java client's murmur2); messages without a key
@@ -55,11 +59,15 @@ with kafka sources of the same process.`,
     kafka:
       brokers: [localhost:9092]
       topic: pinterest.clean
-      key: unique_id`,
+      key: unique_id
+      headers: {source: '"flowrun"', category: category}
+    dead_letter: undeliverable`,
 		Config: spec.Obj(
 			spec.F("brokers", spec.StringList, "Bootstrap brokers as host:port, or embedded for the in-process broker.").Req().Ex("[localhost:9092]"),
 			spec.F("topic", spec.String, "Topic to write to.").Req(),
 			spec.F("key", spec.Expr, "Message key: an expression over the row (a column name is the simplest); null means no key."),
+			spec.F("headers", spec.ExprMap, "Message headers: name: expression over the row; a null value leaves the header out."),
+			spec.F("max_message_bytes", spec.Size, "Largest message the producer sends; a larger one is a delivery failure.").Def(int64(1_000_000)),
 			spec.F("format", spec.Enum, "Message value format.").OneOf("json").Def("json"),
 			spec.F("compression", spec.Enum, "Compression codec of produced batches.").OneOf("none", "gzip", "snappy", "lz4", "zstd").Def("snappy"),
 			spec.F("partitioner", spec.Enum, "How messages are spread over partitions.").OneOf("hash", "random", "roundrobin").Def("hash"),
@@ -73,11 +81,19 @@ with kafka sources of the same process.`,
 
 func init() { op.MustRegister(Plugin) }
 
+// Header is one message header computed per row.
+type Header struct {
+	Name  string
+	Value *exprc.Program
+}
+
 // Config is a kafka sink's settings.
 type Config struct {
 	Brokers      []string
 	Topic        string
 	Key          *exprc.Program // nil: no key
+	Headers      []Header
+	MaxMessage   int
 	Compression  string
 	Partitioner  string
 	MaxInFlight  int
@@ -95,6 +111,7 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 		MaxInFlight:  int(v.Int64("max_in_flight")),
 		Retries:      int(v.Int64("retries")),
 		RetryBackoff: v.Duration("retry_backoff"),
+		MaxMessage:   int(v.Int64("max_message_bytes")),
 	}
 	if msg := kafkaclient.CheckBrokers(cfg.Brokers); msg != "" {
 		c.Errorf(v.PosOf("brokers"), "%s", msg)
@@ -116,6 +133,15 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 			cfg.Key = p
 		}
 	}
+	if in != nil {
+		for _, e := range v.Get("headers").Entries {
+			p, errs := exprc.Compile(e.Value.Expr, in, exprc.Name("header '"+e.Key+"'"))
+			c.Errs.Append(errs)
+			if len(errs) == 0 {
+				cfg.Headers = append(cfg.Headers, Header{Name: e.Key, Value: p})
+			}
+		}
+	}
 	return nil, func(r op.Resources) (any, error) { return New(r, cfg, in) }
 }
 
@@ -126,6 +152,7 @@ type Sink struct {
 	res      op.Resources
 	enc      *jsonenc.Encoder
 	key      *exprc.Evaluator
+	headers  []*exprc.Evaluator
 	producer sarama.AsyncProducer
 	release  func()
 
@@ -183,6 +210,9 @@ func New(r op.Resources, cfg Config, in *arrow.Schema) (*Sink, error) {
 	if cfg.RetryBackoff > 0 {
 		pc.Producer.Retry.Backoff = cfg.RetryBackoff
 	}
+	if cfg.MaxMessage > 0 {
+		pc.Producer.MaxMessageBytes = cfg.MaxMessage
+	}
 	pc.Producer.Return.Successes = true
 	pc.Producer.Return.Errors = true
 	// No linger: with one request in flight (idempotence), messages that
@@ -220,6 +250,9 @@ func New(r op.Resources, cfg Config, in *arrow.Schema) (*Sink, error) {
 	if cfg.Key != nil {
 		s.key = cfg.Key.NewEvaluator()
 	}
+	for _, h := range cfg.Headers {
+		s.headers = append(s.headers, h.Value.NewEvaluator())
+	}
 	s.wg.Add(1)
 	go s.results()
 	return s, nil
@@ -241,9 +274,19 @@ func (s *Sink) results() {
 				errs = nil
 				continue
 			}
+			t := e.Msg.Metadata.(*tracker)
 			err := fmt.Errorf("kafka: deliver to %s: %w", s.cfg.Topic, e.Err)
+			if dl := s.res.DeadLetters; dl != nil {
+				// The dead letter holds the batch's ack until it is stored.
+				t.ack.Retain(1)
+				value, _ := e.Msg.Value.Encode()
+				if dlErr := dl.Reject(t.ack, string(value), err.Error()); dlErr == nil {
+					t.done(nil)
+					continue
+				}
+			}
 			s.err.CompareAndSwap(nil, &err)
-			e.Msg.Metadata.(*tracker).done(err)
+			t.done(err)
 		}
 	}
 }
@@ -284,6 +327,9 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 	if s.key != nil {
 		s.key.Bind(rec)
 	}
+	for _, h := range s.headers {
+		h.Bind(rec)
+	}
 	t := &tracker{ack: b.Ack, s: s}
 	t.left.Store(int64(n))
 	start := 0
@@ -300,6 +346,17 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 			}
 			if k != nil {
 				m.Key = sarama.StringEncoder(keyString(k))
+			}
+		}
+		for i, h := range s.headers {
+			v, err := h.Eval(row)
+			if err != nil {
+				t.left.Add(-int64(n - row - 1))
+				t.done(err)
+				return err
+			}
+			if v != nil {
+				m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte(s.cfg.Headers[i].Name), Value: []byte(keyString(v))})
 			}
 		}
 		select {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -264,4 +265,91 @@ func TestRealSinkReadBackWithKcat(t *testing.T) {
 		values = append(values, []byte(l))
 	}
 	checkValues(t, values, 1234)
+}
+
+// deadLetters records what the sink rejects and finishes each ack like the
+// dead-letter sink would once the record is stored.
+type deadLetters struct {
+	mu      sync.Mutex
+	records []string
+	reasons []string
+}
+
+func (d *deadLetters) Reject(ack *batch.Ack, record, reason string) error {
+	d.mu.Lock()
+	d.records = append(d.records, record)
+	d.reasons = append(d.reasons, reason)
+	d.mu.Unlock()
+	ack.Done(nil)
+	return nil
+}
+
+// TestHeadersAndUndeliverableToDeadLetters: headers come from expressions
+// (a null one is left out); a message the producer refuses goes to the dead
+// letters with its reason while the rest of its batch is delivered, and the
+// batch is acknowledged without error.
+func TestHeadersAndUndeliverableToDeadLetters(t *testing.T) {
+	alloc := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer alloc.AssertSize(t, 0)
+	topic := kafkatest.Topic(t)
+	addrs, release, err := kafkaclient.ResolveBrokers([]string{"embedded"}, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	dl := &deadLetters{}
+	cfg := Config{Brokers: []string{"embedded"}, Topic: topic, MaxInFlight: 2, Retries: 1, MaxMessage: 200,
+		Headers: []Header{{Name: "origin", Value: keyProg(t, `"flowrun"`)}, {Name: "name", Value: keyProg(t, "name")}}}
+	s, err := New(op.Resources{Node: "out", Alloc: alloc, DeadLetters: dl}, cfg, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := array.NewRecordBuilder(alloc, schema)
+	for i := range 10 {
+		b.Field(0).(*array.Int64Builder).Append(int64(i))
+		switch i {
+		case 3:
+			b.Field(1).(*array.StringBuilder).Append(strings.Repeat("x", 500)) // over max_message_bytes
+		case 4:
+			b.Field(1).AppendNull()
+		default:
+			b.Field(1).(*array.StringBuilder).Append(fmt.Sprint("n", i))
+		}
+	}
+	rec := b.NewRecordBatch()
+	b.Release()
+	var a acks
+	ctx := context.Background()
+	if err := s.Write(ctx, batch.Batch{Rec: rec, Ack: a.new()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, errs := a.get(); n != 1 || len(errs) > 0 {
+		t.Fatalf("acks %d, errors %v", n, errs)
+	}
+	if len(dl.records) != 1 || !strings.Contains(dl.records[0], `"id":3`) || !strings.Contains(dl.reasons[0], "deliver to "+topic) {
+		t.Fatalf("dead letters %v %v", dl.records, dl.reasons)
+	}
+	msgs := readAll(t, addrs, topic)
+	if len(msgs) != 9 {
+		t.Fatalf("%d messages delivered, want 9", len(msgs))
+	}
+	for _, m := range msgs {
+		h := map[string]string{}
+		for _, rh := range m.Headers {
+			h[string(rh.Key)] = string(rh.Value)
+		}
+		var r row
+		if err := json.Unmarshal(m.Value, &r); err != nil {
+			t.Fatal(err)
+		}
+		if h["origin"] != "flowrun" {
+			t.Fatalf("message %d headers %v", r.ID, h)
+		}
+		if _, has := h["name"]; has == (r.Name == nil) || (r.Name != nil && h["name"] != *r.Name) {
+			t.Fatalf("message %d: name header %v for name %v", r.ID, h, r.Name)
+		}
+	}
 }
