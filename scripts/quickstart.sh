@@ -5,9 +5,9 @@
 #
 #   bash scripts/quickstart.sh [POSTS]       (default 5000)
 #
-# Both pipelines use `brokers: embedded`; FLOWRUN_EMBEDDED_KAFKA_ADDR makes the
-# ingest process serve its in-process broker on a fixed port that the
-# cleaning process joins.
+# Both pipelines use `brokers: embedded`; --embedded-kafka makes the ingest
+# process serve its in-process broker on a fixed port that the cleaning
+# process joins.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 posts=${1:-5000}
@@ -17,15 +17,15 @@ trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 
 go build -o "$bin" ./cmd/flowrun
 rm -rf "$out"
-export FLOWRUN_EMBEDDED_KAFKA_ADDR=127.0.0.1:19092
+broker=127.0.0.1:19092
 
-"$bin" run pipelines/pinterest_ingest.yaml --set LISTEN=127.0.0.1:8080 2>"$(dirname "$bin")/ingest.log" &
+"$bin" run pipelines/pinterest_ingest.yaml --embedded-kafka $broker --set LISTEN=127.0.0.1:8080 2>"$(dirname "$bin")/ingest.log" &
 ingest=$!
 for _ in $(seq 100); do
 	curl -fsS http://127.0.0.1:8080/readyz >/dev/null 2>&1 && break
 	sleep 0.1
 done
-"$bin" run pipelines/pinterest_clean.yaml --set OUT="$out" &
+"$bin" run pipelines/pinterest_clean.yaml --embedded-kafka $broker --set OUT="$out" &
 clean=$!
 
 "$bin" emulate --url http://127.0.0.1:8080/v1/posts --count "$posts" --rate 2000 --posters 16 --seed 1

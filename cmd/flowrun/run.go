@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/flowrun/flowrun/dsl/ast"
+	"github.com/flowrun/flowrun/operators/kafkaclient"
 	"github.com/flowrun/flowrun/operators/op"
 	"github.com/flowrun/flowrun/runtime/exec"
 )
@@ -29,6 +30,7 @@ type runFlags struct {
 	quiet        bool
 	logLevel     string
 	cpuProfile   string
+	embedded     string
 }
 
 func newRunCmd(reg *op.Registry) *cobra.Command {
@@ -56,10 +58,17 @@ filtered + dead letters.`,
 	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "no progress line and no summary")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile to this file")
+	cmd.Flags().StringVar(&f.embedded, "embedded-kafka", "", "serve the in-process Kafka broker of 'brokers: embedded' on this host:port, or join the one another flowrun process serves there")
 	return cmd
 }
 
 func runPipeline(ctx context.Context, reg *op.Registry, path string, f runFlags, stderr io.Writer) error {
+	if f.embedded != "" {
+		// Read by operators/kafkaclient when the first embedded broker starts.
+		if err := os.Setenv(kafkaclient.EnvEmbeddedAddr, f.embedded); err != nil {
+			return err
+		}
+	}
 	res, errs, err := loadPipeline(path, f.sets, reg)
 	if err != nil {
 		return err
