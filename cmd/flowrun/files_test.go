@@ -1,7 +1,9 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/flowrun/flowrun/operators/op"
@@ -34,5 +36,27 @@ func TestShippedPipelinesValidate(t *testing.T) {
 				t.Fatalf("%s has no nodes", f)
 			}
 		})
+	}
+}
+
+// TestReadmePipelineValidates keeps the README's example pipeline honest.
+func TestReadmePipelineValidates(t *testing.T) {
+	text, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const open = "```yaml\nflowrun: 1\n"
+	i := strings.Index(string(text), open)
+	if i < 0 {
+		t.Fatal("README has no example pipeline")
+	}
+	body := string(text[i+len("```yaml\n"):])
+	body = body[:strings.Index(body, "```")]
+	path := filepath.Join(t.TempDir(), "pipeline.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, err := loadPipeline(path, nil, op.Default); err != nil || len(errs) > 0 {
+		t.Fatalf("README pipeline: %v\n%s", err, errs.Render())
 	}
 }
