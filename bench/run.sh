@@ -71,9 +71,8 @@ flowrun_file() {
 	"$bin/flowrun" run bench/pinterest_clean.yaml --set "IN=$in" \
 		--set "OUT=$data/flowrun.jsonl" --set "DEAD=$data/flowrun_dead.jsonl"
 }
-flowrun_discard() {
-	"$bin/flowrun" run bench/pinterest_clean.yaml --set "IN=$in" \
-		--set OUT=/dev/null --set DEAD=/dev/null
+flowrun_discard() { # both sinks `discard`: no encoding, as Benthos's `drop`
+	"$bin/flowrun" run bench/pinterest_clean_discard.yaml --set "IN=$in"
 }
 benthos_file() {
 	IN="$in" OUT="$data/benthos.jsonl" DEAD="$data/benthos_dead.jsonl" BENTHOS_DIR="$here/benthos" \

@@ -5,11 +5,13 @@
 #   bash bench/kafka/run.sh                      # N=1000000, REPEAT=3
 #   N=300000 REPEAT=1 bash bench/kafka/run.sh    # quicker
 #
-# Per round: bareproducer → topic bench.kafka.bare (recreated, 4 partitions);
-# flowrun generate_to_kafka.yaml → topic bench.kafka.flow (recreated, 4
+# Per round: bareproducer -pregen (posts generated before its clock starts)
+# → topic bench.kafka.pregen; bareproducer (posts generated and encoded
+# inside its clock, as flowrun does) → topic bench.kafka.bare; flowrun
+# generate_to_kafka.yaml → topic bench.kafka.flow (every topic recreated, 4
 # partitions); then, reading bench.kafka.bare: bareconsumer (count only),
 # bareconsumer -decode (encoding/json into a struct) and flowrun
-# kafka_to_discard.yaml --once (decode to Arrow, encode JSON to /dev/null).
+# kafka_to_discard.yaml --once (decode to Arrow, discard sink).
 # Raw per-run lines go to bench/kafka/out/results.jsonl; the medians are
 # printed as a markdown table. Needs Kafka at $BROKERS
 # (scripts/services/kafka.sh up).
@@ -56,6 +58,7 @@ for r in $(seq 1 "$REPEAT"); do
 	[[ -n $PROFILE && $r == "$REPEAT" ]] && last=1
 	echo "round $r/$REPEAT, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 	echo "{\"round\": $r, \"load\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >>"$OUT/results.jsonl"
+	"$BIN/bareproducer" -brokers "$BROKERS" -topic bench.kafka.pregen -n "$N" -create -pregen | tee -a "$OUT/results.jsonl" >&2
 	"$BIN/bareproducer" -brokers "$BROKERS" -topic bench.kafka.bare -n "$N" -create | tee -a "$OUT/results.jsonl" >&2
 	"$BIN/bareproducer" -brokers "$BROKERS" -topic bench.kafka.flow -n 0 -create
 	"$BIN/bareconsumer" -brokers "$BROKERS" -topic bench.kafka.bare >/dev/null # warm the broker's page cache
@@ -63,7 +66,7 @@ for r in $(seq 1 "$REPEAT"); do
 	line=$(flowrun_run flowrun-produce 0 bench/kafka/generate_to_kafka.yaml --set N="$N" --set BROKERS="$BROKERS" --set TOPIC=bench.kafka.flow ${last:+--cpuprofile "$OUT/produce.prof"})
 	fbytes=$("$BIN/bareconsumer" -brokers "$BROKERS" -topic bench.kafka.flow | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')
 	echo "$line" | python3 -c 'import json,sys; d=json.load(sys.stdin); b=int(sys.argv[1]); d["bytes"]=b; d["mb_per_s"]=b/d["seconds"]/1e6; print(json.dumps(d))' "$fbytes" | tee -a "$OUT/results.jsonl" >&2
-	bbytes=$(tail -n +1 "$OUT/results.jsonl" | grep '"bareproducer"' | tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')
+	bbytes=$(grep '"tool":"bareproducer"' "$OUT/results.jsonl" | tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')
 	"$BIN/bareconsumer" -brokers "$BROKERS" -topic bench.kafka.bare | tee -a "$OUT/results.jsonl" >&2
 	"$BIN/bareconsumer" -brokers "$BROKERS" -topic bench.kafka.bare -decode | sed 's/"bareconsumer"/"bareconsumer-decode"/' | tee -a "$OUT/results.jsonl" >&2
 	flowrun_run flowrun-consume "$bbytes" bench/kafka/kafka_to_discard.yaml --once --set BROKERS="$BROKERS" --set TOPIC=bench.kafka.bare --set GROUP="bench-discard-$$-$r" ${last:+--cpuprofile "$OUT/consume.prof"} | tee -a "$OUT/results.jsonl" >&2
@@ -87,12 +90,18 @@ def row(direction, tool, base=None):
     ratio = f"{rps / med(base, 'records_per_s') * 100:.0f}%" if base else ""
     b = by[tool][0]["bytes"] / by[tool][0]["records"]
     print(f"| {direction} | {tool} | {rps:,.0f} | {med(tool, 'mb_per_s'):.1f} | {med(tool, 'seconds'):.2f} | {b:.0f} | {ratio} |")
+row("produce", "bareproducer-pregen")
 row("produce", "bareproducer")
 row("produce", "flowrun-produce", "bareproducer")
 row("consume", "bareconsumer")
 row("consume", "bareconsumer-decode")
 row("consume", "flowrun-consume", "bareconsumer")
 print()
-print("flowrun-consume vs bareconsumer-decode: "
-      f"{med('flowrun-consume', 'records_per_s') / med('bareconsumer-decode', 'records_per_s') * 100:.0f}%")
+def ratios(tool, base):
+    per = [f"{a['records_per_s'] / b['records_per_s'] * 100:.0f}%" for a, b in zip(by[tool], by[base])]
+    return f"{med(tool, 'records_per_s') / med(base, 'records_per_s') * 100:.0f}% (rounds: {', '.join(per)})"
+print(f"- flowrun-produce vs bareproducer (generates inside its clock): {ratios('flowrun-produce', 'bareproducer')}")
+print(f"- flowrun-produce vs bareproducer-pregen (posts ready before its clock): {ratios('flowrun-produce', 'bareproducer-pregen')}")
+print(f"- flowrun-consume vs bareconsumer (count only, transport limit): {ratios('flowrun-consume', 'bareconsumer')}")
+print(f"- flowrun-consume vs bareconsumer-decode (+ encoding/json): {ratios('flowrun-consume', 'bareconsumer-decode')}")
 PY

@@ -2,9 +2,16 @@
 // produces N generated Pinterest posts (operators/source/generate/posts,
 // AppendJSON, the emulator's bytes) to a topic with a bare sarama
 // AsyncProducer configured as the sink is (idempotent, acks=all, one open
-// request per broker, snappy, 5ms/512KiB flush, hash partitioner on
-// unique_id) and prints one JSON line: records, bytes, seconds, records/s,
-// MB/s. The posts are generated before the clock starts.
+// request per broker, snappy, no linger: Flush.Frequency and Flush.Bytes 0,
+// hash partitioner on unique_id) and prints one JSON line: records, bytes,
+// seconds, records/s, MB/s.
+//
+// By default each post is generated and JSON-encoded inside the timed
+// region, just before it is handed to the producer, as flowrun's generate →
+// kafka pipeline does. -pregen generates and encodes all posts before the
+// clock starts (the tool is then "bareproducer-pregen": the pure transport
+// limit). -linger 5ms sets the flush frequency (and 512 KiB flush bytes) the
+// sink used before it dropped its linger.
 //
 // -create recreates the topic with -partitions partitions first (deleting it
 // if it exists); -n 0 with -create only (re)creates it.
@@ -44,6 +51,8 @@ func main() {
 	seed := flag.Int64("seed", 1, "generator seed")
 	create := flag.Bool("create", false, "delete and recreate the topic first")
 	parts := flag.Int("partitions", 4, "partitions when creating")
+	pregen := flag.Bool("pregen", false, "generate and encode every post before the clock starts")
+	linger := flag.Duration("linger", 0, "producer Flush.Frequency (0: none, as the kafka sink)")
 	flag.Parse()
 	addrs := strings.Split(*brokers, ",")
 	if *create {
@@ -57,14 +66,19 @@ func main() {
 
 	gen := posts.New(*seed)
 	var p posts.Post
-	buf := make([]byte, 0, *n*800)
-	ends := make([]int, *n)
-	keys := make([]string, *n)
-	for i := range *n {
-		gen.Next(&p)
-		buf = posts.AppendJSON(buf, &p)
-		ends[i] = len(buf)
-		keys[i] = p.UniqueID
+	var buf []byte
+	var ends []int
+	var keys []string
+	if *pregen {
+		buf = make([]byte, 0, *n*800)
+		ends = make([]int, *n)
+		keys = make([]string, *n)
+		for i := range *n {
+			gen.Next(&p)
+			buf = posts.AppendJSON(buf, &p)
+			ends[i] = len(buf)
+			keys[i] = p.UniqueID
+		}
 	}
 
 	cfg := sarama.NewConfig()
@@ -76,8 +90,10 @@ func main() {
 	cfg.Producer.Retry.Max = 10
 	cfg.Producer.Return.Successes = true
 	cfg.Producer.Return.Errors = true
-	cfg.Producer.Flush.Frequency = 5 * time.Millisecond
-	cfg.Producer.Flush.Bytes = 512 << 10
+	cfg.Producer.Flush.Frequency = *linger
+	if *linger > 0 {
+		cfg.Producer.Flush.Bytes = 512 << 10
+	}
 	cfg.Producer.Compression = sarama.CompressionSnappy
 	cfg.Producer.Partitioner = sarama.NewHashPartitioner
 
@@ -104,22 +120,43 @@ func main() {
 		}
 		done <- first
 	}()
-	from := 0
-	for i := range *n {
-		var key sarama.Encoder
-		if keys[i] != "" {
-			key = sarama.StringEncoder(keys[i])
+	var nbytes int64
+	if *pregen {
+		from := 0
+		for i := range *n {
+			var key sarama.Encoder
+			if keys[i] != "" {
+				key = sarama.StringEncoder(keys[i])
+			}
+			prod.Input() <- &sarama.ProducerMessage{Topic: *topic, Key: key, Value: sarama.ByteEncoder(buf[from:ends[i]:ends[i]])}
+			from = ends[i]
 		}
-		prod.Input() <- &sarama.ProducerMessage{Topic: *topic, Key: key, Value: sarama.ByteEncoder(buf[from:ends[i]:ends[i]])}
-		from = ends[i]
+		nbytes = int64(len(buf))
+	} else {
+		// Generate and encode inside the clock, one post at a time, into
+		// its own slice (the producer holds it until it is sent).
+		for range *n {
+			gen.Next(&p)
+			v := posts.AppendJSON(make([]byte, 0, 1024), &p)
+			nbytes += int64(len(v))
+			var key sarama.Encoder
+			if !p.MissingUniqueID && p.UniqueID != "" {
+				key = sarama.StringEncoder(p.UniqueID)
+			}
+			prod.Input() <- &sarama.ProducerMessage{Topic: *topic, Key: key, Value: sarama.ByteEncoder(v)}
+		}
 	}
 	if err := <-done; err != nil {
 		log.Fatalf("delivery failed: %v", err)
 	}
 	secs := time.Since(start).Seconds()
 	_ = prod.Close()
-	r := Result{Tool: "bareproducer", Records: int64(*n), Bytes: int64(len(buf)), Seconds: secs,
-		RPS: float64(*n) / secs, MBps: float64(len(buf)) / secs / 1e6}
+	tool := "bareproducer"
+	if *pregen {
+		tool = "bareproducer-pregen"
+	}
+	r := Result{Tool: tool, Records: int64(*n), Bytes: nbytes, Seconds: secs,
+		RPS: float64(*n) / secs, MBps: float64(nbytes) / secs / 1e6}
 	_ = json.NewEncoder(os.Stdout).Encode(r)
 }
 
