@@ -6,6 +6,8 @@
 #   scripts/services/kafka.sh status  exit 0 when healthy, 3 when not running
 #   scripts/services/kafka.sh env     print `export FLOWRUN_KAFKA_BROKERS=...`
 #   scripts/services/kafka.sh down    stop it and remove its data dir
+#   scripts/services/kafka.sh stop    stop it cleanly, keeping its data
+#   scripts/services/kafka.sh start   start it again on the data `stop` kept
 #
 # Knobs (env): FLOWRUN_KAFKA_VERSION (default below), FLOWRUN_KAFKA_PORT (9092),
 # FLOWRUN_KAFKA_CONTROLLER_PORT (9093), FLOWRUN_KAFKA_HEAP (512m),
@@ -134,6 +136,7 @@ healthy() {
 running() { pid_alive "$PIDFILE" kafka.Kafka; }
 
 cmd_up() {
+	local keep=${1:-0} # 1: start on the data a clean stop left (no wipe)
 	if running && healthy; then
 		log "already running (pid $(<"$PIDFILE")) at $BROKERS"
 		return 0
@@ -144,13 +147,14 @@ cmd_up() {
 		# wiped: a KRaft node restarted on them waits out its old broker session
 		# (broker.session.timeout.ms) before serving, and tests want a clean
 		# broker anyway.
-		if [[ -e $DATA ]]; then
+		if [[ -e $DATA && $keep != 1 ]]; then
 			log "removing leftovers of a stopped broker in $DATA"
 			rm -rf "$DATA"
 		fi
 		if port_open "$HOST" "$PORT" || port_open "$HOST" "$CPORT"; then
 			die "port $PORT or $CPORT on $HOST is taken by a process this script did not start"
 		fi
+		rm -f "$PIDFILE"
 		install_libs
 		write_config
 		format_storage
@@ -178,6 +182,14 @@ cmd_up() {
 }
 
 cmd_down() {
+	cmd_stop
+	rm -rf "$DATA"
+	log "removed $DATA"
+}
+
+# cmd_stop stops the broker cleanly and keeps its data, so `start` brings the
+# same cluster back with every acknowledged message (outage tests).
+cmd_stop() {
 	if running; then
 		local pid i
 		pid=$(<"$PIDFILE")
@@ -190,8 +202,7 @@ cmd_down() {
 			for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 		fi
 	fi
-	rm -rf "$DATA"
-	log "stopped; removed $DATA"
+	log "stopped"
 }
 
 cmd_status() {
@@ -213,10 +224,12 @@ cmd_env() {
 case "${1:-}" in
 up) cmd_up ;;
 down) cmd_down ;;
+stop) cmd_stop ;;
+start) cmd_up 1 ;;
 status) cmd_status ;;
 env) cmd_env ;;
 *)
-	echo "usage: $0 {up|down|status|env}" >&2
+	echo "usage: $0 {up|down|stop|start|status|env}" >&2
 	exit 2
 	;;
 esac

@@ -127,16 +127,14 @@ func diffCounts(want, got map[string]int) string {
 //   - once the broker process is dead, no request sent afterwards is
 //     answered 2xx: posts sent right after the kill (probes, and requests in
 //     flight) are answered 503 "posts not stored" once the kafka sink gives
-//     up (seconds: its retries), and then, as the sink documents (a message
-//     that still fails after its retries stops the pipeline), the process
-//     exits with a non-zero code, after which connections are refused.
-//     Either way the producer is never told a post is stored when it is not.
+//     up (seconds: its retries); the API stays up (no connection errors)
+//     and stops cleanly on SIGINT. The producer is never told a post is
+//     stored when it is not.
 //
 // It does not prove: that posts answered 200 while the broker was being
 // killed (requests in flight at the kill) were stored, because the broker's
-// data dies with it; nor anything about a real Kafka cluster losing a
-// leader, recovering, or the API recovering after the broker returns (the
-// pipeline stops instead).
+// data dies with it. Recovery after a real broker returns is
+// TestRealKafkaOutageIngestRecovers.
 func TestKafkaDownIngestReturns503(t *testing.T) {
 	testenv.Integration(t)
 	kafkatest.Kcat(t)
@@ -225,9 +223,8 @@ func TestKafkaDownIngestReturns503(t *testing.T) {
 	probed := make(chan []result, 1)
 	go func() { probed <- postAll(ctx, url, want.lines[len(want.lines)-8:], 8, nil) }()
 
-	code := ing.wait(t, 30*time.Second)
-	exitedAfter := time.Since(killedAt)
-	time.Sleep(200 * time.Millisecond) // a few refused connections too
+	// The API keeps serving while Kafka is gone: it must answer 503.
+	time.Sleep(200 * time.Millisecond)
 	close(stopPosting)
 	res = <-posted
 	probes := <-probed
@@ -267,17 +264,18 @@ func TestKafkaDownIngestReturns503(t *testing.T) {
 			inFlightOK++
 		}
 	}
-	t.Logf("after the kill: %d posts sent: %d answered 503, %d connection errors, %d other; %d in flight at the kill answered 200 (unverifiable); ingest exited %d after %s",
-		afterKill, got503, refused, other, inFlightOK, code, exitedAfter.Round(time.Millisecond))
+	t.Logf("after the kill: %d posts sent: %d answered 503, %d connection errors, %d other; %d in flight at the kill answered 200 (unverifiable)",
+		afterKill, got503, refused, other, inFlightOK)
 	if len(inFlight) > 0 {
 		t.Logf("%d posts in flight at the kill, e.g. %s; first connection error: %s", len(inFlight), inFlight[0], firstErr)
 	}
-	if code == 0 {
-		t.Errorf("ingest exited 0 after losing Kafka; want a non-zero exit (the sink fails the pipeline)")
+	if refused > 0 {
+		t.Errorf("%d posts after the kill got connection errors: the API must stay up and answer 503", refused)
 	}
-	if out := ing.out.String(); !strings.Contains(out, "kafka") {
-		t.Errorf("ingest output does not name the kafka failure:\n%s", ing.out.tail(2000))
+	if ing.exited() {
+		t.Fatalf("ingest exited (%d) after losing Kafka; it must keep answering 503", ing.exitCode)
 	}
+	ing.stop(t)
 }
 
 // result is one HTTP attempt of postAll.

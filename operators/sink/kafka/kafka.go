@@ -4,8 +4,10 @@
 // acknowledges a batch only when the broker has acknowledged every one of
 // its messages. A message that cannot be delivered after the retries goes to
 // the node's dead-letter output (its batch is acknowledged once the dead
-// letter is stored); without one it fails its batch's ack and the sink: the
-// pipeline stops rather than drop data.
+// letter is stored); without one it fails its batch's ack, so the source
+// decides (the kafka source stops and replays later, the http source answers
+// 503); a batch without an ack (from a source that cannot replay) fails the
+// sink and the pipeline stops rather than drop data.
 //
 // The number of batches in flight is bounded (max_in_flight), so a slow
 // cluster holds back the pipeline instead of growing memory.
@@ -46,8 +48,10 @@ is idempotent, waits for all in-sync replicas and retries with backoff; a
 batch is acknowledged upstream (so its source commits) only when every one of
 its messages is stored. A message that still fails after the retries (or that
 the producer refuses, e.g. one larger than max_message_bytes) goes to the
-node's dead_letter output with the reason; without one it stops the
-pipeline. Headers are expressions too; a null header is left out.
+node's dead_letter output with the reason; without one it fails its batch's
+acknowledgement: a kafka source then stops (and reads the batch again after a
+restart), the http source answers 503 so the client retries, and a source
+that cannot replay (file, generate) stops the pipeline. Headers are expressions too; a null header is left out.
 
 'partitioner: hash' sends equal keys to the same partition (sarama's FNV-1a
 hash, which differs from the Java client's murmur2); messages without a key
@@ -285,7 +289,15 @@ func (s *Sink) results() {
 					continue
 				}
 			}
-			s.err.CompareAndSwap(nil, &err)
+			// The failure goes to whoever can act on it: the batch's source,
+			// through its ack (the kafka source stops and replays, the http
+			// source answers 503 and its client retries), so the sink keeps
+			// serving once Kafka is back. A batch without an ack comes from
+			// a source that cannot replay (a file, a generator): then the
+			// sink fails and the pipeline stops rather than lose the rows.
+			if t.ack == nil {
+				s.err.CompareAndSwap(nil, &err)
+			}
 			t.done(err)
 		}
 	}

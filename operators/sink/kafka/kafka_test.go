@@ -211,43 +211,74 @@ func TestWriteEmbedded(t *testing.T) {
 	}
 }
 
-func TestDeliveryFailureFailsTheSink(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(op.Resources{Node: "out", Alloc: memory.DefaultAllocator},
-		Config{Brokers: c.ListenAddrs(), Topic: "t", Compression: "none", Partitioner: "hash", MaxInFlight: 8, Retries: 1, RetryBackoff: 10 * time.Millisecond}, schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Close() // the broker goes away
-	var a acks
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := s.Write(ctx, batch.Batch{Rec: rows(memory.DefaultAllocator, 0, 10), Ack: a.new()}); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if n, _ := a.get(); n == 1 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("batch never acknowledged")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if _, errs := a.get(); len(errs) != 1 {
-		t.Fatalf("ack errors %v, want the delivery failure", errs)
-	}
-	if err := s.Flush(ctx); err == nil {
-		t.Fatal("Flush after a failed delivery returned nil")
-	}
-	if err := s.Write(ctx, batch.Batch{Rec: rows(memory.DefaultAllocator, 0, 1), Ack: a.new()}); err == nil {
-		t.Fatal("Write after a failed delivery returned nil")
-	}
-	if err := s.Close(ctx); err == nil {
-		t.Fatal("Close after a failed delivery returned nil")
+// TestDeliveryFailure: a batch with an ack reports the failure through it
+// and the sink keeps serving (its source decides: replay or 503); a batch
+// without one (a source that cannot replay) fails the sink for good.
+func TestDeliveryFailure(t *testing.T) {
+	for _, withAck := range []bool{true, false} {
+		t.Run(fmt.Sprint("ack=", withAck), func(t *testing.T) {
+			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := New(op.Resources{Node: "out", Alloc: memory.DefaultAllocator},
+				Config{Brokers: c.ListenAddrs(), Topic: "t", Compression: "none", Partitioner: "hash", MaxInFlight: 8, Retries: 1, RetryBackoff: 10 * time.Millisecond}, schema)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close() // the broker goes away
+			var a acks
+			ack := func() *batch.Ack {
+				if withAck {
+					return a.new()
+				}
+				return nil
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if err := s.Write(ctx, batch.Batch{Rec: rows(memory.DefaultAllocator, 0, 10), Ack: ack()}); err != nil {
+				t.Fatal(err)
+			}
+			if !withAck {
+				for s.Flush(ctx) == nil {
+					if ctx.Err() != nil {
+						t.Fatal("the failure never reached the sink")
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				if err := s.Write(ctx, batch.Batch{Rec: rows(memory.DefaultAllocator, 0, 1)}); err == nil {
+					t.Fatal("Write after a failed delivery without ack returned nil")
+				}
+				if err := s.Close(ctx); err == nil {
+					t.Fatal("Close after a failed delivery without ack returned nil")
+				}
+				return
+			}
+			for {
+				if n, _ := a.get(); n == 1 {
+					break
+				}
+				if ctx.Err() != nil {
+					t.Fatal("batch never acknowledged")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if _, errs := a.get(); len(errs) != 1 {
+				t.Fatalf("ack errors %v, want the delivery failure", errs)
+			}
+			if err := s.Flush(ctx); err != nil {
+				t.Fatalf("Flush after a failure reported through the ack: %v", err)
+			}
+			if err := s.Write(ctx, batch.Batch{Rec: rows(memory.DefaultAllocator, 0, 1), Ack: a.new()}); err != nil {
+				t.Fatalf("Write after a failure reported through the ack: %v", err)
+			}
+			if err := s.Close(ctx); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			if n, errs := a.get(); n != 2 || len(errs) != 2 {
+				t.Fatalf("acks %d, errors %v", n, errs)
+			}
+		})
 	}
 }
 
