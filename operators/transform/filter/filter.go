@@ -4,7 +4,6 @@ package filter
 
 import (
 	"context"
-	"errors"
 	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -77,7 +76,7 @@ func (f *Filter) Process(ctx context.Context, in batch.Batch, out op.Output) err
 	for i := range n {
 		v, err := f.ev.Eval(i)
 		if err != nil {
-			if err := out.Reject(xf.RowJSON(in.Rec, i), "filter: "+EvalMsg(err)); err != nil {
+			if err := out.Reject(xf.RowJSON(in.Rec, i), "filter: "+xf.EvalMsg(err)); err != nil {
 				in.Release(err)
 				return err
 			}
@@ -89,14 +88,4 @@ func (f *Filter) Process(ctx context.Context, in batch.Batch, out op.Output) err
 		}
 	}
 	return xf.EmitKept(ctx, out, f.mem, in.Ack, in.Rec, f.keep, kept)
-}
-
-// EvalMsg is an evaluation error's message without the expression's
-// position and text, for a dead letter's reason.
-func EvalMsg(err error) string {
-	var ee *exprc.EvalError
-	if errors.As(err, &ee) {
-		return ee.Msg
-	}
-	return err.Error()
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/flowrun/flowrun/dsl/spec"
 	"github.com/flowrun/flowrun/dsl/validate"
 	"github.com/flowrun/flowrun/operators/op"
-	"github.com/flowrun/flowrun/operators/transform/filter"
 	"github.com/flowrun/flowrun/operators/transform/internal/xf"
 	"github.com/flowrun/flowrun/runtime/arrowx"
 	"github.com/flowrun/flowrun/runtime/batch"
@@ -139,7 +138,7 @@ func (m *Map) init() {
 	}
 	m.reject = func(r int, err error) {
 		if m.bad[r] < 0 {
-			m.bad[r], m.msgs[r] = int32(m.cur), filter.EvalMsg(err)
+			m.bad[r], m.msgs[r] = int32(m.cur), xf.EvalMsg(err)
 		}
 	}
 	m.dataBytes = make([]int, len(m.cols))
@@ -200,7 +199,7 @@ func (m *Map) Process(ctx context.Context, in batch.Batch, out op.Output) error 
 			v, err := ev.Eval(r)
 			var msg string
 			if err != nil {
-				msg = filter.EvalMsg(err)
+				msg = xf.EvalMsg(err)
 				m.bs[i].AppendNull()
 			} else if err := m.apps[i](v); err != nil {
 				msg = err.Error()

@@ -7,6 +7,7 @@ package xf
 import (
 	"context"
 	"encoding/json"
+	"errors"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -15,6 +16,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"gopkg.in/yaml.v3"
 
+	"github.com/flowrun/flowrun/dsl/exprc"
 	"github.com/flowrun/flowrun/dsl/source"
 	"github.com/flowrun/flowrun/dsl/spec"
 	"github.com/flowrun/flowrun/dsl/validate"
@@ -226,4 +228,14 @@ func (p *Projector) Process(ctx context.Context, in batch.Batch, out op.Output) 
 // ProjectorCtor returns a constructor of p.
 func ProjectorCtor(p *Projector) op.Constructor {
 	return func(op.Resources) (any, error) { return p, nil }
+}
+
+// EvalMsg is an evaluation error's message without the expression's
+// position and text, for a dead letter's reason.
+func EvalMsg(err error) string {
+	var ee *exprc.EvalError
+	if errors.As(err, &ee) {
+		return ee.Msg
+	}
+	return err.Error()
 }
