@@ -585,7 +585,13 @@ func (s *Source) ingest(w http.ResponseWriter, r *http.Request, many bool) {
 	case <-timer.C:
 		err = fmt.Errorf("posts not confirmed as stored within ack_timeout (%s); they may still be written", s.cfg.AckTimeout)
 	case <-s.abandon:
-		err = ErrStopping
+		// The ack may have been answered just before the source gave up
+		// on the rest: its reason is the better answer.
+		select {
+		case err = <-wt.done:
+		default:
+			err = ErrStopping
+		}
 	case <-r.Context().Done():
 		return // the client is gone
 	}
