@@ -182,87 +182,46 @@ func (e *Evaluator) evalRows(b array.Builder, from, n int, fail func(int, error)
 	switch root.k {
 	case kStr:
 		sb := b.(*array.StringBuilder)
-		for ; r < n; r++ {
-			v, ok, err := root.s.s(c, r)
-			switch {
-			case err != nil:
-				fail(r, err)
-			case ok:
-				sb.Append(v)
-			default:
-				sb.AppendNull()
-			}
-		}
+		fillRows(c, &r, n, root.s.s, sb.Append, sb.AppendNull, fail)
 	case kInt:
 		if e.p.kern.intAsFloat {
 			fb := b.(*array.Float64Builder)
-			for ; r < n; r++ {
-				v, ok, err := root.i.i(c, r)
-				switch {
-				case err != nil:
-					fail(r, err)
-				case ok:
-					fb.Append(float64(v))
-				default:
-					fb.AppendNull()
-				}
-			}
+			fillRows(c, &r, n, root.i.i, func(v int) { fb.Append(float64(v)) }, fb.AppendNull, fail)
 			break
 		}
 		ib := b.(*array.Int64Builder)
-		for ; r < n; r++ {
-			v, ok, err := root.i.i(c, r)
-			switch {
-			case err != nil:
-				fail(r, err)
-			case ok:
-				ib.Append(int64(v))
-			default:
-				ib.AppendNull()
-			}
-		}
+		fillRows(c, &r, n, root.i.i, func(v int) { ib.Append(int64(v)) }, ib.AppendNull, fail)
 	case kFloat:
 		fb := b.(*array.Float64Builder)
-		for ; r < n; r++ {
-			v, ok, err := root.f.f(c, r)
-			switch {
-			case err != nil:
-				fail(r, err)
-			case ok:
-				fb.Append(v)
-			default:
-				fb.AppendNull()
-			}
-		}
+		fillRows(c, &r, n, root.f.f, fb.Append, fb.AppendNull, fail)
 	case kBool:
 		bb := b.(*array.BooleanBuilder)
-		for ; r < n; r++ {
-			v, ok, err := root.b.b(c, r)
-			switch {
-			case err != nil:
-				fail(r, err)
-			case ok:
-				bb.Append(v)
-			default:
-				bb.AppendNull()
-			}
-		}
+		fillRows(c, &r, n, root.b.b, bb.Append, bb.AppendNull, fail)
 	case kList:
 		lb := b.(*array.ListBuilder)
-		for ; r < n; r++ {
-			v, ok, err := root.l.l(c, r)
-			switch {
-			case err != nil:
-				fail(r, err)
-			case ok:
-				lb.Append(true)
-				splitEach(v, e.appendPiece)
-			default:
-				lb.AppendNull()
-			}
-		}
+		fillRows(c, &r, n, root.l.l, func(v splitVal) {
+			lb.Append(true)
+			splitEach(v, e.appendPiece)
+		}, lb.AppendNull, fail)
 	}
 	return n
+}
+
+// fillRows appends eval's value for rows *r..n-1 through put (null for a
+// missing value) and reports failures; *r is the current row, so a panic
+// recovered by the caller is charged to the right one.
+func fillRows[T any](c *kctx, r *int, n int, eval func(*kctx, int) (T, bool, error), put func(T), null func(), fail func(int, error)) {
+	for ; *r < n; *r++ {
+		v, ok, err := eval(c, *r)
+		switch {
+		case err != nil:
+			fail(*r, err)
+		case ok:
+			put(v)
+		default:
+			null()
+		}
+	}
 }
 
 // panicError is the error the VM makes of a panic (a runtime error in a

@@ -233,34 +233,14 @@ func newLibrary() *library {
 			doc: FuncDoc{Name: "trimPrefix", Signature: "trimPrefix(s, prefix string) string",
 				Doc:     "s without a leading prefix (a space if prefix is omitted). Replaces the expr-lang builtin to pass null through.",
 				Example: `trimPrefix("Local save in /data/post", "Local save in ")`, Result: "/data/post"},
-			fn: func(args ...any) (any, error) {
-				s, ok := args[0].(string)
-				if !ok {
-					return nil, nil
-				}
-				p := " "
-				if len(args) == 2 {
-					p, _ = args[1].(string)
-				}
-				return strings.TrimPrefix(s, p), nil
-			},
+			fn:    trimWith(strings.TrimPrefix),
 			types: []any{new(func(string, string) string), new(func(string) string)},
 		},
 		{
 			doc: FuncDoc{Name: "trimSuffix", Signature: "trimSuffix(s, suffix string) string",
 				Doc:     "s without a trailing suffix (a space if suffix is omitted). Replaces the expr-lang builtin to pass null through.",
 				Example: `trimSuffix("pin.jpg", ".jpg")`, Result: "pin"},
-			fn: func(args ...any) (any, error) {
-				s, ok := args[0].(string)
-				if !ok {
-					return nil, nil
-				}
-				p := " "
-				if len(args) == 2 {
-					p, _ = args[1].(string)
-				}
-				return strings.TrimSuffix(s, p), nil
-			},
+			fn:    trimWith(strings.TrimSuffix),
 			types: []any{new(func(string, string) string), new(func(string) string)},
 		},
 		{
@@ -601,4 +581,20 @@ func toString(v any) (any, error) {
 		return string(x), nil
 	}
 	return fmt.Sprint(v), nil
+}
+
+// trimWith makes trimPrefix or trimSuffix: null passes through, and the
+// affix defaults to a space when omitted.
+func trimWith(trim func(s, affix string) string) func(args ...any) (any, error) {
+	return func(args ...any) (any, error) {
+		s, ok := args[0].(string)
+		if !ok {
+			return nil, nil
+		}
+		affix := " "
+		if len(args) == 2 {
+			affix, _ = args[1].(string)
+		}
+		return trim(s, affix), nil
+	}
 }
