@@ -3,13 +3,11 @@ package drop
 import (
 	"context"
 	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
-	"github.com/flowrun/flowrun/operators/transform/internal/xf"
 	"github.com/flowrun/flowrun/operators/transform/internal/xftest"
 	"github.com/flowrun/flowrun/runtime/batch"
 )
@@ -21,20 +19,12 @@ var in = arrow.NewSchema([]arrow.Field{
 }, nil)
 
 func TestPrepare(t *testing.T) {
-	for _, tc := range []struct{ config, want, errs string }{
+	xftest.CheckPrepare(t, Plugin, in, [][3]string{ // config, output columns, errors
 		{"[n]", "title,category", ""},
 		{"title", "category,n", ""},
 		{"[titel]", "title,category,n", "p.yaml:1:2: unknown column 'titel' (did you mean 'title'?)"},
 		{"[n, title, category]", "", "p.yaml:1:1: drop removes every column"},
-	} {
-		out, _, errs := xftest.Prepare(t, Plugin, tc.config, in)
-		if errs.Error() != tc.errs {
-			t.Errorf("%s: errors %q, want %q", tc.config, errs.Error(), tc.errs)
-		}
-		if got := strings.Join(xf.Names(out), ","); got != tc.want {
-			t.Errorf("%s: columns %q, want %q", tc.config, got, tc.want)
-		}
-	}
+	})
 }
 
 func TestProcess(t *testing.T) {

@@ -3,13 +3,11 @@ package rename
 import (
 	"context"
 	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
-	"github.com/flowrun/flowrun/operators/transform/internal/xf"
 	"github.com/flowrun/flowrun/operators/transform/internal/xftest"
 	"github.com/flowrun/flowrun/runtime/batch"
 )
@@ -21,22 +19,14 @@ var in = arrow.NewSchema([]arrow.Field{
 }, nil)
 
 func TestPrepare(t *testing.T) {
-	for _, tc := range []struct{ config, want, errs string }{
+	xftest.CheckPrepare(t, Plugin, in, [][3]string{ // config, output columns, errors
 		{"{index: ind}", "ind,a,b", ""},
 		{"{a: b, b: a}", "index,b,a", ""},
 		{"{indx: ind}", "index,a,b", "p.yaml:1:2: unknown column 'indx' (did you mean 'index'?)"},
 		{"{a: b}", "index,b,b", "p.yaml:1:5: renaming 'a' to 'b' gives two columns named 'b'"},
 		{"{a: x, b: x}", "index,x,x", "p.yaml:1:11: renaming 'b' to 'x' gives two columns named 'x'"},
 		{"[a]", "index,a,b", "p.yaml:1:1: value must be a mapping of name: value"},
-	} {
-		out, _, errs := xftest.Prepare(t, Plugin, tc.config, in)
-		if errs.Error() != tc.errs {
-			t.Errorf("%s: errors %q, want %q", tc.config, errs.Error(), tc.errs)
-		}
-		if got := strings.Join(xf.Names(out), ","); got != tc.want {
-			t.Errorf("%s: columns %q, want %q", tc.config, got, tc.want)
-		}
-	}
+	})
 }
 
 func TestProcess(t *testing.T) {

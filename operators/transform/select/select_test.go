@@ -8,7 +8,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
-	"github.com/flowrun/flowrun/operators/transform/internal/xf"
 	"github.com/flowrun/flowrun/operators/transform/internal/xftest"
 	"github.com/flowrun/flowrun/runtime/batch"
 )
@@ -20,32 +19,13 @@ var in = arrow.NewSchema([]arrow.Field{
 }, nil)
 
 func TestPrepare(t *testing.T) {
-	for _, tc := range []struct{ config, want, errs string }{
+	xftest.CheckPrepare(t, Plugin, in, [][3]string{ // config, output columns, errors
 		{"[n, title]", "n,title", ""},
 		{"category", "category", ""},
 		{"[title, categroy]", "title", "p.yaml:1:9: unknown column 'categroy' (did you mean 'category'?)"},
 		{"[n, n]", "n", "p.yaml:1:5: column 'n' selected twice"},
 		{"[]", "", "p.yaml:1:1: select needs at least one column"},
-	} {
-		out, _, errs := xftest.Prepare(t, Plugin, tc.config, in)
-		if errs.Error() != tc.errs {
-			t.Errorf("%s: errors %q, want %q", tc.config, errs.Error(), tc.errs)
-		}
-		if got := joinNames(out); got != tc.want {
-			t.Errorf("%s: columns %q, want %q", tc.config, got, tc.want)
-		}
-	}
-}
-
-func joinNames(s *arrow.Schema) string {
-	out := ""
-	for i, n := range xf.Names(s) {
-		if i > 0 {
-			out += ","
-		}
-		out += n
-	}
-	return out
+	})
 }
 
 func TestProcess(t *testing.T) {

@@ -7,6 +7,7 @@ package xftest
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -163,4 +164,27 @@ func Ack(t testing.TB) *batch.Ack {
 		}
 	})
 	return a
+}
+
+// CheckPrepare runs each case, {config snippet, output columns comma-joined,
+// errors ("" for none)}, through Prepare and compares the errors and output
+// columns exactly.
+func CheckPrepare(t *testing.T, p *op.Plugin, in *arrow.Schema, cases [][3]string) {
+	t.Helper()
+	for _, c := range cases {
+		tc := struct{ Config, Columns, Errs string }{c[0], c[1], c[2]}
+		out, _, errs := Prepare(t, p, tc.Config, in)
+		if errs.Error() != tc.Errs {
+			t.Errorf("%s: errors %q, want %q", tc.Config, errs.Error(), tc.Errs)
+		}
+		var names []string
+		if out != nil {
+			for _, f := range out.Fields() {
+				names = append(names, f.Name)
+			}
+		}
+		if got := strings.Join(names, ","); got != tc.Columns {
+			t.Errorf("%s: columns %q, want %q", tc.Config, got, tc.Columns)
+		}
+	}
 }
