@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"go.uber.org/goleak"
 	"os"
 	"os/exec"
 	"strings"
@@ -185,4 +186,11 @@ func Consume(t testing.TB, brokers []string, topic string) []string {
 func Topic(t testing.TB) string {
 	name := strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())
 	return fmt.Sprintf("flowrun-%s-%d", strings.ToLower(name), time.Now().UnixNano())
+}
+
+// VerifyTestMain runs a Kafka test package's tests and fails it on leaked
+// goroutines, ignoring sarama's per-broker circuit breaker: opened by tests
+// that take a broker away, it sleeps out its 10s timeout after Close.
+func VerifyTestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/eapache/go-resiliency/breaker.(*Breaker).timer"))
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"go.uber.org/goleak"
 
 	"github.com/flowrun/flowrun/dsl/exprc"
 	"github.com/flowrun/flowrun/dsl/spec"
@@ -25,12 +24,7 @@ import (
 	"github.com/flowrun/flowrun/runtime/batch"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// sarama's per-broker circuit breaker, opened by the tests that
-		// take a broker away, sleeps out its 10s timeout after Close.
-		goleak.IgnoreAnyFunction("github.com/eapache/go-resiliency/breaker.(*Breaker).timer"))
-}
+func TestMain(m *testing.M) { kafkatest.VerifyTestMain(m) }
 
 var schema = arrow.NewSchema([]arrow.Field{
 	{Name: "id", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
