@@ -2,6 +2,7 @@ package exprc
 
 import (
 	"fmt"
+	"github.com/flowrun/flowrun/runtime/arrowx"
 	"hash/fnv"
 	"math"
 	"regexp"
@@ -566,19 +567,8 @@ func toFloat(v any) (any, error) {
 }
 
 func toString(v any) (any, error) {
-	switch x := v.(type) {
-	case string:
-		return x, nil
-	case int:
-		return strconv.Itoa(x), nil
-	case float64:
-		return strconv.FormatFloat(x, 'g', -1, 64), nil
-	case bool:
-		return strconv.FormatBool(x), nil
-	case time.Time:
-		return x.UTC().Format(time.RFC3339Nano), nil
-	case []byte:
-		return string(x), nil
+	if s, ok := arrowx.Text(v); ok {
+		return s, nil
 	}
 	return fmt.Sprint(v), nil
 }

@@ -518,3 +518,27 @@ func describe(v any) string {
 	}
 	return fmt.Sprintf("%T %s", v, s)
 }
+
+// Text renders a scalar value of the mapping as text, the one way flowrun
+// turns values into strings (casts, to_string, message keys and headers):
+// integers in decimal, floats in the shortest form that round-trips,
+// timestamps as RFC 3339 in UTC. ok is false for other values (lists, nil).
+func Text(v any) (s string, ok bool) {
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case []byte:
+		return string(x), true
+	case int:
+		return strconv.Itoa(x), true
+	case int64:
+		return strconv.FormatInt(x, 10), true
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64), true
+	case bool:
+		return strconv.FormatBool(x), true
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano), true
+	}
+	return "", false
+}

@@ -168,3 +168,20 @@ func BenchmarkAppendGet(b *testing.B) {
 		arr.Release()
 	}
 }
+
+func TestText(t *testing.T) {
+	ts := time.Date(2026, 11, 26, 1, 2, 3, 500, time.FixedZone("x", 3600))
+	for _, tc := range []struct {
+		in   any
+		want string
+		ok   bool
+	}{
+		{"a", "a", true}, {[]byte("b"), "b", true}, {42, "42", true}, {int64(-7), "-7", true},
+		{1.5, "1.5", true}, {1e21, "1e+21", true}, {true, "true", true},
+		{ts, "2026-11-26T00:02:03.0000005Z", true}, {nil, "", false}, {[]string{"x"}, "", false},
+	} {
+		if got, ok := Text(tc.in); got != tc.want || ok != tc.ok {
+			t.Errorf("Text(%#v) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}

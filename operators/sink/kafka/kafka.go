@@ -17,7 +17,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +32,7 @@ import (
 	"github.com/flowrun/flowrun/operators/codec/jsonenc"
 	"github.com/flowrun/flowrun/operators/kafkaclient"
 	"github.com/flowrun/flowrun/operators/op"
+	"github.com/flowrun/flowrun/runtime/arrowx"
 	"github.com/flowrun/flowrun/runtime/batch"
 )
 
@@ -383,21 +383,8 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 }
 
 func keyString(k any) string {
-	switch v := k.(type) {
-	case string:
-		return v
-	case []byte:
-		return string(v)
-	case int:
-		return strconv.Itoa(v)
-	case int64:
-		return strconv.FormatInt(v, 10)
-	case float64:
-		return strconv.FormatFloat(v, 'g', -1, 64)
-	case bool:
-		return strconv.FormatBool(v)
-	case time.Time:
-		return v.UTC().Format(time.RFC3339Nano)
+	if s, ok := arrowx.Text(k); ok {
+		return s
 	}
 	return fmt.Sprint(k)
 }

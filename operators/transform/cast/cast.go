@@ -221,19 +221,11 @@ func Convert(v any, to arrow.DataType) (any, error) {
 	}
 	switch to.ID() {
 	case arrow.STRING:
-		switch x := v.(type) {
-		case string:
-			return x, nil
-		case int:
-			return strconv.Itoa(x), nil
-		case float64:
-			return strconv.FormatFloat(x, 'g', -1, 64), nil
-		case bool:
-			return strconv.FormatBool(x), nil
-		case time.Time:
-			return x.UTC().Format(time.RFC3339Nano), nil
-		case []string:
+		if x, ok := v.([]string); ok {
 			return strings.Join(x, ","), nil
+		}
+		if s, ok := arrowx.Text(v); ok {
+			return s, nil
 		}
 	case arrow.INT64:
 		switch x := v.(type) {
