@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/flowrun/flowrun/dsl/docgen"
-	"github.com/flowrun/flowrun/operators/op"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 // TestOperatorDocs keeps docs/operators.md equal to what the registered

@@ -10,7 +10,7 @@ import (
 
 	"github.com/flowrun/flowrun/dsl/ast"
 	"github.com/flowrun/flowrun/dsl/validate"
-	"github.com/flowrun/flowrun/operators/op"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 func newGraphCmd(reg *op.Registry) *cobra.Command {

@@ -4,7 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flowrun/flowrun/dsl/jsonschema"
-	"github.com/flowrun/flowrun/operators/op"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 func newSchemaCmd(reg *op.Registry) *cobra.Command {

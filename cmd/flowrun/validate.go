@@ -11,7 +11,7 @@ import (
 
 	"github.com/flowrun/flowrun/dsl/source"
 	"github.com/flowrun/flowrun/dsl/validate"
-	"github.com/flowrun/flowrun/operators/op"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 // exitError asks main to exit with code after the command has already

@@ -14,7 +14,7 @@ import (
 	"github.com/flowrun/flowrun/dsl/ast"
 	"github.com/flowrun/flowrun/dsl/spec"
 	"github.com/flowrun/flowrun/dsl/validate"
-	"github.com/flowrun/flowrun/operators/op"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 // testRegistry has one operator per section, independent of the built-ins.

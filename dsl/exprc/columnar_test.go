@@ -13,7 +13,7 @@ import (
 	"github.com/flowrun/flowrun/dsl/spec"
 	"github.com/flowrun/flowrun/operators/codec/jsondec"
 	"github.com/flowrun/flowrun/operators/source/generate/posts"
-	"github.com/flowrun/flowrun/runtime/arrowx"
+	"github.com/flowrun/flowrun/dsl/arrowx"
 )
 
 // pinterestExprs is the cleaning map of examples/pinterest_local.yaml.

@@ -5,7 +5,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/expr-lang/expr/vm"
 
-	"github.com/flowrun/flowrun/runtime/arrowx"
+	"github.com/flowrun/flowrun/dsl/arrowx"
 )
 
 // Type is the Arrow type of the expression's result (the WantType type

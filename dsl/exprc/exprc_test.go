@@ -18,7 +18,7 @@ import (
 	"github.com/flowrun/flowrun/dsl/source"
 	"github.com/flowrun/flowrun/dsl/spec"
 	"github.com/flowrun/flowrun/dsl/types"
-	"github.com/flowrun/flowrun/runtime/arrowx"
+	"github.com/flowrun/flowrun/dsl/arrowx"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")

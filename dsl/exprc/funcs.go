@@ -2,7 +2,7 @@ package exprc
 
 import (
 	"fmt"
-	"github.com/flowrun/flowrun/runtime/arrowx"
+	"github.com/flowrun/flowrun/dsl/arrowx"
 	"hash/fnv"
 	"math"
 	"regexp"

@@ -9,7 +9,7 @@ import (
 )
 
 // Operator is what validation needs to know of one operator. The operator
-// SDK (operators/op) implements it; validate never sees concrete operators.
+// SDK (runtime/op) implements it; validate never sees concrete operators.
 type Operator interface {
 	OperatorSpec() *spec.Spec
 	OperatorSection() ast.Section

@@ -14,7 +14,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/flowrun/flowrun/internal/emulator"
-	"github.com/flowrun/flowrun/operators/op"
+	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/operators/source/generate/posts"
 	httpsrc "github.com/flowrun/flowrun/operators/source/http"
 	"github.com/flowrun/flowrun/runtime/batch"

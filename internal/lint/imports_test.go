@@ -24,15 +24,11 @@ type rule struct {
 
 var rules = []rule{
 	{dir: "dsl", deny: []string{module + "runtime", module + "operators", module + "cmd"},
-		// exprc evaluates against Arrow rows through the value mapping.
-		allow: []string{module + "runtime/arrowx"},
-		why:   "dsl is the bottom layer: it never imports the runtime or operators"},
+		why: "dsl is the bottom layer: it never imports the runtime or operators"},
 	{dir: "runtime", deny: []string{module + "operators", module + "cmd"},
-		allow: []string{module + "operators/op"},
-		why:   "the runtime knows operators only through the SDK in operators/op"},
-	{dir: "operators/op", deny: []string{module + "operators/", "github.com/IBM/sarama", "github.com/jackc/pgx"},
-		allow: []string{module + "operators/op"},
-		why:   "the SDK imports no concrete operator and no client library"},
+		why: "the runtime owns the operator contract (runtime/op) and never imports an operator"},
+	{dir: "runtime/op", deny: []string{module + "runtime/exec", "github.com/IBM/sarama", "github.com/jackc/pgx"},
+		why: "the SDK imports no executor and no client library"},
 	{dir: "operators", deny: []string{module + "cmd"}, why: "operators never import the CLI"},
 }
 

@@ -1,7 +1,7 @@
 // Package exec runs a checked pipeline: one goroutine per node under a
 // supervisor, joined by bounded queues, with fan-out, fan-in (union), dead
 // letters, graceful drain with a deadline, and panics turned into errors.
-// It knows operators only through the SDK in operators/op, never a concrete one.
+// It knows operators only through the SDK in runtime/op, never a concrete one.
 package exec
 
 import (
@@ -21,7 +21,7 @@ import (
 	"github.com/flowrun/flowrun/dsl/ast"
 	"github.com/flowrun/flowrun/dsl/types"
 	"github.com/flowrun/flowrun/dsl/validate"
-	"github.com/flowrun/flowrun/operators/op"
+	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/runtime/batch"
 )
 

@@ -31,8 +31,8 @@ import (
 	"github.com/flowrun/flowrun/dsl/validate"
 	"github.com/flowrun/flowrun/operators/codec/jsonenc"
 	"github.com/flowrun/flowrun/operators/kafkaclient"
-	"github.com/flowrun/flowrun/operators/op"
-	"github.com/flowrun/flowrun/runtime/arrowx"
+	"github.com/flowrun/flowrun/runtime/op"
+	"github.com/flowrun/flowrun/dsl/arrowx"
 	"github.com/flowrun/flowrun/runtime/batch"
 )
 

@@ -20,7 +20,7 @@ import (
 	"github.com/flowrun/flowrun/internal/testenv"
 	"github.com/flowrun/flowrun/operators/kafkaclient"
 	"github.com/flowrun/flowrun/operators/kafkaclient/kafkatest"
-	"github.com/flowrun/flowrun/operators/op"
+	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/runtime/batch"
 )
 

@@ -46,7 +46,7 @@ import (
 	"github.com/flowrun/flowrun/operators/codec/jsondec"
 	"github.com/flowrun/flowrun/operators/codec/jsonenc"
 	"github.com/flowrun/flowrun/operators/kafkaclient"
-	"github.com/flowrun/flowrun/operators/op"
+	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/runtime/batch"
 )
 

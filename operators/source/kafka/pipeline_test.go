@@ -11,7 +11,7 @@ import (
 	"github.com/flowrun/flowrun/dsl/validate"
 	"github.com/flowrun/flowrun/operators/kafkaclient"
 	"github.com/flowrun/flowrun/operators/kafkaclient/kafkatest"
-	"github.com/flowrun/flowrun/operators/op"
+	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/runtime/exec"
 
 	_ "github.com/flowrun/flowrun/operators/sink/kafka"

@@ -19,8 +19,8 @@ import (
 	"github.com/flowrun/flowrun/dsl/spec"
 	"github.com/flowrun/flowrun/dsl/validate"
 	"github.com/flowrun/flowrun/operators/agg"
-	"github.com/flowrun/flowrun/operators/op"
-	"github.com/flowrun/flowrun/runtime/arrowx"
+	"github.com/flowrun/flowrun/runtime/op"
+	"github.com/flowrun/flowrun/dsl/arrowx"
 	"github.com/flowrun/flowrun/runtime/batch"
 )
 
