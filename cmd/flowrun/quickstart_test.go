@@ -14,8 +14,8 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
-	"github.com/flowrun/flowrun/runtime/op"
 	gposts "github.com/flowrun/flowrun/operators/source/generate/posts"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 func readJSONLines(t *testing.T, path string) []map[string]any {

@@ -18,8 +18,8 @@ import (
 
 	"github.com/flowrun/flowrun/dsl/ast"
 	"github.com/flowrun/flowrun/operators/kafkaclient"
-	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/runtime/exec"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 type runFlags struct {

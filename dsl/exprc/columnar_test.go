@@ -10,10 +10,10 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/flowrun/flowrun/dsl/arrowx"
 	"github.com/flowrun/flowrun/dsl/spec"
 	"github.com/flowrun/flowrun/operators/codec/jsondec"
 	"github.com/flowrun/flowrun/operators/source/generate/posts"
-	"github.com/flowrun/flowrun/dsl/arrowx"
 )
 
 // pinterestExprs is the cleaning map of examples/pinterest_local.yaml.

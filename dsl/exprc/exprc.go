@@ -25,10 +25,10 @@ import (
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/vm"
 
+	"github.com/flowrun/flowrun/dsl/arrowx"
 	"github.com/flowrun/flowrun/dsl/source"
 	"github.com/flowrun/flowrun/dsl/spec"
 	"github.com/flowrun/flowrun/dsl/types"
-	"github.com/flowrun/flowrun/dsl/arrowx"
 )
 
 // Option adjusts what Compile accepts.

@@ -14,10 +14,10 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/flowrun/flowrun/internal/emulator"
-	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/operators/source/generate/posts"
 	httpsrc "github.com/flowrun/flowrun/operators/source/http"
 	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 // sink is an op.Output whose "downstream" fails a fifth of the batches, as a

@@ -18,8 +18,8 @@ import (
 	"github.com/flowrun/flowrun/dsl/ast"
 	"github.com/flowrun/flowrun/dsl/types"
 	"github.com/flowrun/flowrun/dsl/validate"
-	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

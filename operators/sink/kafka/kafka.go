@@ -25,15 +25,15 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/apache/arrow-go/v18/arrow"
 
+	"github.com/flowrun/flowrun/dsl/arrowx"
 	"github.com/flowrun/flowrun/dsl/ast"
 	"github.com/flowrun/flowrun/dsl/exprc"
 	"github.com/flowrun/flowrun/dsl/spec"
 	"github.com/flowrun/flowrun/dsl/validate"
 	"github.com/flowrun/flowrun/operators/codec/jsonenc"
 	"github.com/flowrun/flowrun/operators/kafkaclient"
-	"github.com/flowrun/flowrun/runtime/op"
-	"github.com/flowrun/flowrun/dsl/arrowx"
 	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 // Plugin is the registered operator.

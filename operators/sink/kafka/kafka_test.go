@@ -20,8 +20,8 @@ import (
 	"github.com/flowrun/flowrun/internal/testenv"
 	"github.com/flowrun/flowrun/operators/kafkaclient"
 	"github.com/flowrun/flowrun/operators/kafkaclient/kafkatest"
-	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 func TestMain(m *testing.M) { kafkatest.VerifyTestMain(m) }

@@ -19,8 +19,8 @@ import (
 	"github.com/flowrun/flowrun/dsl/spec"
 	"github.com/flowrun/flowrun/dsl/validate"
 	"github.com/flowrun/flowrun/operators/codec/jsonenc"
-	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 // Plugin is the registered operator.

@@ -31,8 +31,8 @@ import (
 	"github.com/flowrun/flowrun/dsl/types"
 	"github.com/flowrun/flowrun/dsl/validate"
 	"github.com/flowrun/flowrun/operators/codec/jsondec"
-	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 // Plugin is the registered operator.

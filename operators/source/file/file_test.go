@@ -21,8 +21,8 @@ import (
 	"github.com/flowrun/flowrun/dsl/spec"
 	"github.com/flowrun/flowrun/dsl/types"
 	"github.com/flowrun/flowrun/dsl/validate"
-	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 // collector is a fake op.Output keeping what it receives.

@@ -22,9 +22,9 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"go.uber.org/goleak"
 
-	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/operators/source/generate/posts"
 	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

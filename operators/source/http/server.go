@@ -21,8 +21,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/flowrun/flowrun/operators/codec/jsondec"
-	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 // Config is the source's configuration; zero values take the defaults.

@@ -46,8 +46,8 @@ import (
 	"github.com/flowrun/flowrun/operators/codec/jsondec"
 	"github.com/flowrun/flowrun/operators/codec/jsonenc"
 	"github.com/flowrun/flowrun/operators/kafkaclient"
-	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 // Metadata column names, appended when `metadata: true`.

@@ -20,9 +20,9 @@ import (
 	"github.com/flowrun/flowrun/internal/testenv"
 	"github.com/flowrun/flowrun/operators/kafkaclient"
 	"github.com/flowrun/flowrun/operators/kafkaclient/kafkatest"
-	"github.com/flowrun/flowrun/runtime/op"
 	kafkasink "github.com/flowrun/flowrun/operators/sink/kafka"
 	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 func TestMain(m *testing.M) { kafkatest.VerifyTestMain(m) }

@@ -11,8 +11,8 @@ import (
 	"github.com/flowrun/flowrun/dsl/validate"
 	"github.com/flowrun/flowrun/operators/kafkaclient"
 	"github.com/flowrun/flowrun/operators/kafkaclient/kafkatest"
-	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/runtime/exec"
+	"github.com/flowrun/flowrun/runtime/op"
 
 	_ "github.com/flowrun/flowrun/operators/sink/kafka"
 	_ "github.com/flowrun/flowrun/operators/source/generate"

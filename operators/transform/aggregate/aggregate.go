@@ -14,14 +14,14 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 
+	"github.com/flowrun/flowrun/dsl/arrowx"
 	"github.com/flowrun/flowrun/dsl/ast"
 	"github.com/flowrun/flowrun/dsl/source"
 	"github.com/flowrun/flowrun/dsl/spec"
 	"github.com/flowrun/flowrun/dsl/validate"
 	"github.com/flowrun/flowrun/operators/agg"
-	"github.com/flowrun/flowrun/runtime/op"
-	"github.com/flowrun/flowrun/dsl/arrowx"
 	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 func init() {

@@ -16,15 +16,15 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/flowrun/flowrun/dsl/arrowx"
 	"github.com/flowrun/flowrun/dsl/ast"
 	"github.com/flowrun/flowrun/dsl/source"
 	"github.com/flowrun/flowrun/dsl/spec"
 	"github.com/flowrun/flowrun/dsl/types"
 	"github.com/flowrun/flowrun/dsl/validate"
-	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/operators/transform/internal/xf"
-	"github.com/flowrun/flowrun/dsl/arrowx"
 	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 // Plugin is the registered operator.

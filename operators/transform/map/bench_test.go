@@ -7,10 +7,10 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/flowrun/flowrun/operators/codec/jsondec"
-	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/operators/source/generate/posts"
 	"github.com/flowrun/flowrun/operators/transform/internal/xftest"
 	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 // pinterestClean is the map of examples/pinterest_local.yaml.

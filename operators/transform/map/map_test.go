@@ -10,10 +10,10 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/flowrun/flowrun/dsl/types"
-	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/operators/transform/internal/xf"
 	"github.com/flowrun/flowrun/operators/transform/internal/xftest"
 	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 var in = arrow.NewSchema([]arrow.Field{

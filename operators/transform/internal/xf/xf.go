@@ -16,13 +16,13 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"gopkg.in/yaml.v3"
 
+	"github.com/flowrun/flowrun/dsl/arrowx"
 	"github.com/flowrun/flowrun/dsl/exprc"
 	"github.com/flowrun/flowrun/dsl/source"
 	"github.com/flowrun/flowrun/dsl/spec"
 	"github.com/flowrun/flowrun/dsl/validate"
-	"github.com/flowrun/flowrun/runtime/op"
-	"github.com/flowrun/flowrun/dsl/arrowx"
 	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 // Alloc returns r's allocator, or the Go allocator when none is set.

@@ -12,7 +12,6 @@ import (
 	"github.com/flowrun/flowrun/dsl/ast"
 	"github.com/flowrun/flowrun/dsl/spec"
 	"github.com/flowrun/flowrun/dsl/validate"
-	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/operators/source/generate"
 	"github.com/flowrun/flowrun/operators/transform/cast"
 	"github.com/flowrun/flowrun/operators/transform/dedupe"
@@ -24,6 +23,7 @@ import (
 	selectop "github.com/flowrun/flowrun/operators/transform/select"
 	"github.com/flowrun/flowrun/runtime/batch"
 	"github.com/flowrun/flowrun/runtime/exec"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 // collectSink counts rows and distinct values of the first column per sink.

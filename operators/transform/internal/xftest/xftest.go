@@ -16,13 +16,13 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"gopkg.in/yaml.v3"
 
+	"github.com/flowrun/flowrun/dsl/arrowx"
 	"github.com/flowrun/flowrun/dsl/ast"
 	"github.com/flowrun/flowrun/dsl/source"
 	"github.com/flowrun/flowrun/dsl/spec"
 	"github.com/flowrun/flowrun/dsl/validate"
-	"github.com/flowrun/flowrun/runtime/op"
-	"github.com/flowrun/flowrun/dsl/arrowx"
 	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
 // Prepare decodes config (the YAML of the node's operator block, e.g.
