@@ -25,6 +25,13 @@ func TestShippedPipelinesValidate(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
+			if strings.HasSuffix(f, ".test.yaml") {
+				_, errs, err := checkTestFile(f, nil, op.Default)
+				if err != nil || len(errs) > 0 {
+					t.Fatalf("%s does not validate: %v\n%s", f, err, errs.Render())
+				}
+				return
+			}
 			res, errs, err := loadPipeline(f, nil, op.Default)
 			if err != nil {
 				t.Fatal(err)

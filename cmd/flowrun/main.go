@@ -47,6 +47,7 @@ transforms, windows and sinks as a DAG of goroutines passing Arrow batches.`,
 		newRunCmd(reg),
 		newGraphCmd(reg),
 		newSchemaCmd(reg),
+		newTestCmd(reg),
 		newEmulateCmd(),
 		newVersionCmd(),
 	)

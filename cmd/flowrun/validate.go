@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/flowrun/flowrun/dsl/source"
 	"github.com/flowrun/flowrun/dsl/validate"
 	"github.com/flowrun/flowrun/runtime/op"
+	"github.com/flowrun/flowrun/runtime/pipetest"
 )
 
 // exitError asks main to exit with code after the command has already
@@ -35,6 +37,20 @@ func loadPipeline(path string, sets []string, reg *op.Registry) (*validate.Resul
 	}
 	res, errs := validate.Load(path, text, lookup, reg)
 	return res, errs, nil
+}
+
+// checkTestFile validates a NAME.test.yaml against its pipeline without
+// running it; the result names the pipeline's checked graph.
+func checkTestFile(path string, sets []string, reg *op.Registry) (*validate.Result, source.Errors, error) {
+	lookup, err := varLookup(sets)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := pipetest.RunFile(context.Background(), path, pipetest.Options{Catalog: reg, Lookup: lookup, CheckOnly: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	return &validate.Result{}, r.Errors, nil
 }
 
 func varLookup(sets []string) (func(string) (string, bool), error) {
@@ -110,7 +126,11 @@ func runValidate(stdout, stderr io.Writer, reg *op.Registry, files, sets []strin
 	failed := false
 	all := []jsonError{}
 	for _, path := range files {
-		res, errs, err := loadPipeline(path, sets, reg)
+		load := loadPipeline
+		if pipetest.IsTestFile(path) {
+			load = checkTestFile
+		}
+		res, errs, err := load(path, sets, reg)
 		if err != nil {
 			if format == "json" {
 				all = append(all, jsonError{File: path, Message: err.Error(), Code: "io"})
@@ -130,7 +150,11 @@ func runValidate(stdout, stderr io.Writer, reg *op.Registry, files, sets []strin
 			if len(errs) > 0 {
 				fmt.Fprint(stderr, errs.Render())
 			} else {
-				fmt.Fprintf(stdout, "ok: %s (%d nodes)\n", path, len(res.Nodes))
+				if pipetest.IsTestFile(path) {
+					fmt.Fprintf(stdout, "ok: %s (tests checked against their pipeline)\n", path)
+				} else {
+					fmt.Fprintf(stdout, "ok: %s (%d nodes)\n", path, len(res.Nodes))
+				}
 			}
 		case "json":
 			for _, e := range errs {
