@@ -29,6 +29,14 @@ if [[ ${FLOWRUN_SKIP_SERVICES:-0} != 1 ]]; then
 	fi
 fi
 
+# The pre-commit hook test runs the real pre-commit tool (PyPI).
+if ! command -v pre-commit >/dev/null 2>&1; then
+	echo "== installing pre-commit (PyPI)"
+	python3 -m pip install --quiet --disable-pip-version-check pre-commit ||
+		python3 -m pip install --quiet --disable-pip-version-check --break-system-packages pre-commit
+	hash -r
+fi
+
 echo "== go vet ./..."
 go vet ./...
 

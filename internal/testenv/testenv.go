@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -244,3 +245,16 @@ type probeResult struct {
 }
 
 var probes sync.Map // addr -> *probeResult
+
+// Tool returns the path of an executable the test needs (pre-commit, psql,
+// kcat), or skips/fails the test like a missing server when it is not on
+// the PATH; install says how to get it.
+func Tool(t testing.TB, name, install string) string {
+	t.Helper()
+	Integration(t)
+	path, err := exec.LookPath(name)
+	if !require(t, name, "", "PATH", err == nil, fmt.Sprintf("%v; install it with: %s", err, install)) {
+		return ""
+	}
+	return path
+}
