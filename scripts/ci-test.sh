@@ -36,6 +36,10 @@ if ! command -v pre-commit >/dev/null 2>&1; then
 		python3 -m pip install --quiet --disable-pip-version-check --break-system-packages pre-commit
 	hash -r
 fi
+# pip's scripts folder may not be on a bare PATH (CI's shell).
+if ! command -v pre-commit >/dev/null 2>&1; then
+	export PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+fi
 
 echo "== go vet ./..."
 go vet ./...
