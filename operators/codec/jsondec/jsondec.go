@@ -6,9 +6,13 @@
 // Nothing is allocated per record in the steady state: strings are appended
 // from slices of the input line (or of a reused unescape buffer).
 //
-// Coercions: a JSON number or boolean into a string column keeps its text (an
-// array or object keeps its raw JSON); a numeric string into an integer or
-// float column is parsed; an RFC 3339 string (or "2006-01-02 15:04:05",
+// Coercions: a JSON number or boolean into a string column keeps its text; an
+// array or object into a string column is a type error naming the field (it
+// is not stored as its raw text). A numeric string into an integer or float
+// column is parsed. Integer columns are parsed exactly, never through a
+// float64: 3, 3.0, 3e2 and "30E-1" are integers, while 1.5, 1e-999 or
+// 9007199254740993.5 are errors naming the field, as is a value outside the
+// column's range. An RFC 3339 string (or "2006-01-02 15:04:05",
 // "2006-01-02") into a timestamp column is parsed as UTC unless it has an
 // offset; a JSON array into a list column decodes each element with the same
 // rules. Unknown keys are skipped, missing keys and JSON null become null.
@@ -474,9 +478,9 @@ func (d *Decoder) value(c *column, slot *val, i int) (int, error) {
 		if c.kind == kList {
 			return d.list(c, slot, i)
 		}
-		return d.raw(&c.target, c.name, c.typ, slot, i, "an array")
+		return d.raw(c.name, c.typ, i, "an array")
 	case ch == '{':
-		return d.raw(&c.target, c.name, c.typ, slot, i, "an object")
+		return d.raw(c.name, c.typ, i, "an object")
 	case c.kind == kList:
 		if ch == 'n' {
 			return d.scalar(&c.target, c.name, c.typ, slot, i)
@@ -490,22 +494,16 @@ func (d *Decoder) value(c *column, slot *val, i int) (int, error) {
 	return d.scalar(&c.target, c.name, c.typ, slot, i)
 }
 
-// raw keeps the raw JSON text of an array or object in a string column.
-func (d *Decoder) raw(t *target, name string, typ arrow.DataType, slot *val, i int, what string) (int, error) {
+// raw skips an array or object where a scalar column expects a value and
+// reports the type error (after checking its syntax, so malformed JSON is
+// reported as such).
+func (d *Decoder) raw(name string, typ arrow.DataType, i int, what string) (int, error) {
 	d.depth = 0
 	j, err := d.skip(i)
 	if err != nil {
 		return j, err
 	}
-	if t.kind != kString {
-		return j, fmt.Errorf("field '%s': expected %s, got %s", name, types.Name(typ), what)
-	}
-	if !utf8.Valid(d.line[i:j]) {
-		return j, fmt.Errorf("field '%s': invalid UTF-8 in string", name)
-	}
-	slot.state = stSet
-	slot.s = span{off: int32(i), end: int32(j)}
-	return j, nil
+	return j, fmt.Errorf("field '%s': expected %s, got %s", name, types.Name(typ), what)
 }
 
 func (d *Decoder) list(c *column, slot *val, i int) (int, error) {
@@ -525,9 +523,9 @@ func (d *Decoder) list(c *column, slot *val, i int) (int, error) {
 		var err error
 		switch b[i] {
 		case '[':
-			i, err = d.raw(&c.elem, c.name+"[]", c.typ.(*arrow.ListType).Elem(), it, i, "an array")
+			i, err = d.raw(c.name+"[]", c.typ.(*arrow.ListType).Elem(), i, "an array")
 		case '{':
-			i, err = d.raw(&c.elem, c.name+"[]", c.typ.(*arrow.ListType).Elem(), it, i, "an object")
+			i, err = d.raw(c.name+"[]", c.typ.(*arrow.ListType).Elem(), i, "an object")
 		default:
 			i, err = d.scalar(&c.elem, c.name+"[]", c.typ.(*arrow.ListType).Elem(), it, i)
 		}
@@ -588,7 +586,7 @@ func (d *Decoder) scalar(t *target, name string, typ arrow.DataType, slot *val, 
 		}
 		return j, nil
 	case ch == '-' || (ch >= '0' && ch <= '9'):
-		j, isInt, err := d.scanNumber(i)
+		j, _, err := d.scanNumber(i)
 		if err != nil {
 			return j, err
 		}
@@ -598,22 +596,19 @@ func (d *Decoder) scalar(t *target, name string, typ arrow.DataType, slot *val, 
 			slot.state, slot.s = stSet, span{off: int32(i), end: int32(j)}
 			return j, nil
 		case kInt64, kInt32:
-			v, ok := parseInt(num)
-			if !ok && !isInt {
-				f, err := strconv.ParseFloat(unsafeString(num), 64)
-				if err == nil && f == math.Trunc(f) && math.Abs(f) < 1<<63 {
-					v, ok = int64(f), true
-				}
+			v, r := exactInt(num)
+			if r == intOK && t.kind == kInt32 && (v < math.MinInt32 || v > math.MaxInt32) {
+				r = intRange
 			}
-			if !ok || (t.kind == kInt32 && (v < math.MinInt32 || v > math.MaxInt32)) {
-				return j, fmt.Errorf("field '%s': %s does not fit %s", name, num, types.Name(typ))
+			if r != intOK {
+				return j, intError(name, typ, num, r)
 			}
 			slot.state, slot.i = stSet, v
 			return j, nil
 		case kFloat64:
 			f, err := strconv.ParseFloat(unsafeString(num), 64)
 			if err != nil && !errors.Is(err, strconv.ErrRange) {
-				return j, fmt.Errorf("field '%s': bad number %s", name, num)
+				return j, fmt.Errorf("field '%s': bad number %s", name, clip(num))
 			}
 			slot.state, slot.f = stSet, f
 			return j, nil
@@ -637,19 +632,17 @@ func (d *Decoder) fromString(t *target, name string, slot *val, sp span, nonASCI
 		slot.state, slot.s = stSet, sp
 		return nil
 	case kInt64, kInt32:
-		v, ok := parseInt(trim(s))
-		if !ok {
-			f, err := strconv.ParseFloat(unsafeString(trim(s)), 64)
-			if err == nil && f == math.Trunc(f) && math.Abs(f) < 1<<63 {
-				v, ok = int64(f), true
-			}
+		num := trim(s)
+		v, r := exactInt(num)
+		if r == intOK && t.kind == kInt32 && (v < math.MinInt32 || v > math.MaxInt32) {
+			r = intRange
 		}
-		if ok && t.kind == kInt32 && (v < math.MinInt32 || v > math.MaxInt32) {
-			ok = false
-		}
-		if ok {
+		switch r {
+		case intOK:
 			slot.state, slot.i = stSet, v
 			return nil
+		case intFraction, intRange:
+			return intError(name, t.b.Type(), num, r)
 		}
 	case kFloat64:
 		f, err := strconv.ParseFloat(unsafeString(trim(s)), 64)
@@ -698,7 +691,7 @@ func kindName(t *target) string {
 }
 
 func (d *Decoder) wrongType(name string, typ arrow.DataType, tok []byte) error {
-	what := "number " + string(tok)
+	what := "number " + clip(tok)
 	switch tok[0] {
 	case 't', 'f':
 		what = "bool " + string(tok)
@@ -740,33 +733,148 @@ func unsafeString(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
-// parseInt parses an optionally signed decimal integer.
-func parseInt(b []byte) (int64, bool) {
+// intResult is the outcome of exactInt.
+type intResult uint8
+
+const (
+	intOK       intResult = iota
+	intSyntax             // not a decimal number
+	intFraction           // a number, but not a whole one
+	intRange              // a whole number outside int64
+)
+
+// exactInt parses a decimal number (an optional sign, digits, an optional
+// fraction and an optional exponent, as in JSON, with '+' allowed) and
+// returns its value when it is exactly an integer in int64's range. It never
+// rounds: the digits are compared as written, so 1e-999 is a fraction and
+// 9007199254740993.0 is 9007199254740993.
+func exactInt(b []byte) (int64, intResult) {
 	neg := false
 	if len(b) > 0 && (b[0] == '-' || b[0] == '+') {
 		neg = b[0] == '-'
 		b = b[1:]
 	}
-	if len(b) == 0 || len(b) > 19 {
-		return 0, false
+	i := 0
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	intPart := b[:i]
+	if i == len(b) { // the common case: plain digits
+		if i == 0 {
+			return 0, intSyntax
+		}
+		return digitsToInt(intPart, nil, 0, neg)
+	}
+	var frac []byte
+	if b[i] == '.' {
+		j := i + 1
+		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+			j++
+		}
+		frac = b[i+1 : j]
+		i = j
+	}
+	if len(intPart) == 0 && len(frac) == 0 {
+		return 0, intSyntax
+	}
+	exp := 0
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		eneg := false
+		if i < len(b) && (b[i] == '-' || b[i] == '+') {
+			eneg = b[i] == '-'
+			i++
+		}
+		k := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			if exp < 1<<30 { // saturate far beyond any length that matters
+				exp = exp*10 + int(b[i]-'0')
+			}
+			i++
+		}
+		if i == k {
+			return 0, intSyntax
+		}
+		if eneg {
+			exp = -exp
+		}
+	}
+	if i != len(b) {
+		return 0, intSyntax
+	}
+	return digitsToInt(intPart, frac, exp, neg)
+}
+
+// digitsToInt returns ±(intPart frac) × 10^(exp-len(frac)), the digits read
+// as one decimal integer, when that is a whole number in int64's range.
+func digitsToInt(intPart, frac []byte, exp int, neg bool) (int64, intResult) {
+	// Leading zeros carry nothing; trailing zeros move into the exponent.
+	for len(intPart) > 0 && intPart[0] == '0' {
+		intPart = intPart[1:]
+	}
+	if len(intPart) == 0 {
+		for len(frac) > 0 && frac[0] == '0' {
+			frac = frac[1:]
+			exp--
+		}
+	}
+	exp -= len(frac)
+	for len(frac) > 0 && frac[len(frac)-1] == '0' {
+		frac = frac[:len(frac)-1]
+		exp++
+	}
+	if len(frac) == 0 {
+		for len(intPart) > 0 && intPart[len(intPart)-1] == '0' {
+			intPart = intPart[:len(intPart)-1]
+			exp++
+		}
+	}
+	n := len(intPart) + len(frac) // significant digits
+	if n == 0 {
+		return 0, intOK // zero, whatever its exponent
+	}
+	if exp < 0 {
+		return 0, intFraction // the last digit is not zero and sits right of the point
+	}
+	if n+exp > 19 {
+		return 0, intRange // at least 10^19 > MaxInt64
 	}
 	var u uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
+	for _, c := range intPart {
 		u = u*10 + uint64(c-'0')
+	}
+	for _, c := range frac {
+		u = u*10 + uint64(c-'0')
+	}
+	for ; exp > 0; exp-- {
+		u *= 10
 	}
 	if neg {
 		if u > 1<<63 {
-			return 0, false
+			return 0, intRange
 		}
-		return -int64(u), true
+		return int64(-u), intOK //nolint:gosec // -(1<<63) wraps to MinInt64
 	}
 	if u > math.MaxInt64 {
-		return 0, false
+		return 0, intRange
 	}
-	return int64(u), true
+	return int64(u), intOK
+}
+
+// intError names the field and why num is not a value of typ.
+func intError(name string, typ arrow.DataType, num []byte, r intResult) error {
+	if r == intFraction {
+		return fmt.Errorf("field '%s': %s is not a whole number (%s)", name, clip(num), types.Name(typ))
+	}
+	return fmt.Errorf("field '%s': %s does not fit %s", name, clip(num), types.Name(typ))
+}
+
+// clip shortens a token's text for an error message.
+func clip(b []byte) string {
+	if len(b) > 40 {
+		return string(b[:40]) + "…"
+	}
+	return string(b)
 }
 
 var layouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999", "2006-01-02"}

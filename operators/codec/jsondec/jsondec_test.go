@@ -3,6 +3,9 @@ package jsondec
 import (
 	"encoding/json"
 	"fmt"
+	"math/big"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -57,12 +60,18 @@ func TestDecode(t *testing.T) {
 			want: `{"b":null,"f":null,"i":null,"i32":null,"l":null,"s":"1.50","t":null}`},
 		{name: "bool into string", in: `{"s":false}`,
 			want: `{"b":null,"f":null,"i":null,"i32":null,"l":null,"s":"false","t":null}`},
-		{name: "object into string keeps raw", in: `{"s":{"a": [1]}}`,
-			want: `{"b":null,"f":null,"i":null,"i32":null,"l":null,"s":"{\"a\": [1]}","t":null}`},
 		{name: "numeric strings", in: `{"i":"42","f":"2.5","b":"false","i32":" -3 "}`,
 			want: `{"b":false,"f":2.5,"i":42,"i32":-3,"l":null,"s":null,"t":null}`},
 		{name: "integral float into int", in: `{"i":3.0}`,
 			want: `{"b":null,"f":null,"i":3,"i32":null,"l":null,"s":null,"t":null}`},
+		{name: "exact beyond float64", in: `{"i":9007199254740993.0}`,
+			want: `{"b":null,"f":null,"i":9007199254740993,"i32":null,"l":null,"s":null,"t":null}`},
+		{name: "exponent into int", in: `{"i":-12.5e1,"i32":"2E3"}`,
+			want: `{"b":null,"f":null,"i":-125,"i32":2000,"l":null,"s":null,"t":null}`},
+		{name: "zero with any exponent", in: `{"i":0.0e-999}`,
+			want: `{"b":null,"f":null,"i":0,"i32":null,"l":null,"s":null,"t":null}`},
+		{name: "int64 limits", in: `{"i":-9223372036854775808,"i32":-2147483648}`,
+			want: `{"b":null,"f":null,"i":-9223372036854775808,"i32":-2147483648,"l":null,"s":null,"t":null}`},
 		{name: "escapes", in: `{"s":"a\"b\\c\/d\n\t\u00e9\ud83d\ude00\ud800x"}`,
 			want: `{"b":null,"f":null,"i":null,"i32":null,"l":null,"s":"a\"b\\c/d\n\té😀�x","t":null}`},
 		{name: "escaped key", in: `{"\u0073":"k"}`,
@@ -82,7 +91,17 @@ func TestDecode(t *testing.T) {
 
 		{name: "wrong type string", in: `{"s":"x","i":"abc"}`, err: `field 'i': expected int64, got string "abc"`},
 		{name: "wrong type bool", in: `{"i":true}`, err: `field 'i': expected int64, got bool true`},
-		{name: "fraction into int", in: `{"i":1.5}`, err: `field 'i': 1.5 does not fit int64`},
+		{name: "fraction into int", in: `{"i":1.5}`, err: `field 'i': 1.5 is not a whole number (int64)`},
+		{name: "tiny exponent into int", in: `{"i":1e-999}`, err: `field 'i': 1e-999 is not a whole number (int64)`},
+		{name: "beyond float64 precision", in: `{"i":9007199254740993.5}`, err: `field 'i': 9007199254740993.5 is not a whole number (int64)`},
+		{name: "int64 overflow", in: `{"i":9223372036854775808}`, err: `field 'i': 9223372036854775808 does not fit int64`},
+		{name: "huge exponent", in: `{"i":1e400}`, err: `field 'i': 1e400 does not fit int64`},
+		{name: "fraction string into int", in: `{"i":"2.5"}`, err: `field 'i': 2.5 is not a whole number (int64)`},
+		{name: "long number clipped", in: `{"i":` + strings.Repeat("9", 60) + `}`, err: `field 'i': ` + strings.Repeat("9", 40) + `… does not fit int64`},
+		{name: "object into string", in: `{"s":{"an": "object"}}`, err: `field 's': expected string, got an object`},
+		{name: "array into string", in: `{"s":[1,2]}`, err: `field 's': expected string, got an array`},
+		{name: "object in string list", in: `{"l":["a",{"b":1}]}`, err: `field 'l[]': expected string, got an object`},
+		{name: "malformed object into string", in: `{"s":{"a" 1}}`, err: `invalid JSON at offset 10: unexpected '1', expected ':' after an object key`},
 		{name: "int32 overflow", in: `{"i32":3000000000}`, err: `field 'i32': 3000000000 does not fit int32`},
 		{name: "bad timestamp", in: `{"t":"yesterday"}`, err: `field 't': expected timestamp, got string "yesterday"`},
 		{name: "string into list", in: `{"l":"a,b"}`, err: `field 'l': expected list<string>, got string "a,b"`},
@@ -286,4 +305,86 @@ func validate(rec arrow.RecordBatch) error {
 		}
 	}
 	return nil
+}
+
+// TestExactInt checks exactInt against math/big on hand-picked edges.
+func TestExactInt(t *testing.T) {
+	for _, in := range []string{
+		"0", "-0", "+7", "007", "1.0", "1.5", "1e-999", "0e999999999999", "1e18", "1e19", "9.223372036854775807e18",
+		"9223372036854775807", "9223372036854775808", "-9223372036854775808", "-9223372036854775809",
+		"9007199254740993.0", "9007199254740993.000000000000000000000001", "12.3400e2", "1234e-2", "123400e-2",
+		"0.000000000000000000000000000001e30", "100000000000000000000e-2", "18446744073709551615", "18446744073709551616",
+		"1.", ".5", "1e", "1e+", "--1", "1x", "", "-", "0x10", "Inf", "1_000",
+	} {
+		v, r := exactInt([]byte(in))
+		want, wr := bigInt(in)
+		if r != wr || (r == intOK && v != want) {
+			t.Errorf("exactInt(%q) = %d, %d; want %d, %d", in, v, r, want, wr)
+		}
+	}
+}
+
+// bigInt is exactInt's reference: the number as an exact rational.
+func bigInt(s string) (int64, intResult) {
+	if !numberSyntax(s) {
+		return 0, intSyntax
+	}
+	// big.Rat parses huge exponents slowly; anything beyond 10^±400 with
+	// fewer digits than that is a fraction or out of range.
+	mant, exp, _ := strings.Cut(strings.ToLower(s), "e")
+	if exp != "" {
+		e, err := strconv.Atoi(exp)
+		if err != nil || e > 400 || e < -400 {
+			if allZero([]byte(strings.NewReplacer("-", "", "+", "", ".", "").Replace(mant))) {
+				return 0, intOK
+			}
+			if e > 0 && err == nil || (err != nil && !strings.HasPrefix(exp, "-")) {
+				return 0, intRange
+			}
+			return 0, intFraction
+		}
+	}
+	r, ok := new(big.Rat).SetString(strings.TrimPrefix(s, "+"))
+	if !ok {
+		return 0, intSyntax
+	}
+	if !r.IsInt() {
+		return 0, intFraction
+	}
+	if !r.Num().IsInt64() {
+		return 0, intRange
+	}
+	return r.Num().Int64(), intOK
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != '0' {
+			return false
+		}
+	}
+	return true
+}
+
+// numberSyntax is exactInt's grammar: [+-] digits [. digits] [e [+-] digits],
+// with digits on at least one side of the point.
+var numberRE = regexp.MustCompile(`^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$`)
+
+func numberSyntax(s string) bool { return numberRE.MatchString(s) }
+
+// FuzzExactInt compares exactInt with exact rational arithmetic.
+func FuzzExactInt(f *testing.F) {
+	for _, s := range []string{"1", "-1.5", "1e-999", "9007199254740993.0", "9223372036854775807", "1.0e1", "0.0", "12e-1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if len(s) > 200 {
+			return
+		}
+		v, r := exactInt([]byte(s))
+		want, wr := bigInt(s)
+		if r != wr || (r == intOK && v != want) {
+			t.Fatalf("exactInt(%q) = %d, %d; want %d, %d", s, v, r, want, wr)
+		}
+	})
 }

@@ -49,6 +49,7 @@ type fakeOut struct {
 
 	mu      sync.Mutex
 	ids     []string
+	index   []int64 // -1 for null
 	stamps  []int64
 	batches int
 	wg      sync.WaitGroup
@@ -67,8 +68,14 @@ func (o *fakeOut) Emit(ctx context.Context, b batch.Batch) error {
 	o.batches++
 	ids := b.Rec.Column(b.Rec.Schema().FieldIndices("unique_id")[0]).(*array.String)
 	st := b.Rec.Column(b.Rec.Schema().FieldIndices("ingested_at")[0]).(*array.Timestamp)
+	idx := b.Rec.Column(b.Rec.Schema().FieldIndices("index")[0]).(*array.Int64)
 	for i := range ids.Len() {
 		o.ids = append(o.ids, ids.Value(i))
+		if idx.IsNull(i) {
+			o.index = append(o.index, -1)
+		} else {
+			o.index = append(o.index, idx.Value(i))
+		}
 		o.stamps = append(o.stamps, int64(st.Value(i)))
 		if st.IsNull(i) {
 			o.stamps[len(o.stamps)-1] = -1
@@ -230,6 +237,27 @@ func TestSinglePost(t *testing.T) {
 	}
 }
 
+// TestExactIntegers: an integer written with a fraction or exponent is
+// stored exactly when it is a whole number, not rounded through a float64.
+func TestExactIntegers(t *testing.T) {
+	out := &fakeOut{}
+	h := start(t, Config{}, out, 1024)
+	for _, body := range []string{
+		`{"unique_id":"a","index":9007199254740993.0}`,
+		`{"unique_id":"b","index":"9007199254740993"}`,
+		`{"unique_id":"c","index":12.5e1}`,
+	} {
+		if r := h.post(DefaultPath, "application/json", []byte(body)); r.status != 200 {
+			t.Fatalf("%s: %d %s", body, r.status, r.raw)
+		}
+	}
+	out.mu.Lock()
+	defer out.mu.Unlock()
+	if want := []int64{9007199254740993, 9007199254740993, 125}; fmt.Sprint(out.index) != fmt.Sprint(want) {
+		t.Errorf("index %v, want %v", out.index, want)
+	}
+}
+
 func TestStampCarried(t *testing.T) {
 	out := &fakeOut{}
 	h := start(t, Config{}, out, 1024)
@@ -289,6 +317,11 @@ func TestBadRequests(t *testing.T) {
 		{"not an object", "POST", DefaultPath, "application/json", `42`, 400, "", 0, "must be a JSON object"},
 		{"array to single", "POST", DefaultPath, "application/json", `[{}]`, 400, "", 0, "send several posts to /v1/posts/batch"},
 		{"wrong type", "POST", DefaultPath, "application/json", `{"unique_id":"a","index":"forty"}`, 400, "index", 0, "expected int64"},
+		{"tiny exponent into int64", "POST", DefaultPath, "application/json", `{"unique_id":"a","index":1e-999}`, 400, "index", 0, "1e-999 is not a whole number"},
+		{"fraction into int64", "POST", DefaultPath, "application/json", `{"unique_id":"a","index":1.5}`, 400, "index", 0, "1.5 is not a whole number"},
+		{"past int64", "POST", DefaultPath, "application/json", `{"unique_id":"a","index":9223372036854775808.0}`, 400, "index", 0, "does not fit int64"},
+		{"object into string", "POST", DefaultPath, "application/json", `{"unique_id":"a","title":{"an":"object"}}`, 400, "title", 0, "expected string, got an object"},
+		{"batch array into string", "POST", DefaultBatchPath, "application/x-ndjson", `{"unique_id":"a"}` + "\n" + `{"unique_id":["b"]}`, 400, "unique_id", 1, "expected string, got an array"},
 		{"wrong stamp", "POST", DefaultPath, "application/json", `{"ingested_at":"yesterday"}`, 400, "ingested_at", 0, "expected timestamp"},
 		{"batch bad post", "POST", DefaultBatchPath, "application/json", string(badBatch), 400, "downloaded", 2, "expected int64"},
 		{"batch bad line", "POST", DefaultBatchPath, "application/x-ndjson", string(good[0]) + "\n{oops}\n", 400, "", 1, "invalid JSON"},
