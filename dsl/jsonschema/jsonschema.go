@@ -13,6 +13,7 @@ import (
 	"github.com/flowrun/flowrun/dsl/ast"
 	"github.com/flowrun/flowrun/dsl/parse"
 	"github.com/flowrun/flowrun/dsl/spec"
+	"github.com/flowrun/flowrun/dsl/testfile"
 	"github.com/flowrun/flowrun/dsl/types"
 	"github.com/flowrun/flowrun/dsl/validate"
 )
@@ -61,7 +62,7 @@ func Generate(cat Catalog) ([]byte, error) {
 			"additionalProperties": obj{"type": []string{"string", "number", "boolean", "null"}},
 		},
 		"schemas": obj{"type": "object", "description": "named schemas", "additionalProperties": obj{"$ref": "#/$defs/schema"}},
-		"tests":   obj{"description": "pipeline unit tests for `flowrun test`"},
+		"tests":   testfile.Schema(),
 	}
 	for s, name := range ast.SectionNames() {
 		sec := ast.Section(s)
