@@ -51,7 +51,11 @@ the producer refuses, e.g. one larger than max_message_bytes) goes to the
 node's dead_letter output with the reason; without one it fails its batch's
 acknowledgement: a kafka source then stops (and reads the batch again after a
 restart), the http source answers 503 so the client retries, and a source
-that cannot replay (file, generate) stops the pipeline. Headers are expressions too; a null header is left out.
+that cannot replay (file, generate) stops the pipeline. Message sizes are
+checked before a batch is sent: without a dead_letter output, a batch with a
+message larger than max_message_bytes is not written at all and its
+acknowledgement fails with the rows that can never be stored, so the http
+source answers those posts' requests 422 and sends the rest again. Headers are expressions too; a null header is left out.
 
 'partitioner: hash' sends equal keys to the same partition (sarama's FNV-1a
 hash, which differs from the Java client's murmur2); messages without a key
@@ -344,15 +348,22 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 	}
 	t := &tracker{ack: b.Ack, s: s}
 	t.left.Store(int64(n))
+	// Every message is built and its size checked before any is sent: a
+	// message the producer would refuse (larger than max_message_bytes)
+	// can never be stored, and without a dead-letter output the batch then
+	// fails whole with op.RejectedRows, nothing of it written, so its
+	// source can answer for those rows alone and send the others again.
+	msgs := make([]*sarama.ProducerMessage, n)
+	var rejected *op.RejectedRows
 	start := 0
 	for row := range n {
 		m := &sarama.ProducerMessage{Topic: s.cfg.Topic, Value: sarama.ByteEncoder(buf[start:ends[row]:ends[row]]), Metadata: t}
 		start = ends[row]
+		msgs[row] = m
 		if s.key != nil {
 			k, err := s.key.Eval(row)
 			if err != nil {
-				// The rows not sent yet fail the batch at once.
-				t.left.Add(-int64(n - row - 1))
+				t.left.Store(1)
 				t.done(err)
 				return err
 			}
@@ -363,7 +374,7 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 		for i, h := range s.headers {
 			v, err := h.Eval(row)
 			if err != nil {
-				t.left.Add(-int64(n - row - 1))
+				t.left.Store(1)
 				t.done(err)
 				return err
 			}
@@ -371,6 +382,27 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 				m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte(s.cfg.Headers[i].Name), Value: []byte(keyString(v))})
 			}
 		}
+		if size := m.ByteSize(2); s.cfg.MaxMessage > 0 && size > s.cfg.MaxMessage && s.res.DeadLetters == nil {
+			if rejected == nil {
+				rejected = &op.RejectedRows{Rows: n}
+			}
+			rejected.Index = append(rejected.Index, row)
+			rejected.Reasons = append(rejected.Reasons, fmt.Sprintf("message of %d bytes (encoded) is larger than max_message_bytes (%d) of topic %s", size, s.cfg.MaxMessage, s.cfg.Topic))
+		}
+	}
+	if rejected != nil {
+		t.left.Store(1)
+		if b.Ack == nil {
+			// A source that cannot replay: stop rather than drop rows.
+			err := fmt.Errorf("kafka: %w", rejected)
+			s.err.CompareAndSwap(nil, &err)
+			t.done(err)
+			return err
+		}
+		t.done(rejected)
+		return nil
+	}
+	for row, m := range msgs {
 		select {
 		case s.producer.Input() <- m:
 		case <-ctx.Done():

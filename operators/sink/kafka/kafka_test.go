@@ -3,7 +3,9 @@ package kafka
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -376,5 +378,61 @@ func TestHeadersAndUndeliverableToDeadLetters(t *testing.T) {
 		if _, has := h["name"]; has == (r.Name == nil) || (r.Name != nil && h["name"] != *r.Name) {
 			t.Fatalf("message %d: name header %v for name %v", r.ID, h, r.Name)
 		}
+	}
+}
+
+// TestOversizeRejectsBatchUnwritten: a batch holding a message larger than
+// max_message_bytes fails its ack with op.RejectedRows naming that row and
+// none of the batch reaches the topic; the sink keeps serving.
+func TestOversizeRejectsBatchUnwritten(t *testing.T) {
+	topic := kafkatest.Topic(t)
+	addrs, release, err := kafkaclient.ResolveBrokers([]string{"embedded"}, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	alloc := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer alloc.AssertSize(t, 0)
+	s, err := New(op.Resources{Node: "out", Alloc: alloc}, Config{Brokers: []string{"embedded"}, Topic: topic, MaxMessage: 1000, MaxInFlight: 2, Retries: 1}, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := array.NewRecordBuilder(alloc, schema)
+	for i, name := range []string{"a", strings.Repeat("\u2028", 200), "c"} { // U+2028 is escaped to 6 bytes
+		b.Field(0).(*array.Int64Builder).Append(int64(i))
+		b.Field(1).(*array.StringBuilder).Append(name)
+	}
+	rec := b.NewRecordBatch()
+	b.Release()
+	var a acks
+	ctx := context.Background()
+	if err := s.Write(ctx, batch.Batch{Rec: rec, Ack: a.new()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, 10, 12), Ack: a.new()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n, errs := a.get()
+	var rj *op.RejectedRows
+	if n != 2 || len(errs) != 1 || !errors.As(errs[0], &rj) {
+		t.Fatalf("acks %d, errors %v; want one op.RejectedRows", n, errs)
+	}
+	if rj.Rows != 3 || fmt.Sprint(rj.Index) != "[1]" || !strings.Contains(rj.Reasons[0], "larger than max_message_bytes (1000)") {
+		t.Fatalf("rejected %+v", rj)
+	}
+	var ids []string
+	for _, m := range readAll(t, addrs, topic) {
+		var r row
+		if err := json.Unmarshal(m.Value, &r); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, fmt.Sprint(r.ID))
+	}
+	sort.Strings(ids)
+	if strings.Join(ids, ",") != "10,11" {
+		t.Fatalf("topic holds ids %v, want only the second batch's 10,11", ids)
 	}
 }

@@ -1,0 +1,34 @@
+package op
+
+import (
+	"fmt"
+	"strings"
+)
+
+// RejectedRows is the error a sink finishes a batch's ack with when some of
+// its rows can never be stored (a permanent fault of the record itself, such
+// as a message larger than the broker accepts) and the sink stored none of
+// the batch: it checked every row before writing any. Retrying the same rows
+// fails the same way, so a source that can tell its rows apart (the http
+// source, whose batches join many requests) answers the requests those rows
+// came from with a client error and sends the other rows again; any other
+// source treats it as a failed ack.
+//
+// Index holds the rejected rows of the batch the sink received, ascending,
+// Reasons the reason of each; Rows is that batch's length, so a source can
+// see whether a transform changed the rows on the way (then the indexes are
+// not its own).
+type RejectedRows struct {
+	Rows    int
+	Index   []int
+	Reasons []string
+}
+
+func (e *RejectedRows) Error() string {
+	if len(e.Index) == 0 {
+		return "rows rejected"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d rows can never be stored (nothing of the batch was written); row %d: %s", len(e.Index), e.Rows, e.Index[0], e.Reasons[0])
+	return b.String()
+}
