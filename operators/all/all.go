@@ -6,6 +6,7 @@ import (
 	_ "github.com/flowrun/flowrun/operators/sink/discard"
 	_ "github.com/flowrun/flowrun/operators/sink/file"
 	_ "github.com/flowrun/flowrun/operators/sink/kafka"
+	_ "github.com/flowrun/flowrun/operators/sink/postgres"
 	_ "github.com/flowrun/flowrun/operators/sink/stdout"
 	_ "github.com/flowrun/flowrun/operators/source/file"
 	_ "github.com/flowrun/flowrun/operators/source/generate"
