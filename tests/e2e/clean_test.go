@@ -182,10 +182,24 @@ func TestTwoProcessesOneGroupSurviveSigkill(t *testing.T) {
 		t.Fatalf("both members did not write output within 40s (A %d lines, B %d lines, %d produced)",
 			countLines(pinsA), countLines(pinsB), produced.Load())
 	}
-	// Let A flush and commit at least once (file flush and offset commit
-	// are each every second) so that the kill leaves A with both committed
-	// and uncommitted work.
-	time.Sleep(2500 * time.Millisecond)
+	// Wait until both members flushed and committed (file flush and offset
+	// commit are each every second): every partition has a committed
+	// offset, so the kill leaves A with both committed and uncommitted work
+	// (the trickle keeps it reading).
+	if !eventually(20*time.Second, func() bool {
+		c := kafkatest.Committed(t, brokers, group, topic)
+		if len(c) < 4 || a.exited() || b.exited() {
+			return a.exited() || b.exited()
+		}
+		for _, off := range c {
+			if off <= 0 {
+				return false
+			}
+		}
+		return countLines(pinsA) > 0
+	}) {
+		t.Fatalf("the group did not commit on all 4 partitions within 20s: %v", kafkatest.Committed(t, brokers, group, topic))
+	}
 	if a.exited() || b.exited() {
 		t.Fatalf("a member exited early: A exited=%v B exited=%v", a.exited(), b.exited())
 	}

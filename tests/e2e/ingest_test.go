@@ -195,13 +195,17 @@ func TestKafkaDownIngestReturns503(t *testing.T) {
 	}
 
 	// Phase 2: keep posting, and kill the broker once 50 more are stored.
-	var ok2 atomic.Int64
+	var ok2, afterKill2 atomic.Int64
+	var killedNano atomic.Int64 // when the broker was killed, 0 before
 	stopPosting := make(chan struct{})
 	posted := make(chan []result, 1)
 	go func() {
 		posted <- postAll(ctx, url, want.lines[before:], 4, func(r result) bool {
 			if r.status == http.StatusOK {
 				ok2.Add(1)
+			}
+			if k := killedNano.Load(); k != 0 && r.start.UnixNano() > k {
+				afterKill2.Add(1)
 			}
 			select {
 			case <-stopPosting:
@@ -217,14 +221,19 @@ func TestKafkaDownIngestReturns503(t *testing.T) {
 	br.signal(t, syscall.SIGKILL)
 	br.wait(t, 5*time.Second)
 	killedAt := time.Now()
+	killedNano.Store(killedAt.UnixNano())
 	// Probes: posts sent right after the broker died, while the ingest
 	// process still runs (its kafka sink retries for a few seconds before
 	// it gives up). They must be answered 503.
 	probed := make(chan []result, 1)
 	go func() { probed <- postAll(ctx, url, want.lines[len(want.lines)-8:], 8, nil) }()
 
-	// The API keeps serving while Kafka is gone: it must answer 503.
-	time.Sleep(200 * time.Millisecond)
+	// The API keeps serving while Kafka is gone: it must answer 503. Keep
+	// the phase-2 posters going until one of their posts sent after the
+	// kill was answered.
+	if !eventually(20*time.Second, func() bool { return afterKill2.Load() >= 1 }) {
+		t.Fatalf("only %d phase-2 posts sent after the broker was killed were answered within 20s", afterKill2.Load())
+	}
 	close(stopPosting)
 	res = <-posted
 	probes := <-probed

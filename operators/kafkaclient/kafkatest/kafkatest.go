@@ -15,9 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/apache/arrow-go/v18/arrow"
 
 	"github.com/flowrun/flowrun/internal/testenv"
+	"github.com/flowrun/flowrun/operators/kafkaclient"
 	"github.com/flowrun/flowrun/runtime/batch"
 )
 
@@ -177,6 +179,28 @@ func Consume(t testing.TB, brokers []string, topic string) []string {
 	for _, l := range strings.Split(stdout.String(), "\n") {
 		if l != "" {
 			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// Committed returns the offsets group has committed for the partitions of
+// topic (partition → next offset; partitions without a commit are absent).
+func Committed(t testing.TB, brokers []string, group, topic string) map[int32]int64 {
+	t.Helper()
+	admin, err := sarama.NewClusterAdmin(brokers, kafkaclient.NewConfig("test-admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	resp, err := admin.ListConsumerGroupOffsets(group, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int32]int64{}
+	for p, b := range resp.Blocks[topic] {
+		if b != nil && b.Offset >= 0 {
+			out[p] = b.Offset
 		}
 	}
 	return out

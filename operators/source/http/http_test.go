@@ -447,7 +447,10 @@ func TestSaturation(t *testing.T) {
 	}
 	// Wait until both wait for their acks.
 	deadline := time.Now().Add(5 * time.Second)
-	for len(out.rows()) < 2 && time.Now().Before(deadline) {
+	for len(out.rows()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 5s only %d of 2 posts reached the output", len(out.rows()))
+		}
 		time.Sleep(2 * time.Millisecond)
 	}
 	r := h.post(DefaultPath, "application/json", []byte(`{"unique_id":"u3"}`))
@@ -638,7 +641,10 @@ func TestGracefulStop(t *testing.T) {
 		}()
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for len(h.src.sem) < len(bodies) && time.Now().Before(deadline) {
+	for len(h.src.sem) < len(bodies) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 5s only %d of %d posts in flight", len(h.src.sem), len(bodies))
+		}
 		time.Sleep(time.Millisecond)
 	}
 	if err := h.stop(); err != nil {

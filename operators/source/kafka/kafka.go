@@ -14,16 +14,32 @@
 // stops reading, waits (up to drain_timeout) for its in-flight batches,
 // commits, and only then is released.
 //
+// Bounded: at most max_in_flight batches, and max_in_flight_bytes of them,
+// are emitted but not yet committable (acknowledged, with every earlier
+// batch of their partition); a claim that would exceed the bound waits for
+// acknowledgements before it emits (and so before it reads on), so a sink
+// that holds acknowledgements holds back the source instead of letting it
+// grow without bound.
+//
 // Undecodable messages go to the node's dead_letter output as
 // "topic/partition@offset: reason"; the dead letter travels under the ack
 // of the batch holding the message's offset, so the offset is committed only
 // after the dead letter is stored. Null-valued messages (tombstones) are
 // skipped in json format.
 //
-// In --once mode (Resources.Once) the source reads the high-water mark of
-// every partition at start, stops each partition when it reaches its mark,
-// commits, and ends when all partitions are done. This assumes the process
-// is the group's only member.
+// Records are read with isolation read_committed by default: records of
+// aborted transactions are skipped and reading stops before a transaction
+// still open.
+//
+// In --once mode (Resources.Once) the source reads the end offset of every
+// partition at start (the last stable offset with read_committed), stops
+// each partition when it reaches it, commits, and ends when all partitions
+// are done. Transaction markers take offsets but are never delivered, so a
+// partition whose next offset is below its end and that has received
+// nothing for a while asks the broker whether any deliverable record is
+// left before the end (kafkaclient.HasData); if only markers are, it is
+// done and commits the end offset. This assumes the process is the group's
+// only member.
 package kafka
 
 import (
@@ -115,6 +131,9 @@ each partition as it was when the run started.`,
 			spec.F("schema", spec.SchemaRef, "Schema of the JSON messages (required for format json)."),
 			spec.F("metadata", spec.Bool, "Append _key, _partition, _offset, _timestamp and _headers columns.").Def(false),
 			spec.F("linger", spec.Duration, "Longest time a partial batch waits for more messages.").Def(100*time.Millisecond),
+			spec.F("isolation", spec.Enum, "read_committed skips records of aborted transactions and does not read past an open one; read_uncommitted reads every record.").OneOf("read_committed", "read_uncommitted").Def("read_committed"),
+			spec.F("max_in_flight", spec.Int, "Most batches emitted but not yet committable (acknowledged with every earlier batch of their partition) before reading waits.").Def(int64(1024)),
+			spec.F("max_in_flight_bytes", spec.Size, "Most bytes of such batches (Arrow buffers) before reading waits; one batch is always let through.").Def(int64(256<<20)),
 			spec.F("drain_timeout", spec.Duration, "How long a stopping or rebalanced partition waits for its in-flight batches to be acknowledged before giving up its uncommitted offsets (they are read again later).").Def(10*time.Second),
 		),
 	},
@@ -134,6 +153,12 @@ type Config struct {
 	Metadata bool
 	Linger   time.Duration
 	Drain    time.Duration
+	// Isolation is read_committed (default) or read_uncommitted.
+	Isolation string
+	// MaxInFlight and MaxInFlightBytes bound the batches emitted but not
+	// yet committable (defaults 1024 and 256 MiB).
+	MaxInFlight      int
+	MaxInFlightBytes int64
 }
 
 func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
@@ -146,6 +171,16 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 		Metadata: v.Boolean("metadata"),
 		Linger:   v.Duration("linger"),
 		Drain:    v.Duration("drain_timeout"),
+
+		Isolation:        v.String("isolation"),
+		MaxInFlight:      int(v.Int64("max_in_flight")),
+		MaxInFlightBytes: v.Int64("max_in_flight_bytes"),
+	}
+	if cfg.MaxInFlight < 1 {
+		c.Errorf(v.PosOf("max_in_flight"), "'max_in_flight' must be at least 1")
+	}
+	if cfg.MaxInFlightBytes < 1 {
+		c.Errorf(v.PosOf("max_in_flight_bytes"), "'max_in_flight_bytes' must be at least 1")
 	}
 	if msg := kafkaclient.CheckBrokers(cfg.Brokers); msg != "" {
 		c.Errorf(v.PosOf("brokers"), "%s", msg)
@@ -225,6 +260,9 @@ type Source struct {
 	outMu  sync.Mutex // serialises Reject+Emit of concurrent claims
 	ctx    context.Context
 	commit bool
+	client sarama.Client
+	iso    sarama.IsolationLevel
+	budget *budget
 
 	stop    context.CancelFunc
 	errMu   sync.Mutex
@@ -232,6 +270,11 @@ type Source struct {
 	once    map[kafkaclient.Partition]kafkaclient.Marks // nil unless --once
 	done    map[kafkaclient.Partition]bool
 	allDone bool
+
+	// onMark, when set (tests), is told after each mark what the claim of
+	// tp has marked (-1: nothing yet) and how many of its batches are
+	// acknowledged but not yet committable.
+	onMark func(tp kafkaclient.Partition, marked int64, ackedPending int)
 }
 
 // New returns a source emitting schema (OutputSchema(cfg)).
@@ -254,7 +297,16 @@ func New(r op.Resources, cfg Config, schema *arrow.Schema) *Source {
 	if cfg.Format == "" {
 		cfg.Format = "json"
 	}
-	return &Source{cfg: cfg, res: r, schema: schema}
+	if cfg.Isolation == "" {
+		cfg.Isolation = "read_committed"
+	}
+	if cfg.MaxInFlight < 1 {
+		cfg.MaxInFlight = 1024
+	}
+	if cfg.MaxInFlightBytes < 1 {
+		cfg.MaxInFlightBytes = 256 << 20
+	}
+	return &Source{cfg: cfg, res: r, schema: schema, budget: newBudget(cfg.MaxInFlight, cfg.MaxInFlightBytes)}
 }
 
 func (s *Source) fail(err error) {
@@ -286,6 +338,15 @@ func (s *Source) Run(ctx context.Context, out op.Output) error {
 
 	scfg := kafkaclient.NewConfig("flowrun-" + s.res.Node)
 	scfg.Consumer.Return.Errors = true
+	// Commits share the connection with fetches, and the broker answers a
+	// connection's requests in order: a long-polling fetch delays a commit
+	// (and the end of a --once run) by up to this much.
+	scfg.Consumer.MaxWaitTime = 100 * time.Millisecond
+	s.iso = sarama.ReadCommitted
+	if s.cfg.Isolation == "read_uncommitted" {
+		s.iso = sarama.ReadUncommitted
+	}
+	scfg.Consumer.IsolationLevel = s.iso
 	scfg.Consumer.Offsets.Initial = sarama.OffsetOldest
 	if s.cfg.Start == "latest" {
 		scfg.Consumer.Offsets.Initial = sarama.OffsetNewest
@@ -309,11 +370,11 @@ func (s *Source) Run(ctx context.Context, out op.Output) error {
 	cctx, stop := context.WithCancel(ctx)
 	defer stop()
 	s.errMu.Lock()
-	s.stop, s.ctx, s.out = stop, ctx, out
+	s.stop, s.ctx, s.out, s.client = stop, ctx, out, client
 	s.errMu.Unlock()
 
 	if s.res.Once {
-		marks, err := kafkaclient.PartitionMarks(client, s.cfg.Topics)
+		marks, err := kafkaclient.EndMarks(client, s.cfg.Topics, s.iso)
 		if err != nil {
 			return fmt.Errorf("kafka: %w", err)
 		}
@@ -404,67 +465,84 @@ type handler struct{ s *Source }
 func (h *handler) Setup(sarama.ConsumerGroupSession) error   { return nil }
 func (h *handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
+// endCheckEvery is how long a --once partition short of its end waits
+// without receiving anything before it asks the broker whether only
+// transaction markers are left.
+const endCheckEvery = 200 * time.Millisecond
+
 func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	s := h.s
 	tp := kafkaclient.Partition{Topic: claim.Topic(), Partition: claim.Partition()}
+	c := newClaim(s, tp, sess)
+	defer c.release()
+	c.next = claim.InitialOffset()
 	var high int64 = -1
+	var endCheck <-chan time.Time
 	if s.once != nil {
 		m, ok := s.once[tp]
-		start := claim.InitialOffset()
-		switch start {
+		switch c.next {
 		case sarama.OffsetOldest:
-			start = m.Low
+			c.next = m.Low
 		case sarama.OffsetNewest:
-			start = m.High
+			c.next = m.High
 		}
-		if !ok || start >= m.High {
+		if !ok || c.next >= m.High {
 			s.partDone(tp)
 			return idle(claim)
 		}
 		high = m.High
+		endCheck = s.res.Clock.After(endCheckEvery)
 	}
-	c := newClaim(s, tp)
-	defer c.release()
 	var linger <-chan time.Time
+	received := false // since the last end check
 	for {
 		select {
 		case msg, ok := <-claim.Messages():
 			if !ok {
-				return c.finish(sess)
+				return c.finish()
 			}
 			if err := c.add(msg); err != nil {
 				s.fail(err)
 				return err
 			}
+			received = true
 			if c.msgs == 1 {
 				linger = s.res.Clock.After(s.cfg.Linger)
 			}
-			if high >= 0 && msg.Offset >= high-1 {
-				if err := c.finish(sess); err != nil {
-					return err
-				}
-				if s.failed() == nil {
-					s.partDone(tp)
-				}
-				return idle(claim)
+			if high >= 0 && c.next >= high {
+				return c.end(claim, high)
 			}
 			if c.rows >= s.res.BatchRows {
-				if err := c.flush(); err != nil {
+				if err := c.flush(true); err != nil {
 					return err
 				}
 				linger = nil
 			}
 		case <-linger:
 			linger = nil
-			if err := c.flush(); err != nil {
+			if err := c.flush(true); err != nil {
 				return err
 			}
+		case <-endCheck:
+			endCheck = s.res.Clock.After(endCheckEvery)
+			if received {
+				received = false
+				continue
+			}
+			more, err := kafkaclient.HasData(s.client, tp, c.next, high, s.iso)
+			if err != nil {
+				s.res.Log.Warn("kafka: checking for records before the end offset", "partition", tp.String(), "err", err)
+				continue
+			}
+			if !more {
+				return c.end(claim, high)
+			}
 		case <-c.tr.notify:
-			if err := c.mark(sess); err != nil {
+			if err := c.mark(); err != nil {
 				return err
 			}
 		case <-sess.Context().Done():
-			return c.finish(sess)
+			return c.finish()
 		}
 	}
 }
@@ -480,6 +558,7 @@ func idle(claim sarama.ConsumerGroupClaim) error {
 // claim is the state of one partition being read.
 type claim struct {
 	s      *Source
+	sess   sarama.ConsumerGroupSession
 	tp     kafkaclient.Partition
 	tr     *tracker
 	dec    *jsondec.Decoder // format json
@@ -487,7 +566,9 @@ type claim struct {
 	meta   *array.RecordBuilder // metadata columns, or nil
 	msgs   int                  // messages in the batch being built
 	rows   int
+	first  int64 // offset of the first message in the batch being built
 	last   int64 // offset of the last message in the batch being built
+	next   int64 // offset after the last message received
 	marked int64
 	rej    []reject
 	hdr    []byte
@@ -495,8 +576,8 @@ type claim struct {
 
 type reject struct{ record, reason string }
 
-func newClaim(s *Source, tp kafkaclient.Partition) *claim {
-	c := &claim{s: s, tp: tp, tr: newTracker(), marked: -1}
+func newClaim(s *Source, tp kafkaclient.Partition, sess sarama.ConsumerGroupSession) *claim {
+	c := &claim{s: s, sess: sess, tp: tp, tr: newTracker(s.budget), marked: -1}
 	if s.cfg.Format == "raw" {
 		c.raw = array.NewStringBuilder(s.res.Alloc)
 	} else {
@@ -508,7 +589,10 @@ func newClaim(s *Source, tp kafkaclient.Partition) *claim {
 	return c
 }
 
+// release frees the builders and gives back the budget of batches still
+// in flight: from now on nothing of this claim is committed.
 func (c *claim) release() {
+	c.tr.close()
 	if c.dec != nil {
 		c.dec.Release()
 	}
@@ -522,8 +606,12 @@ func (c *claim) release() {
 
 // add decodes one message into the batch being built.
 func (c *claim) add(m *sarama.ConsumerMessage) error {
+	if c.msgs == 0 {
+		c.first = m.Offset
+	}
 	c.msgs++
 	c.last = m.Offset
+	c.next = m.Offset + 1
 	if c.raw != nil {
 		if m.Value == nil {
 			c.raw.AppendNull()
@@ -584,13 +672,24 @@ func appendJSONString(dst, s []byte) []byte {
 }
 
 // flush emits the batch being built (with its dead letters) under an ack
-// that reports to the partition's tracker.
-func (c *claim) flush() error {
+// that reports to the partition's tracker. With wait it first waits for
+// room in the source's in-flight budget (marking acknowledged offsets
+// meanwhile); a claim that is ending does not wait.
+func (c *claim) flush(wait bool) error {
 	if c.msgs == 0 {
 		return nil
 	}
 	rec := c.record()
-	f := c.tr.add(c.last)
+	size := batch.Batch{Rec: rec}.Bytes()
+	if wait {
+		if err := c.acquire(size); err != nil {
+			rec.Release()
+			return err
+		}
+	} else {
+		c.s.budget.take(size)
+	}
+	f := c.tr.add(c.first, c.last, size)
 	ack := batch.NewAck(func(err error) { c.tr.ack(f, err) })
 	c.msgs, c.rows = 0, 0
 	rej := c.rej
@@ -613,6 +712,33 @@ func (c *claim) flush() error {
 		return err
 	}
 	return nil
+}
+
+// acquire waits until the budget has room for a batch of size bytes,
+// marking offsets as acknowledgements arrive. When the session ends or the
+// source stops meanwhile it takes the room anyway: the batch is emitted
+// and the claim drains.
+func (c *claim) acquire(size int64) error {
+	b := c.s.budget
+	for {
+		freed, ok := b.tryTake(size)
+		if ok {
+			return nil
+		}
+		select {
+		case <-freed:
+		case <-c.tr.notify:
+			if err := c.mark(); err != nil {
+				return err
+			}
+		case <-c.sess.Context().Done():
+			b.take(size)
+			return nil
+		case <-c.s.ctx.Done():
+			b.take(size)
+			return nil
+		}
+	}
 }
 
 func (c *claim) record() arrow.RecordBatch {
@@ -643,11 +769,14 @@ func (c *claim) record() arrow.RecordBatch {
 
 // mark marks the committable offset in the session (the periodic commit
 // sends it) and reports a failed ack.
-func (c *claim) mark(sess sarama.ConsumerGroupSession) error {
+func (c *claim) mark() error {
 	next, _, err, end := c.tr.state()
 	if c.s.commit && next > c.marked {
-		sess.MarkOffset(c.tp.Topic, c.tp.Partition, next, "")
+		c.sess.MarkOffset(c.tp.Topic, c.tp.Partition, next, "")
 		c.marked = next
+	}
+	if c.s.onMark != nil {
+		c.s.onMark(c.tp, c.marked, c.tr.ackedPending())
 	}
 	if err != nil {
 		err = fmt.Errorf("kafka: batch of %s ending at offset %d failed; it and later offsets stay uncommitted and are read again on restart: %w", c.tp, end, err)
@@ -657,14 +786,32 @@ func (c *claim) mark(sess sarama.ConsumerGroupSession) error {
 	return nil
 }
 
-// finish ends reading the partition: it emits the partial batch, waits up
-// to drain_timeout for the in-flight batches, marks and commits.
-func (c *claim) finish(sess sarama.ConsumerGroupSession) error {
-	s := c.s
-	if err := c.flush(); err != nil {
+// end finishes a --once partition that reached its end offset high: the
+// offsets up to high that were never delivered (transaction markers) are
+// committed with the last batch, then the partition idles until the run
+// stops.
+func (c *claim) end(claim sarama.ConsumerGroupClaim, high int64) error {
+	if err := c.flush(false); err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(sess.Context()), s.cfg.Drain)
+	c.tr.skip(high - 1)
+	if err := c.finish(); err != nil {
+		return err
+	}
+	if c.s.failed() == nil {
+		c.s.partDone(c.tp)
+	}
+	return idle(claim)
+}
+
+// finish ends reading the partition: it emits the partial batch, waits up
+// to drain_timeout for the in-flight batches, marks and commits.
+func (c *claim) finish() error {
+	s := c.s
+	if err := c.flush(false); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(c.sess.Context()), s.cfg.Drain)
 	defer cancel()
 	for {
 		_, pending, err, _ := c.tr.state()
@@ -680,9 +827,9 @@ func (c *claim) finish(sess sarama.ConsumerGroupSession) error {
 			"partition", c.tp.String(), "batches", pending, "waited", s.cfg.Drain)
 		break
 	}
-	err := c.mark(sess)
+	err := c.mark()
 	if s.commit {
-		sess.Commit()
+		c.sess.Commit()
 	}
 	return err
 }

@@ -257,15 +257,37 @@ func TestCommitOnlyAcknowledgedPrefix(t *testing.T) {
 	defer out.Release()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	src := New(resources(t, memory.DefaultAllocator, 2, false), cfg, schema)
+	marks := make(chan [2]int64, 64)
+	src.onMark = func(tp kafkaclient.Partition, marked int64, acked int) {
+		if tp.Partition == 0 {
+			select {
+			case marks <- [2]int64{marked, int64(acked)}:
+			default: // the test stopped listening
+			}
+		}
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- New(resources(t, memory.DefaultAllocator, 2, false), cfg, schema).Run(ctx, out) }()
+	go func() { errc <- src.Run(ctx, out) }()
 	out.WaitBatches(t, 3, 15*time.Second)
 
 	// Batches cover offsets 0-1, 2-3, 4-5. Acking the later ones first
-	// commits nothing.
+	// marks nothing: once the claim has seen both acks, it still has
+	// nothing marked, so nothing can have been committed.
 	out.Ack(2, nil)
 	out.Ack(1, nil)
-	time.Sleep(1500 * time.Millisecond) // more than the auto-commit interval
+	deadline := time.After(15 * time.Second)
+	for seen := false; !seen; {
+		select {
+		case m := <-marks:
+			if m[0] != -1 {
+				t.Fatalf("marked offset %d before the first batch was acknowledged", m[0])
+			}
+			seen = m[1] == 2
+		case <-deadline:
+			t.Fatal("the claim did not see the two acks within 15s")
+		}
+	}
 	if got := committed(t, addrs, "g-order", topic, 0); got != -1 {
 		t.Fatalf("committed %d before the first batch was acknowledged", got)
 	}
@@ -446,4 +468,83 @@ func TestRealSourceResumeNoDuplicates(t *testing.T) {
 	}
 	defer out2.Release()
 	checkIDs(t, append(first, out2.Int64s("id")...), 0, 1000)
+}
+
+// waitUntil polls cond until it holds, failing the test with what at the
+// deadline.
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestInFlightBound: with acknowledgements held, the source emits up to
+// its bound of uncommitted batches (or bytes), then waits; each ack lets
+// one more batch through, and everything is committed in the end.
+func TestInFlightBound(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		batches  int
+		bytes    int64
+		expected int // batches emitted while none is acknowledged
+	}{
+		{"batches", 3, 1 << 30, 3},
+		{"bytes", 1000, 1, 1}, // every batch is over the bound: one at a time
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			topic := kafkatest.Topic(t)
+			addrs := embedded(t, topic)
+			var vals []string
+			for i := range 20 {
+				vals = append(vals, fmt.Sprintf(`{"id": %d, "name": "n%d"}`, i, i))
+			}
+			produceTo(t, addrs, topic, 0, vals...)
+			group := "g-" + topic
+			cfg := jsonConfig([]string{"embedded"}, topic, group)
+			cfg.Linger = time.Hour
+			cfg.MaxInFlight, cfg.MaxInFlightBytes = tc.batches, tc.bytes
+			schema := OutputSchema(cfg)
+			out := &kafkatest.Output{S: schema, Hold: true}
+			defer out.Release()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			src := New(resources(t, memory.DefaultAllocator, 2, false), cfg, schema)
+			errc := make(chan error, 1)
+			go func() { errc <- src.Run(ctx, out) }()
+
+			blocked := func() bool {
+				src.budget.mu.Lock()
+				defer src.budget.mu.Unlock()
+				return src.budget.waiting
+			}
+			for acked := 0; acked < 10; acked++ {
+				want := min(acked+tc.expected, 10)
+				waitUntil(t, 15*time.Second, fmt.Sprintf("%d batches emitted", want), func() bool { return out.Batches() >= want })
+				if want < 10 {
+					// Emitting happens only after taking room: while the
+					// source waits for room, the count cannot grow.
+					waitUntil(t, 15*time.Second, "the source waiting for room", blocked)
+					if n := out.Batches(); n != want {
+						t.Fatalf("%d batches emitted with %d acknowledged, want %d", n, acked, want)
+					}
+					if n, _ := src.budget.inFlight(); n != tc.expected {
+						t.Fatalf("%d batches in flight, want %d", n, tc.expected)
+					}
+				}
+				out.Ack(acked, nil)
+			}
+			waitCommitted(t, addrs, group, topic, 20)
+			waitUntil(t, 15*time.Second, "the budget empty", func() bool { n, b := src.budget.inFlight(); return n == 0 && b == 0 })
+			cancel()
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+			checkIDs(t, out.Int64s("id"), 0, 20)
+		})
+	}
 }

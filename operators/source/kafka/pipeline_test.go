@@ -104,6 +104,9 @@ func TestValidationErrors(t *testing.T) {
 		{`sources: {k: {kafka: {brokers: localhost, format: raw}}}`, "not host:port"},
 		{`sources: {k: {kafka: {brokers: "h:1", format: raw}}}`, "needs 'topic'"},
 		{`sources: {k: {kafka: {brokers: "h:1", topic: t, format: raw, schema: {a: string}}}}`, "format raw has no schema"},
+		{`sources: {k: {kafka: {brokers: "h:1", topic: t, format: raw, max_in_flight: 0}}}`, "'max_in_flight' must be at least 1"},
+		{`sources: {k: {kafka: {brokers: "h:1", topic: t, format: raw, max_in_flight_bytes: 0}}}`, "'max_in_flight_bytes' must be at least 1"},
+		{`sources: {k: {kafka: {brokers: "h:1", topic: t, format: raw, isolation: none}}}`, "read_committed"},
 	} {
 		text := "flowrun: 1\nname: x\n" + tc.yaml + "\nsinks: {s: {from: k, kafka: {brokers: embedded, topic: o}}}\n"
 		_, errs := validate.Load("p.yaml", []byte(text), func(string) (string, bool) { return "", false }, op.Default)
