@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (the README's): vet, format check, then every
-# test with the race detector, against real Kafka and PostgreSQL servers.
+# test with the race detector, against real Kafka, PostgreSQL and HBase servers.
 #
 #   bash scripts/ci-test.sh
 #
@@ -10,7 +10,7 @@
 # fails its tests instead of skipping them (see internal/testenv).
 #   FLOWRUN_SKIP_SERVICES=1  do not start servers (integration tests then skip,
 #                            or fail under CI=true)
-#   FLOWRUN_KAFKA_BROKERS / POSTGRES_URL / FLOWRUN_POSTGRES_URL already set:
+#   FLOWRUN_KAFKA_BROKERS / POSTGRES_URL / FLOWRUN_POSTGRES_URL / HBASE_THRIFT_ADDR already set:
 #                            that server is taken as given and not started.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -21,6 +21,7 @@ if [[ ${FLOWRUN_SKIP_SERVICES:-0} != 1 ]]; then
 	services=()
 	[[ -n ${FLOWRUN_KAFKA_BROKERS:-} ]] || services+=(kafka)
 	[[ -n ${FLOWRUN_POSTGRES_URL:-}${POSTGRES_URL:-} ]] || services+=(postgres)
+	[[ -n ${HBASE_THRIFT_ADDR:-} ]] || services+=(hbase)
 	if ((${#services[@]})); then
 		echo "== services: ${services[*]}"
 		env_lines="$(bash scripts/services/up.sh "${services[@]}")"

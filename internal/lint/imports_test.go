@@ -36,6 +36,7 @@ var rules = []rule{
 var clientLibs = map[string][]string{
 	"github.com/IBM/sarama":                  {"operators/source/kafka", "operators/sink/kafka", "operators/kafkaclient", "bench/", "tests/"},
 	"github.com/twmb/franz-go/pkg/kfake":     {"operators/kafkaclient", "operators/source/kafka", "operators/sink/kafka"},
+	"github.com/apache/thrift":               {"operators/hbaseclient"},
 	"github.com/apache/arrow-go/v18/parquet": {"operators/source/file", "operators/sink/file", "cmd/flowrun", "bench/"},
 	"github.com/jackc/pgx":                   {"operators/sink/postgres", "bench/", "tests/"},
 }

@@ -36,6 +36,8 @@ const (
 	EnvKafkaBrokers    = "FLOWRUN_KAFKA_BROKERS" // comma-separated host:port list
 	EnvPostgresURL     = "FLOWRUN_POSTGRES_URL"  // takes precedence over PostgresURL
 	EnvPostgresURLStd  = "POSTGRES_URL"
+	EnvHBaseThrift     = "HBASE_THRIFT_ADDR" // host:port of HBase's Thrift2 gateway
+	EnvHBaseREST       = "HBASE_REST_URL"    // base URL of HBase's REST gateway
 	EnvCI              = "CI"
 	EnvRequireServices = "FLOWRUN_REQUIRE_SERVICES"
 )
@@ -44,6 +46,8 @@ const (
 const (
 	DefaultKafkaBrokers = "127.0.0.1:9092"
 	DefaultPostgresURL  = "postgres://flowrun:flowrun@127.0.0.1:5432/flowrun?sslmode=disable"
+	DefaultHBaseThrift  = "127.0.0.1:9090"
+	DefaultHBaseREST    = "http://127.0.0.1:8080"
 )
 
 // DialTimeout bounds each reachability probe.
@@ -168,6 +172,51 @@ func Postgres(t testing.TB) string {
 		return ""
 	}
 	return u
+}
+
+// HBase returns the address of a running HBase Thrift2 gateway
+// (HBASE_THRIFT_ADDR, or 127.0.0.1:9090), or skips/fails the test when
+// none answers.
+func HBase(t testing.TB) string {
+	t.Helper()
+	Integration(t)
+	addr, src := lookupOr(os.LookupEnv, EnvHBaseThrift, DefaultHBaseThrift)
+	err := probe(addr)
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if !require(t, "HBase (Thrift2 gateway)", "hbase", src, err == nil, msg) {
+		return ""
+	}
+	return addr
+}
+
+// HBaseREST returns the base URL of a running HBase REST gateway
+// (HBASE_REST_URL, or http://127.0.0.1:8080), or skips/fails the test.
+func HBaseREST(t testing.TB) string {
+	t.Helper()
+	Integration(t)
+	raw, src := lookupOr(os.LookupEnv, EnvHBaseREST, DefaultHBaseREST)
+	u, err := url.Parse(raw)
+	if err == nil {
+		err = probe(u.Host)
+	}
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if !require(t, "HBase (REST gateway)", "hbase", src, err == nil, msg) {
+		return ""
+	}
+	return strings.TrimRight(raw, "/")
+}
+
+func lookupOr(lookup func(string) (string, bool), key, def string) (v, src string) {
+	if v, ok := lookup(key); ok && strings.TrimSpace(v) != "" {
+		return strings.TrimSpace(v), key
+	}
+	return def, "default"
 }
 
 // PostgresURL picks the connection URL from the environment; src names

@@ -5,6 +5,7 @@ package all
 import (
 	_ "github.com/flowrun/flowrun/operators/sink/discard"
 	_ "github.com/flowrun/flowrun/operators/sink/file"
+	_ "github.com/flowrun/flowrun/operators/sink/hbase"
 	_ "github.com/flowrun/flowrun/operators/sink/kafka"
 	_ "github.com/flowrun/flowrun/operators/sink/postgres"
 	_ "github.com/flowrun/flowrun/operators/sink/stdout"
