@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/flowrun/flowrun/dsl/ast"
+	"github.com/flowrun/flowrun/dsl/validate"
 	"github.com/flowrun/flowrun/operators/kafkaclient"
 	"github.com/flowrun/flowrun/runtime/exec"
 	"github.com/flowrun/flowrun/runtime/op"
@@ -69,7 +70,7 @@ func runPipeline(ctx context.Context, reg *op.Registry, path string, f runFlags,
 			return err
 		}
 	}
-	res, errs, err := loadPipeline(path, f.sets, reg)
+	res, errs, err := loadPipelineFor(validate.Options{Once: f.once}, path, f.sets, reg)
 	if err != nil {
 		return err
 	}

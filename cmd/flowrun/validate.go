@@ -27,6 +27,11 @@ func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code
 // for problems outside the file (unreadable, a malformed --set); errs holds
 // the file's problems. res is nil only when the file is not valid YAML.
 func loadPipeline(path string, sets []string, reg *op.Registry) (*validate.Result, source.Errors, error) {
+	return loadPipelineFor(validate.Options{}, path, sets, reg)
+}
+
+// loadPipelineFor is loadPipeline for a run with options o (--once).
+func loadPipelineFor(o validate.Options, path string, sets []string, reg *op.Registry) (*validate.Result, source.Errors, error) {
 	lookup, err := varLookup(sets)
 	if err != nil {
 		return nil, nil, err
@@ -35,7 +40,7 @@ func loadPipeline(path string, sets []string, reg *op.Registry) (*validate.Resul
 	if err != nil {
 		return nil, nil, err
 	}
-	res, errs := validate.Load(path, text, lookup, reg)
+	res, errs := o.Load(path, text, lookup, reg)
 	return res, errs, nil
 }
 
@@ -74,6 +79,7 @@ func newValidateCmd(reg *op.Registry) *cobra.Command {
 	var (
 		sets   []string
 		format string
+		once   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "validate FILE...",
@@ -102,9 +108,10 @@ The exit code is 1 when any file has a problem and 0 when all are clean.
 			default:
 				return fmt.Errorf("--format %q: want text, json or github", format)
 			}
-			return runValidate(cmd.OutOrStdout(), cmd.ErrOrStderr(), reg, args, sets, format)
+			return runValidate(cmd.OutOrStdout(), cmd.ErrOrStderr(), reg, args, sets, format, validate.Options{Once: once})
 		},
 	}
+	cmd.Flags().BoolVar(&once, "once", false, "check for a run with --once (unbounded sources stop at their current end)")
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "set a variable: NAME=VALUE (repeatable)")
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text, json or github")
 	return cmd
@@ -119,14 +126,16 @@ type jsonError struct {
 	Code    string `json:"code,omitempty"`
 }
 
-func runValidate(stdout, stderr io.Writer, reg *op.Registry, files, sets []string, format string) error {
+func runValidate(stdout, stderr io.Writer, reg *op.Registry, files, sets []string, format string, o validate.Options) error {
 	if _, err := varLookup(sets); err != nil {
 		return err
 	}
 	failed := false
 	all := []jsonError{}
 	for _, path := range files {
-		load := loadPipeline
+		load := func(path string, sets []string, reg *op.Registry) (*validate.Result, source.Errors, error) {
+			return loadPipelineFor(o, path, sets, reg)
+		}
 		if pipetest.IsTestFile(path) {
 			load = checkTestFile
 		}

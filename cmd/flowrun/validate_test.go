@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -196,5 +197,58 @@ func TestHelp(t *testing.T) {
 				t.Errorf("%s lacks Long or Example", cmd.Name())
 			}
 		}
+	}
+}
+
+// TestValidateOnce: --once makes kafka bounded, so a parquet sink and an
+// aggregate behind it are fine, while truncating a file behind a source that
+// commits stays refused, and the HTTP source never ends.
+func TestValidateOnce(t *testing.T) {
+	const text = `flowrun: 1
+schemas:
+  post: {id: int64, category: string}
+sources:
+  posts: {kafka: {brokers: [embedded], topic: posts, group: g, schema: post}}
+  api: {http: {schema: post}}
+transforms:
+  per_category: {from: posts, aggregate: {key: [category], columns: {n: count()}}}
+sinks:
+  pins: {from: posts, file: {path: out/pins.parquet}}
+  summary: {from: per_category, stdout: {}}
+  answers: {from: api, file: {path: out/api.jsonl}}
+  %s
+`
+	tests := []struct {
+		name, sink, err string
+	}{
+		{"bounded", `more: {from: posts, file: {path: out/more.jsonl}}`, ""},
+		{"truncate", `more: {from: posts, file: {path: out/more.jsonl, append: false}}`, "p.yaml:13:60: 'append: false' replaces out/more.jsonl"},
+		{"http", `more: {from: api, file: {path: out/api.parquet}}`, "p.yaml:13:21: the parquet file sink acknowledges only when the run ends; behind the unbounded http source 'api'"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "p.yaml")
+			if err := os.WriteFile(path, []byte(fmt.Sprintf(text, tt.sink)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, errs, err := loadPipelineFor(validate.Options{Once: true}, path, nil, op.Default)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			if len(errs) > 0 {
+				got = errs.Error()
+			}
+			if tt.err == "" && got != "" || !strings.Contains(got, tt.err) {
+				t.Fatalf("errors:\n%s\nwant %q", got, tt.err)
+			}
+			if _, errs, _ := loadPipelineFor(validate.Options{}, path, nil, op.Default); tt.name == "bounded" && len(errs) != 2 {
+				t.Errorf("without --once: %d errors, want the parquet sink and the aggregate:\n%s", len(errs), errs.Error())
+			}
+		})
+	}
+	out, _, err := execute(t, op.Default, "validate", "--once", write(t, "once.yaml", fmt.Sprintf(text, "")))
+	if err != nil || !strings.Contains(out, "ok:") {
+		t.Errorf("validate --once: %v %s", err, out)
 	}
 }

@@ -44,6 +44,12 @@ type Check struct {
 	// inline mapping. It reports unknown names and returns nil for them.
 	Schema func(v *spec.Value) *arrow.Schema
 	Errs   *source.Errors
+	// Upstream lists the sources feeding this node through from: edges
+	// and the dead letters it receives, each with the Flow it declared.
+	Upstream []Upstream
+	// Once is set when the run reads unbounded sources up to their current
+	// end (flowrun run --once).
+	Once bool
 }
 
 // Errorf reports a problem at pos.

@@ -12,11 +12,16 @@ import (
 // Errors that validation reports about a scalar holding an undefined
 // variable are dropped: they follow from the missing value.
 func Load(name string, text []byte, lookup func(string) (string, bool), cat Catalog) (*Result, source.Errors) {
+	return Options{}.Load(name, text, lookup, cat)
+}
+
+// Load is the function Load for a run with options o.
+func (o Options) Load(name string, text []byte, lookup func(string) (string, bool), cat Catalog) (*Result, source.Errors) {
 	p, errs := parse.Parse(name, text, lookup)
 	if p == nil {
 		return nil, errs
 	}
-	res, verrs := Validate(p, cat)
+	res, verrs := o.Validate(p, cat)
 	var undefined []*source.Error
 	for _, e := range errs {
 		if e.Code == "undefined-var" || e.Code == "var" {

@@ -24,12 +24,18 @@ import (
 // returned, with Nodes in an order where inputs come first; it is only fit
 // to run when the returned errors are empty.
 func Validate(p *ast.Pipeline, cat Catalog) (*Result, source.Errors) {
-	v := &validator{p: p, cat: cat, byName: map[string]*vnode{}}
+	return Options{}.Validate(p, cat)
+}
+
+// Validate checks p for a run with options o; see the function Validate.
+func (o Options) Validate(p *ast.Pipeline, cat Catalog) (*Result, source.Errors) {
+	v := &validator{p: p, cat: cat, opts: o, byName: map[string]*vnode{}}
 	v.schedule()
 	v.declaredSchemas()
 	v.nodes()
 	v.graph()
 	v.cycles()
+	v.flows()
 	v.unused()
 	order := v.topo()
 	v.check(order)
@@ -55,11 +61,14 @@ type vnode struct {
 	dlFrom  []*vnode
 	inCycle bool
 	index   int
+	// upstream lists the sources feeding the node (see flows).
+	upstream []Upstream
 }
 
 type validator struct {
 	p       *ast.Pipeline
 	cat     Catalog
+	opts    Options
 	errs    source.Errors
 	all     []*vnode
 	byName  map[string]*vnode
@@ -445,6 +454,8 @@ func (v *validator) check(order []*vnode) {
 			Inputs:   inputs,
 			Schema:   v.resolveSchema,
 			Errs:     &v.errs,
+			Upstream: n.upstream,
+			Once:     v.opts.Once,
 		}
 		before := len(v.errs)
 		out, build := v.callCheck(n, c)

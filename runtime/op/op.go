@@ -110,6 +110,18 @@ type Plugin struct {
 	// problems through c, and returns the output schema (nil for sinks) and a
 	// constructor. It must not connect anywhere: validation calls it.
 	Prepare func(c *validate.Check) (*arrow.Schema, Constructor)
+	// Flow, for sources, tells validation whether the input is unbounded
+	// and whether the source commits what sinks acknowledged (see
+	// validate.Flow); nil means a bounded input that commits nothing.
+	Flow func(cfg *spec.Value, once bool) validate.Flow
+}
+
+// SourceFlow implements validate.FlowOperator.
+func (p *Plugin) SourceFlow(cfg *spec.Value, once bool) validate.Flow {
+	if p.Flow == nil || cfg == nil {
+		return validate.Flow{}
+	}
+	return p.Flow(cfg, once)
 }
 
 // OperatorSpec implements validate.Operator.

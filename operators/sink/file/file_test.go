@@ -15,6 +15,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"gopkg.in/yaml.v3"
 
+	"github.com/flowrun/flowrun/dsl/ast"
 	"github.com/flowrun/flowrun/dsl/source"
 	"github.com/flowrun/flowrun/dsl/spec"
 	"github.com/flowrun/flowrun/dsl/types"
@@ -31,7 +32,7 @@ var schema = arrow.NewSchema([]arrow.Field{
 	{Name: "tags", Type: arrow.ListOf(arrow.BinaryTypes.String), Nullable: true},
 }, nil)
 
-func prep(t *testing.T, text string) (op.Constructor, source.Errors) {
+func prep(t *testing.T, text string, upstream ...validate.Upstream) (op.Constructor, source.Errors) {
 	t.Helper()
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
@@ -40,7 +41,9 @@ func prep(t *testing.T, text string) (op.Constructor, source.Errors) {
 	f := source.NewFile("p.yaml", []byte(text))
 	var errs source.Errors
 	v := spec.Decode(f, doc.Content[0], Plugin.Spec.Config, &errs)
-	out, ctor := Plugin.Prepare(&validate.Check{Config: v, Errs: &errs, Inputs: []validate.Input{{Name: "in", Schema: schema}}})
+	node := &ast.Node{Name: "out", Type: "file", TypePos: source.Pos{File: f, Line: 1, Column: 1}}
+	out, ctor := Plugin.Prepare(&validate.Check{Node: node, Config: v, Errs: &errs, Upstream: upstream,
+		Inputs: []validate.Input{{Name: "in", Schema: schema}}})
 	if out != nil {
 		t.Fatal("a sink has no output schema")
 	}
@@ -48,19 +51,37 @@ func prep(t *testing.T, text string) (op.Constructor, source.Errors) {
 }
 
 func TestPrepare(t *testing.T) {
-	tests := []struct{ name, cfg, err string }{
-		{"json", `{path: out/x.jsonl}`, ""},
-		{"parquet", `{path: out/x.parquet, compression: zstd}`, ""},
-		{"explicit format", `{path: out/x, format: json, append: true}`, ""},
-		{"unknown ext", `{path: out/x.txt}`, `p.yaml:1:8: cannot tell the format of "out/x.txt" from its extension`},
-		{"append parquet", `{path: x.parquet, append: true}`, `p.yaml:1:27: 'append' is not possible with parquet`},
-		{"bad compression", `{path: x.parquet, compression: lzo}`, `'compression' must be one of snappy, zstd, none, not "lzo"`},
-		{"row groups", `{path: x.parquet, row_group_rows: 0}`, `'row_group_rows' must be positive`},
-		{"missing path", `{format: json}`, `missing required key 'path'`},
+	kafka := validate.Upstream{Name: "posts", Type: "kafka", Flow: validate.Flow{Unbounded: true, Commits: "offsets would never commit"}}
+	once := validate.Upstream{Name: "posts", Type: "kafka", Flow: validate.Flow{Commits: "offsets would never commit"}}
+	gen := validate.Upstream{Name: "gen", Type: "generate", Flow: validate.Flow{Unbounded: true}}
+	files := validate.Upstream{Name: "in", Type: "file"}
+	tests := []struct {
+		name, cfg string
+		up        []validate.Upstream
+		err       string
+	}{
+		{"json", `{path: out/x.jsonl}`, nil, ""},
+		{"parquet", `{path: out/x.parquet, compression: zstd}`, nil, ""},
+		{"explicit format", `{path: out/x, format: json, append: true}`, nil, ""},
+		{"unknown ext", `{path: out/x.txt}`, nil, `p.yaml:1:8: cannot tell the format of "out/x.txt" from its extension`},
+		{"append parquet", `{path: x.parquet, append: true}`, nil, ""},
+		{"replace behind a bounded source", `{path: x.parquet, append: false}`, []validate.Upstream{files}, ""},
+		{"replace json behind kafka", `{path: x.jsonl, append: false}`, []validate.Upstream{files, once},
+			`p.yaml:1:25: 'append: false' replaces x.jsonl at every start, but the kafka source 'posts' commits what this sink acknowledged`},
+		{"replace parquet behind kafka", `{path: x.parquet, append: false}`, []validate.Upstream{once}, `p.yaml:1:27: 'append: false' replaces x.parquet`},
+		{"json behind kafka", `{path: x.jsonl}`, []validate.Upstream{kafka}, ""},
+		{"parquet behind kafka --once", `{path: x.parquet}`, []validate.Upstream{once}, ""},
+		{"parquet behind kafka", `{path: x.parquet}`, []validate.Upstream{gen, kafka},
+			`p.yaml:1:1: the parquet file sink acknowledges only when the run ends; behind the unbounded kafka source 'posts' offsets would never commit`},
+		{"parquet behind generate", `{path: x.parquet}`, []validate.Upstream{gen},
+			`p.yaml:1:1: the parquet file sink acknowledges only when the run ends; behind the unbounded generate source 'gen' every acknowledgement would be held`},
+		{"bad compression", `{path: x.parquet, compression: lzo}`, nil, `'compression' must be one of snappy, zstd, none, not "lzo"`},
+		{"row groups", `{path: x.parquet, row_group_rows: 0}`, nil, `'row_group_rows' must be positive`},
+		{"missing path", `{format: json}`, nil, `missing required key 'path'`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctor, errs := prep(t, tt.cfg)
+			ctor, errs := prep(t, tt.cfg, tt.up...)
 			if tt.err == "" {
 				if len(errs) > 0 || ctor == nil {
 					t.Fatalf("unexpected errors %v", errs)
@@ -146,8 +167,8 @@ func TestJSON(t *testing.T) {
 		t.Fatalf("file:\n%s", b)
 	}
 
-	// append keeps the content; the default truncates.
-	s = open(t, mem, `{path: "`+path+`", append: true}`)
+	// The default appends; append: false truncates.
+	s = open(t, mem, `{path: "`+path+`"}`)
 	if err := s.Write(ctx, batch.Batch{Rec: records(t, mem, lines[0])}); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +176,7 @@ func TestJSON(t *testing.T) {
 	if b, _ := os.ReadFile(path); string(b) != want+lines[0]+"\n" {
 		t.Fatalf("appended file:\n%s", b)
 	}
-	s = open(t, mem, `{path: "`+path+`"}`)
+	s = open(t, mem, `{path: "`+path+`", append: false}`)
 	s.Close(ctx)
 	if b, _ := os.ReadFile(path); len(b) != 0 {
 		t.Fatalf("not truncated:\n%s", b)

@@ -49,6 +49,9 @@ batch and ends.`,
 		),
 	},
 	Prepare: prepare,
+	Flow: func(cfg *spec.Value, once bool) validate.Flow {
+		return validate.Flow{Unbounded: cfg.Int64("count") == 0 && !once}
+	},
 }
 
 func init() { op.MustRegister(Plugin) }

@@ -77,6 +77,10 @@ the request arrived) unless the post carries that field itself.`,
 		),
 	},
 	Prepare: prepare,
+	Flow: func(*spec.Value, bool) validate.Flow {
+		// An API has no end, not even with --once.
+		return validate.Flow{Unbounded: true, Commits: "requests would never be answered, only time out with 503"}
+	},
 }
 
 func init() { op.MustRegister(Plugin) }

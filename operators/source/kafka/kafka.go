@@ -138,6 +138,13 @@ each partition as it was when the run started.`,
 		),
 	},
 	Prepare: prepare,
+	Flow: func(cfg *spec.Value, once bool) validate.Flow {
+		f := validate.Flow{Unbounded: !once}
+		if strings.TrimSpace(cfg.String("group")) != "" {
+			f.Commits = "offsets would never commit"
+		}
+		return f
+	},
 }
 
 func init() { op.MustRegister(Plugin) }

@@ -35,7 +35,10 @@ empty). Each output column is fn(column) with fn one of count, sum, min, max,
 avg, median, count_distinct, first, last; count() counts rows. Nulls are
 ignored by every function but count(). Output rows are sorted by key. The
 input's acknowledgements are held until the result is emitted, so a source
-position is never committed before the aggregate that covers it is written.`,
+position is never committed before the aggregate that covers it is written.
+Because of that the input must end: behind an unbounded source (kafka
+without --once, http, generate without count) the node is refused; use a
+window for a stream.`,
 			Example: `summary:
   from: clean
   aggregate:
@@ -76,6 +79,10 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 		s, good := agg.Parse(e.Key, e.Value.Str, in, e.Value.Pos, c.Errs)
 		ok = ok && good
 		cfg.specs = append(cfg.specs, s)
+	}
+	if !c.RequireBounded("aggregate emits its result and acknowledges its input only when the input ends",
+		"aggregate a bounded input: run with --once, or use a window") {
+		ok = false
 	}
 	if !ok {
 		return nil, nil
