@@ -56,6 +56,10 @@ func Generate(cat Catalog) ([]byte, error) {
 		"name":        obj{"type": "string", "description": "the pipeline's name"},
 		"description": obj{"type": "string"},
 		"schedule":    obj{"type": "string", "description": "a cron expression (or @hourly, @every 10m) for `flowrun schedule`"},
+		"include": obj{
+			"description": "files whose vars, schemas, transforms and windows join this pipeline (paths relative to this file)",
+			"oneOf":       []any{obj{"type": "string"}, obj{"type": "array", "items": obj{"type": "string"}}},
+		},
 		"vars": obj{
 			"type":                 "object",
 			"description":          "variables with their defaults; ${NAME} in any value is replaced by the environment, --set NAME=VALUE, or this default",

@@ -1,6 +1,8 @@
 // Package parse turns a pipeline file's YAML into an ast.Pipeline. It owns
 // the file layout (top-level keys, one operator key per node, from and
-// dead_letter references) and ${VAR} substitution, and reports every
+// dead_letter references), ${VAR} substitution and `include:` of shared
+// fragment files (schemas and transforms defined once for several
+// pipelines), and reports every
 // problem it finds with a position instead of stopping at the first.
 // Operator configs are left as YAML nodes for dsl/spec to decode.
 package parse
@@ -9,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -25,7 +28,12 @@ import (
 const Version = 1
 
 // TopKeys lists the keys allowed at the top of a pipeline file.
-var TopKeys = []string{"flowrun", "name", "description", "schedule", "vars", "schemas", "sources", "transforms", "windows", "sinks", "tests"}
+var TopKeys = []string{"flowrun", "name", "description", "schedule", "include", "vars", "schemas", "sources", "transforms", "windows", "sinks", "tests"}
+
+// IncludeKeys lists the keys allowed at the top of an included file: a
+// fragment shares schemas and processing nodes, never sources or sinks, so
+// each pipeline still shows where its data comes from and goes.
+var IncludeKeys = []string{"description", "vars", "schemas", "transforms", "windows"}
 
 // CommonKeys are the node keys that are not an operator.
 var CommonKeys = []string{"from", "dead_letter", "description"}
@@ -195,10 +203,13 @@ func (ps *parser) pipeline(root *yaml.Node) {
 			order = append(order, want)
 		}
 	}
-	// Variables first: every other scalar may refer to them.
+	// Variables first: every other scalar may refer to them. Included
+	// files' vars are defaults for the ones this file does not declare.
+	ps.vars = map[string]string{}
 	ps.declareVars(keys["vars"])
+	incs := ps.includes(keys["include"])
 	for _, name := range order {
-		if name != "vars" {
+		if name != "vars" && name != "include" {
 			ps.substitute(keys[name])
 		}
 	}
@@ -222,9 +233,15 @@ func (ps *parser) pipeline(root *yaml.Node) {
 		ps.p.Schedule = ps.str(v, "schedule")
 		ps.p.SchedulePos = ps.pos(v)
 	}
+	for _, inc := range incs {
+		inc.ps.schemas(inc.keys["schemas"])
+	}
 	ps.schemas(keys["schemas"])
 	seen := map[string]*ast.Node{}
 	for s, name := range ast.SectionNames() {
+		for _, inc := range incs {
+			inc.ps.section(ast.Section(s), inc.keys[name], seen)
+		}
 		ps.section(ast.Section(s), keys[name], seen)
 	}
 	if t := keys["tests"]; t != nil {
@@ -286,11 +303,15 @@ func (ps *parser) mapping(n *yaml.Node, what string, fn func(k, v *yaml.Node)) {
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// declareVars records the defaults of n's variables; a variable already
+// declared (by the including file) keeps its first declaration.
 func (ps *parser) declareVars(n *yaml.Node) {
-	ps.vars = map[string]string{}
 	ps.mapping(n, "'vars'", func(k, v *yaml.Node) {
 		if !identRE.MatchString(k.Value) {
 			ps.errorf(k, "name", "variable name '%s' must be letters, digits and underscores, starting with a letter", k.Value)
+			return
+		}
+		if _, declared := ps.vars[k.Value]; declared {
 			return
 		}
 		def := ""
@@ -446,6 +467,92 @@ func (ps *parser) posAt(off int) source.Pos {
 	return source.Pos{File: ps.file, Line: line, Column: col}
 }
 
+// included is one parsed include: its parser (positions in its file) and
+// its top-level keys.
+type included struct {
+	ps   *parser
+	keys map[string]*yaml.Node
+}
+
+// includes reads the files named by n (a path or a list of paths, relative
+// to this file's folder), declares their vars and substitutes variables in
+// their contents. Their schemas and nodes join the pipeline as if written
+// here, with positions in their own files.
+func (ps *parser) includes(n *yaml.Node) []included {
+	if n == nil || isNull(n) {
+		return nil
+	}
+	var paths []*yaml.Node
+	switch n.Kind {
+	case yaml.ScalarNode:
+		paths = []*yaml.Node{n}
+	case yaml.SequenceNode:
+		paths = n.Content
+	default:
+		ps.errorf(n, "type", "'include' must be a file name or a list of file names, not %s", describe(n))
+		return nil
+	}
+	var out []included
+	done := map[string]bool{}
+	for _, pn := range paths {
+		if pn.Kind != yaml.ScalarNode || isNull(pn) || pn.Value == "" {
+			ps.errorf(pn, "type", "'include' entries must be file names, not %s", describe(pn))
+			continue
+		}
+		path := pn.Value
+		if strings.Contains(path, "${") {
+			path = ps.expand(pn, path, true)
+		}
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(filepath.Dir(ps.file.Name), path)
+		}
+		if done[path] {
+			ps.errorf(pn, "duplicate", "'%s' is included twice", pn.Value)
+			continue
+		}
+		done[path] = true
+		text, err := os.ReadFile(path)
+		if err != nil {
+			e := ps.errorf(pn, "include", "cannot read included file '%s': %v", pn.Value, errors.Unwrap(err))
+			if errors.Unwrap(err) == nil {
+				e.Msg = fmt.Sprintf("cannot read included file '%s': %v", pn.Value, err)
+			}
+			e.Hint = "an include path is relative to the folder of the file that includes it"
+			continue
+		}
+		sub := &parser{file: source.NewFile(path, text), p: ps.p, errs: ps.errs, lookup: ps.lookup, vars: ps.vars}
+		doc, ok := sub.load(text)
+		if !ok {
+			continue
+		}
+		if doc.Kind != yaml.MappingNode {
+			sub.errorf(doc, "type", "an included file must be a mapping with keys such as 'schemas' and 'transforms'")
+			continue
+		}
+		keys := map[string]*yaml.Node{}
+		sub.mapping(doc, "an included file", func(k, v *yaml.Node) {
+			if !contains(IncludeKeys, k.Value) {
+				e := sub.errorf(k, "unknown-key", "'%s' is not allowed in an included file (allowed: %s)", k.Value, strings.Join(IncludeKeys, ", "))
+				if k.Value == "include" {
+					e.Hint = "an included file cannot include others: include both from the pipeline"
+				} else if h := source.DidYouMean(k.Value, IncludeKeys); h != "" {
+					e.Hint = h
+				}
+				return
+			}
+			keys[k.Value] = v
+		})
+		sub.declareVars(keys["vars"])
+		for name, v := range keys {
+			if name != "vars" {
+				sub.substitute(v)
+			}
+		}
+		out = append(out, included{ps: sub, keys: keys})
+	}
+	return out
+}
+
 func (ps *parser) schemas(n *yaml.Node) {
 	ps.mapping(n, "'schemas'", func(k, v *yaml.Node) {
 		s := &ast.Schema{Name: k.Value, Pos: ps.pos(k)}
@@ -470,6 +577,9 @@ func (ps *parser) section(sec ast.Section, n *yaml.Node, seen map[string]*ast.No
 		if prev, dup := seen[name]; dup {
 			e := ps.errorf(k, "duplicate", "duplicate node name '%s'", name)
 			e.Hint = fmt.Sprintf("already declared as a %s at line %d", prev.Section.Singular(), prev.Pos.Line)
+			if prev.Pos.File != ps.file && prev.Pos.File != nil {
+				e.Hint = fmt.Sprintf("already declared as a %s at %s:%d", prev.Section.Singular(), prev.Pos.File.Name, prev.Pos.Line)
+			}
 			return
 		}
 		if name == "" {

@@ -194,7 +194,11 @@ func (v *validator) nodes() {
 		vn.res.Op = opr
 		before := len(v.errs)
 		sp := opr.OperatorSpec()
-		vn.res.Config = spec.Decode(v.p.File, n.Config, sp.Config, &v.errs)
+		file := v.p.File
+		if n.Pos.File != nil {
+			file = n.Pos.File // a node from an included file
+		}
+		vn.res.Config = spec.Decode(file, n.Config, sp.Config, &v.errs)
 		for _, e := range v.errs[before:] {
 			// spec names the config's top level "this block".
 			e.Msg = strings.Replace(e.Msg, "in this block", fmt.Sprintf("in %s '%s'", n.Section.Singular(), n.Type), 1)

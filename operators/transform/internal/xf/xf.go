@@ -176,7 +176,9 @@ func ItemPos(c *validate.Check, fallback source.Pos, i int, keys ...string) sour
 		return fallback
 	}
 	var f *source.File
-	if c.Pipeline != nil {
+	if c.Node != nil && c.Node.Pos.File != nil {
+		f = c.Node.Pos.File // the node may come from an included file
+	} else if c.Pipeline != nil {
 		f = c.Pipeline.File
 	}
 	if f == nil {
