@@ -2,13 +2,21 @@
 // as JSON, one per request or many per request (a JSON array or NDJSON), and
 // get an answer only once every sink has durably written them: 200 with
 // {"accepted": N}, or 503 when the pipeline failed them (a Kafka outage, a
-// stop). Bad posts get 400 naming the post and field; the API never answers
-// 200 for data it did not store.
+// stop). Bad posts get 400 naming the post and field, posts a sink can never
+// store 422; the API never answers 200 for data it did not store.
 //
 // Single-post requests are coalesced: their rows go into one shared decoder
 // and are emitted together every few milliseconds or at BatchRows rows, under
-// one ack that fans out to every request in the batch. Batch requests are
-// decoded on their own (all or nothing) and joined to the same batch.
+// one ack. Batch requests are decoded on their own (all or nothing) and
+// joined to the same batch. The ack answers every request in the batch,
+// except when a sink rejects rows it can never store (op.RejectedRows): then
+// only the requests of those rows fail and the others' rows are sent again
+// (settle).
+//
+// Bodies are read before a request takes an in-flight slot, into pooled
+// buffers that grow as bytes arrive and are charged to a budget of body
+// bytes (body.go), so cheap or slow connections bound neither memory nor
+// the slots of real clients.
 //
 // The folder is operators/source/http; the package is httpsrc so that it does
 // not shadow net/http.
@@ -35,8 +43,10 @@ const (
 	DefaultStamp       = "ingested_at"
 	DefaultMaxBody     = 1 << 20
 	DefaultMaxInflight = 1024
-	DefaultAckTimeout  = 30 * time.Second
-	DefaultReadTimeout = 10 * time.Second
+	// DefaultMaxBodyMemory bounds the request bodies held at once.
+	DefaultMaxBodyMemory = 64 << 20
+	DefaultAckTimeout    = 30 * time.Second
+	DefaultReadTimeout   = 10 * time.Second
 	// DefaultLinger is how long a coalesced batch waits for more rows.
 	DefaultLinger = 5 * time.Millisecond
 )
@@ -48,19 +58,33 @@ var Plugin = &op.Plugin{
 		Name:    "http",
 		Summary: "An HTTP ingest API that answers only after the posts are stored.",
 		Doc: `Listens for posts: POST one JSON object to 'path', or many to 'batch_path'
-as a JSON array (Content-Type application/json) or one object per line
-(application/x-ndjson). Each post is decoded against 'schema'; unknown fields are
-ignored. The response is sent once every sink has durably written the posts:
-200 {"accepted": N}; 503 {"error": ...} when the pipeline failed them or did not
-confirm within ack_timeout. A batch is all or nothing: if any post is invalid
-the whole request is rejected with 400 {"error", "field", "index"} naming the
-first bad post (index counts from 0) and nothing of it is emitted.
-Other answers: 413 body larger than max_body, 415 content type not JSON or
-NDJSON, 405 wrong method, 429 (Retry-After: 1) when max_inflight requests
-already wait for their acks. GET /healthz is 200 while the server is up;
-GET /readyz is 200 while the source accepts posts and 503 when it is
-saturated or stopping. Each row gets the 'stamp' timestamp column (the time
-the request arrived) unless the post carries that field itself.`,
+as a JSON array, one object per line (NDJSON), or a single (possibly
+pretty-printed) object. The Content-Type must be application/json or
+application/x-ndjson, in UTF-8 (no charset, or charset=utf-8). Each post is
+decoded against 'schema'; unknown fields are ignored; integer fields take only
+whole numbers (1.5 and 1e-999 are errors, 3.0 is 3), and a string field does
+not take an object or array. The response is sent once every sink has
+durably written the posts: 200 {"accepted": N}. A batch is all or nothing: if
+any post is invalid the whole request is rejected with 400 {"error", "field",
+"index"} naming the first bad post (index counts from 0) and nothing of it is
+emitted. Posts of different requests travel together, but each request is
+answered from the fate of its own posts: when a sink can never store a post
+(a Kafka message over max_message_bytes), its request gets 422 {"error",
+"index"} with the reason and nothing of that request is stored, while the
+other requests' posts are sent again and answered 200. 503 {"error": ...}
+means the pipeline failed the posts (a Kafka outage, a stop) or did not
+confirm within ack_timeout: retry.
+Other answers: 413 body larger than max_body, 415 missing or unsupported
+Content-Type or charset, 405 wrong method, 408 body not received within
+read_timeout, 429 (Retry-After: 1) when max_inflight requests already wait
+for their acks, 503 (Retry-After: 1) when request bodies being read fill
+max_body_memory for longer than read_timeout. A body is read before its
+request counts against max_inflight, into buffers that grow as bytes arrive,
+so slow or stalled senders cost little memory and never keep other clients
+out. GET /healthz is 200 while the server is up; GET /readyz is 200 while
+the source accepts posts and 503 when it is saturated or stopping. Each row
+gets the 'stamp' timestamp column (the time the request arrived) unless the
+post carries that field itself.`,
 		Example: `sources:
   posts:
     http: {listen: "0.0.0.0:8080", schema: pin, max_inflight: 256}`,
@@ -71,6 +95,7 @@ the request arrived) unless the post carries that field itself.`,
 			spec.F("schema", spec.SchemaRef, "Schema of a post.").Req(),
 			spec.F("stamp", spec.String, "Timestamp column set to the arrival time when the post does not carry it; appended to the schema if absent.").Def(DefaultStamp),
 			spec.F("max_body", spec.Size, "Largest request body; larger ones get 413.").Def(int64(DefaultMaxBody)),
+			spec.F("max_body_memory", spec.Size, "Bytes of request bodies held in memory at once, over all connections; when spent, requests wait (within read_timeout), then get 503.").Def(int64(DefaultMaxBodyMemory)),
 			spec.F("max_inflight", spec.Int, "Requests that may wait for their acks at once; more get 429.").Def(int64(DefaultMaxInflight)),
 			spec.F("ack_timeout", spec.Duration, "How long a request waits for its posts to be stored before 503.").Def(DefaultAckTimeout),
 			spec.F("read_timeout", spec.Duration, "Longest time to read one request (headers and body), against slow clients.").Def(DefaultReadTimeout),
@@ -88,14 +113,15 @@ func init() { op.MustRegister(Plugin) }
 func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 	v := c.Config
 	cfg := Config{
-		Listen:      v.String("listen"),
-		Path:        v.String("path"),
-		BatchPath:   v.String("batch_path"),
-		Stamp:       v.String("stamp"),
-		MaxBody:     v.Int64("max_body"),
-		MaxInflight: int(v.Int64("max_inflight")),
-		AckTimeout:  v.Duration("ack_timeout"),
-		ReadTimeout: v.Duration("read_timeout"),
+		Listen:        v.String("listen"),
+		Path:          v.String("path"),
+		BatchPath:     v.String("batch_path"),
+		Stamp:         v.String("stamp"),
+		MaxBody:       v.Int64("max_body"),
+		MaxBodyMemory: v.Int64("max_body_memory"),
+		MaxInflight:   int(v.Int64("max_inflight")),
+		AckTimeout:    v.Duration("ack_timeout"),
+		ReadTimeout:   v.Duration("read_timeout"),
 	}
 	if c.Schema != nil {
 		cfg.Schema = c.Schema(v.Get("schema"))
@@ -110,6 +136,9 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 	}
 	if cfg.MaxBody <= 0 {
 		c.Errorf(v.PosOf("max_body"), "'max_body' must be positive")
+	}
+	if cfg.MaxBodyMemory < cfg.MaxBody {
+		c.Errorf(v.PosOf("max_body_memory"), "'max_body_memory' (%d) must be at least 'max_body' (%d)", cfg.MaxBodyMemory, cfg.MaxBody)
 	}
 	if cfg.MaxInflight <= 0 {
 		c.Errorf(v.PosOf("max_inflight"), "'max_inflight' must be positive")

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -261,7 +262,7 @@ func TestExactIntegers(t *testing.T) {
 func TestStampCarried(t *testing.T) {
 	out := &fakeOut{}
 	h := start(t, Config{}, out, 1024)
-	r := h.post(DefaultPath, "", []byte(`{"unique_id":"a","ingested_at":"2023-01-02T03:04:05Z"}`))
+	r := h.post(DefaultPath, "application/json", []byte(`{"unique_id":"a","ingested_at":"2023-01-02T03:04:05Z"}`))
 	if r.status != 200 {
 		t.Fatalf("%d %s", r.status, r.raw)
 	}
@@ -284,6 +285,7 @@ func TestBatch(t *testing.T) {
 		{"ndjson", "application/x-ndjson", ndjson},
 		{"ndjson-crlf", "application/x-ndjson; charset=utf-8", bytes.ReplaceAll(ndjson, []byte("\n"), []byte("\r\n"))},
 		{"json-lines-as-json", "application/json", ndjson},
+		{"utf8-charset", "application/json; charset=UTF-8", array},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := &fakeOut{}
@@ -332,6 +334,9 @@ func TestBadRequests(t *testing.T) {
 		{"oversize", "POST", DefaultPath, "application/json", `{"title":"` + strings.Repeat("x", 5000) + `"}`, 413, "", -1, "max_body"},
 		{"wrong content type", "POST", DefaultPath, "text/plain", `{}`, 415, "", -1, "Content-Type"},
 		{"form", "POST", DefaultBatchPath, "application/x-www-form-urlencoded", `a=b`, 415, "", -1, "Content-Type"},
+		{"no content type", "POST", DefaultPath, "", `{}`, 415, "", -1, "missing Content-Type"},
+		{"latin-1", "POST", DefaultPath, "application/json; charset=ISO-8859-1", `{}`, 415, "", -1, "posts must be UTF-8"},
+		{"utf-16 ndjson", "POST", DefaultBatchPath, "application/x-ndjson; charset=utf-16", `{}`, 415, "", -1, "posts must be UTF-8"},
 		{"wrong method", "GET", DefaultPath, "", ``, 405, "", -1, "use POST"},
 		{"put", "PUT", DefaultBatchPath, "application/json", `[]`, 405, "", -1, "use POST"},
 		{"unknown path", "POST", "/v2/nope", "application/json", `{}`, 404, "", -1, "no such endpoint"},
@@ -713,6 +718,233 @@ func TestSplitArray(t *testing.T) {
 		}
 		if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
 			t.Errorf("%s: error %v, want %q", tc.in, err, tc.err)
+		}
+	}
+}
+
+// TestPrettyObjectOnBatch: one pretty-printed object on the batch endpoint
+// is a batch of one, whatever the content type says.
+func TestPrettyObjectOnBatch(t *testing.T) {
+	out := &fakeOut{}
+	h := start(t, Config{}, out, 1024)
+	pretty := "{\n  \"unique_id\": \"p1\",\n  \"title\": \"multi\\nline\",\n  \"index\": 3\n}\n"
+	for _, ct := range []string{"application/json", "application/x-ndjson"} {
+		if r := h.post(DefaultBatchPath, ct, []byte(pretty)); r.status != 200 || r.body["accepted"] != 1.0 {
+			t.Fatalf("%s: %d %s", ct, r.status, r.raw)
+		}
+	}
+	if got := out.rows(); strings.Join(got, ",") != "p1,p1" {
+		t.Fatalf("rows %v", got)
+	}
+}
+
+// rejectOut is an op.Output standing for a sink that can never store the
+// rows whose title starts with "huge": like the kafka sink it then stores
+// nothing of the batch and fails its ack with op.RejectedRows. It keeps
+// the unique_ids it stored, and can count rows as if a transform had added
+// one in front of every batch (the rows changed on the way).
+type rejectOut struct {
+	schema  *arrow.Schema
+	addHead bool
+	mu      sync.Mutex
+	stored  []string
+	batches int
+	maxRows int
+	wg      sync.WaitGroup
+}
+
+func (o *rejectOut) Schema() *arrow.Schema              { return o.schema }
+func (o *rejectOut) Reject(record, reason string) error { return errors.New("no dead letters") }
+func (o *rejectOut) Emit(ctx context.Context, b batch.Batch) error {
+	rec := b.Rec
+	shift := 0
+	if o.addHead {
+		shift = 1 // as if a transform had added a row in front
+	}
+	ids := rec.Column(rec.Schema().FieldIndices("unique_id")[0]).(*array.String)
+	titles := rec.Column(rec.Schema().FieldIndices("title")[0]).(*array.String)
+	var rj *op.RejectedRows
+	for i := range int(rec.NumRows()) {
+		if strings.HasPrefix(titles.Value(i), "huge") {
+			if rj == nil {
+				rj = &op.RejectedRows{Rows: int(rec.NumRows()) + shift}
+			}
+			rj.Index = append(rj.Index, i+shift)
+			rj.Reasons = append(rj.Reasons, "message too large for the topic")
+		}
+	}
+	o.mu.Lock()
+	o.batches++
+	o.maxRows = max(o.maxRows, int(b.Rec.NumRows()))
+	if rj == nil {
+		for i := range ids.Len() {
+			o.stored = append(o.stored, ids.Value(i))
+		}
+	}
+	o.mu.Unlock()
+	// Acknowledge a little later, as a real sink does, so that requests
+	// arriving meanwhile coalesce into the next batch.
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		time.Sleep(30 * time.Millisecond)
+		if rj != nil {
+			b.Release(rj)
+			return
+		}
+		b.Release(nil)
+	}()
+	return nil
+}
+
+// TestRejectedPostsDoNotFailNeighbours: requests coalesced into one batch
+// are answered from the fate of their own posts. The request with a post a
+// sink can never store gets 422 naming it (a batch request all or nothing,
+// none of it stored); every other request gets 200 and its posts are
+// stored once.
+func TestRejectedPostsDoNotFailNeighbours(t *testing.T) {
+	for _, addHead := range []bool{false, true} {
+		t.Run(fmt.Sprint("rows-changed=", addHead), func(t *testing.T) {
+			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+			defer mem.AssertSize(t, 0)
+			src, err := New(Config{Listen: "127.0.0.1:0", Schema: posts.Schema(), Stamp: DefaultStamp, Linger: 200 * time.Millisecond},
+				op.Resources{Node: "in", Alloc: mem, Clock: fixedClock{}, BatchRows: 1024, Log: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := &rejectOut{schema: src.Schema(), addHead: addHead}
+			ctx, cancel := context.WithCancel(context.Background())
+			runErr := make(chan error, 1)
+			go func() { runErr <- src.Run(ctx, out) }()
+			<-src.Ready()
+			url := "http://" + src.Addr()
+			type req struct {
+				path, body string
+				status     int
+			}
+			reqs := []req{
+				{DefaultPath, `{"unique_id":"a1"}`, 200},
+				{DefaultPath, `{"unique_id":"a2","title":"huge one"}`, 422},
+				{DefaultPath, `{"unique_id":"a3"}`, 200},
+				{DefaultBatchPath, `[{"unique_id":"b1"},{"unique_id":"b2","title":"huge two"},{"unique_id":"b3"}]`, 422},
+				{DefaultBatchPath, `[{"unique_id":"c1"},{"unique_id":"c2"}]`, 200},
+			}
+			// A first post keeps a batch in flight so the others coalesce.
+			if r, err := http.Post(url+DefaultPath, "application/json", strings.NewReader(`{"unique_id":"first"}`)); err != nil {
+				t.Fatal(err)
+			} else {
+				r.Body.Close()
+			}
+			var wg sync.WaitGroup
+			got := make([]int, len(reqs))
+			msgs := make([]string, len(reqs))
+			for i, rq := range reqs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					resp, err := http.Post(url+rq.path, "application/json", strings.NewReader(rq.body))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					got[i], msgs[i] = resp.StatusCode, string(b)
+				}()
+			}
+			wg.Wait()
+			cancel()
+			if err := <-runErr; err != nil {
+				t.Fatal(err)
+			}
+			out.wg.Wait()
+			if out.maxRows < 3 {
+				t.Errorf("largest batch held %d rows: the requests were not coalesced", out.maxRows)
+			}
+			for i, rq := range reqs {
+				if got[i] != rq.status {
+					t.Errorf("%s: %d %s, want %d", rq.body, got[i], msgs[i], rq.status)
+				}
+				if rq.status == 422 && !strings.Contains(msgs[i], "message too large for the topic") {
+					t.Errorf("422 without the reason: %s", msgs[i])
+				}
+			}
+			if !addHead && !strings.Contains(msgs[3], `"index":1`) {
+				t.Errorf("batch rejection does not name post 1: %s", msgs[3])
+			}
+			out.mu.Lock()
+			defer out.mu.Unlock()
+			stored := append([]string(nil), out.stored...)
+			sort.Strings(stored)
+			want := "a1,a3,c1,c2,first"
+			if strings.Join(stored, ",") != want {
+				t.Errorf("stored %v, want %s", stored, want)
+			}
+		})
+	}
+}
+
+// TestSlowBodiesDoNotLockOut: many more slow senders than in-flight slots
+// neither take the slots of real posts nor make /readyz fail; each slow
+// sender gets 408 at read_timeout, with no socket address in the message.
+func TestSlowBodiesDoNotLockOut(t *testing.T) {
+	out := &fakeOut{}
+	h := start(t, Config{ReadTimeout: 1500 * time.Millisecond, MaxInflight: 4}, out, 1024)
+	const slow = 60
+	conns := make([]net.Conn, 0, slow)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range slow {
+		c, err := net.Dial("tcp", h.src.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{", DefaultPath)
+	}
+	stop := make(chan struct{})
+	var trickle sync.WaitGroup
+	trickle.Add(1)
+	go func() { // one byte per connection every 100ms
+		defer trickle.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			for _, c := range conns {
+				_, _ = c.Write([]byte(" "))
+			}
+		}
+	}()
+	bodies, _ := genPosts(9, 40)
+	for i, b := range bodies {
+		if r := h.post(DefaultPath, "application/json", b); r.status != 200 {
+			t.Fatalf("post %d among %d slow senders: %d %s", i, slow, r.status, r.raw)
+		}
+		if i%10 == 0 {
+			req, _ := http.NewRequest("GET", h.url+"/readyz", nil)
+			if r := h.do(req); r.status != 200 {
+				t.Fatalf("readyz among slow senders: %d %s", r.status, r.raw)
+			}
+		}
+	}
+	close(stop)
+	trickle.Wait()
+	for i, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("slow sender %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(b), "read_timeout") || strings.Contains(string(b), "127.0.0.1") {
+			t.Fatalf("slow sender %d: %d %s", i, resp.StatusCode, b)
 		}
 	}
 }

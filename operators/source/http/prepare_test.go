@@ -36,6 +36,7 @@ func TestPrepare(t *testing.T) {
 		{"bad stamp", `{schema: {unique_id: string, at: string}, stamp: at}`, "", []string{"stamp column 'at' is declared in the schema as string; it must be a timestamp"}},
 		{"bad values", `{schema: pin, path: posts, batch_path: /v1/posts/batch, max_body: 0, max_inflight: -1, ack_timeout: 0s}`, "",
 			[]string{"'path' must start with '/'", "'max_body' must be positive", "'max_inflight' must be positive", "'ack_timeout' must be positive"}},
+		{"body memory below max_body", `{schema: pin, max_body: 2MiB, max_body_memory: 1MiB}`, "", []string{"'max_body_memory' (1048576) must be at least 'max_body' (2097152)"}},
 		{"same paths", `{schema: pin, path: /p, batch_path: /p}`, "", []string{"'batch_path' must differ from 'path'"}},
 		{"no schema", `{listen: ":0"}`, "", []string{"schema"}},
 	} {

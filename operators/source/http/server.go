@@ -1,7 +1,6 @@
 package httpsrc
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,6 +32,9 @@ type Config struct {
 	Stamp  string
 	// MaxBody bounds a request body in bytes.
 	MaxBody int64
+	// MaxBodyMemory bounds the bytes of all request bodies held at once
+	// (being read or being decoded).
+	MaxBodyMemory int64
 	// MaxInflight bounds the requests reading or waiting for their acks.
 	MaxInflight int
 	AckTimeout  time.Duration
@@ -61,6 +63,9 @@ func (c *Config) defaults() {
 	if c.MaxInflight <= 0 {
 		c.MaxInflight = DefaultMaxInflight
 	}
+	if c.MaxBodyMemory <= 0 {
+		c.MaxBodyMemory = max(DefaultMaxBodyMemory, c.MaxBody)
+	}
 	if c.AckTimeout <= 0 {
 		c.AckTimeout = DefaultAckTimeout
 	}
@@ -79,12 +84,35 @@ func (c *Config) defaults() {
 var ErrStopping = errors.New("the ingest API is stopping")
 
 // waiter is one request waiting for the ack of the batch holding its rows.
+// It is answered exactly once through done.
 type waiter struct {
 	rows int
 	at   time.Time         // arrival, for the stamp column
 	done chan error        // buffered: the ack callback never blocks
-	rec  arrow.RecordBatch // a batch request's own rows, nil for shared-decoder rows
+	rec  arrow.RecordBatch // rows of its own (a batch request, rows sent again), nil for shared-decoder rows
+	// sent counts the emissions of its rows; alone asks for a batch of its
+	// own (to find out whose rows a sink rejected).
+	sent  int
+	alone bool
 }
+
+// emission is one emitted batch and the requests whose rows it holds, in
+// row order. rec is kept (only when several requests share the batch) until
+// the ack, to send the rows of the others again if a sink rejects some.
+type emission struct {
+	rec     arrow.RecordBatch
+	rows    int
+	waiters []*waiter
+}
+
+// rejectedPost is the answer of a request one of whose posts a sink can
+// never store (op.RejectedRows): 422, nothing of the request stored.
+type rejectedPost struct {
+	index  int // the post within its request
+	reason string
+}
+
+func (e *rejectedPost) Error() string { return "post can never be stored: " + e.reason }
 
 // Source is the http source. Run serves until its context ends; it is also
 // an http.Handler so tests can drive it without a listener.
@@ -95,7 +123,8 @@ type Source struct {
 	stampCol int           // -1 without a stamp column
 	log      *slog.Logger
 
-	sem         chan struct{} // one slot per request in flight
+	sem         chan struct{} // one slot per request decoding or waiting for its ack
+	budget      *budget       // bytes of request bodies in memory
 	stopping    atomic.Bool   // readyz fails; new requests get 503
 	abandon     chan struct{} // closed when waiting requests must give up
 	abandonOnce sync.Once
@@ -110,7 +139,6 @@ type Source struct {
 	closed  bool             // no more rows accepted
 	wake    chan struct{}    // cap 1: rows arrived or the batch is full
 	decPool chan *jsondec.Decoder
-	bufPool sync.Pool
 
 	pendingAcks atomic.Int64 // emitted batches whose acks have not run
 }
@@ -140,6 +168,7 @@ func New(cfg Config, r op.Resources) (*Source, error) {
 	s := &Source{
 		cfg: cfg, res: r, schema: out, stampCol: -1, log: r.Log,
 		sem:     make(chan struct{}, cfg.MaxInflight),
+		budget:  newBudget(cfg.MaxBodyMemory),
 		abandon: make(chan struct{}),
 		ready:   make(chan struct{}),
 		wake:    make(chan struct{}, 1),
@@ -291,8 +320,9 @@ func (s *Source) loop(ctx context.Context, out op.Output, stop <-chan struct{}, 
 	}
 }
 
-// flush emits every pending row as one batch whose ack answers every
-// request in it.
+// flush emits every pending row: the rows of single posts and of batch
+// requests together in one batch, and requests that must go alone each in
+// a batch of their own. Each batch's ack answers the requests in it.
 func (s *Source) flush(ctx context.Context, out op.Output) error {
 	s.mu.Lock()
 	if s.rows == 0 {
@@ -300,19 +330,42 @@ func (s *Source) flush(ctx context.Context, out op.Output) error {
 		return nil
 	}
 	var recs []arrow.RecordBatch
-	var waiters []*waiter
+	var waiters, alone []*waiter
 	if s.dec.Rows() > 0 {
 		recs = append(recs, s.dec.Flush())
 	}
 	waiters = append(waiters, s.shared...)
 	for _, p := range s.parts {
+		if p.alone {
+			alone = append(alone, p)
+			continue
+		}
 		recs = append(recs, p.rec)
 		p.rec = nil
+		waiters = append(waiters, p)
 	}
-	waiters = append(waiters, s.parts...)
 	s.shared, s.parts, s.rows = s.shared[:0], s.parts[:0], 0
 	s.mu.Unlock()
 
+	var first error
+	if len(waiters) > 0 {
+		first = s.emit(ctx, out, recs, waiters)
+	}
+	for _, w := range alone {
+		rec := w.rec
+		w.rec = nil
+		if first != nil {
+			rec.Release()
+			w.done <- first
+			continue
+		}
+		first = s.emit(ctx, out, []arrow.RecordBatch{rec}, []*waiter{w})
+	}
+	return first
+}
+
+// emit sends recs (consumed) as one batch answering waiters.
+func (s *Source) emit(ctx context.Context, out op.Output, recs []arrow.RecordBatch, waiters []*waiter) error {
 	rec, err := s.assemble(recs, waiters)
 	if err != nil {
 		for _, w := range waiters {
@@ -320,11 +373,17 @@ func (s *Source) flush(ctx context.Context, out op.Output) error {
 		}
 		return err
 	}
+	em := &emission{rows: int(rec.NumRows()), waiters: waiters}
+	if len(waiters) > 1 {
+		rec.Retain()
+		em.rec = rec
+	}
+	for _, w := range waiters {
+		w.sent++
+	}
 	s.pendingAcks.Add(1)
 	ack := batch.NewAck(func(err error) {
-		for _, w := range waiters {
-			w.done <- err
-		}
+		s.settle(em, err)
 		s.pendingAcks.Add(-1)
 	})
 	if err := out.Emit(ctx, batch.Batch{Rec: rec, Ack: ack}); err != nil {
@@ -334,6 +393,93 @@ func (s *Source) flush(ctx context.Context, out op.Output) error {
 		return err
 	}
 	return nil
+}
+
+// settle answers the requests of an emitted batch from its ack. A sink that
+// rejected rows it can never store (op.RejectedRows) stored none of the
+// batch: the requests those rows came from get 422, and the rows of the
+// others are sent again, so one bad post never fails its neighbours. When a
+// transform changed the rows on the way, the indexes are not the source's:
+// every request is then sent again alone, and the one rejected alone is
+// the one at fault.
+func (s *Source) settle(em *emission, err error) {
+	defer func() {
+		if em.rec != nil {
+			em.rec.Release()
+		}
+	}()
+	if err == nil {
+		for _, w := range em.waiters {
+			w.done <- nil
+		}
+		return
+	}
+	var rj *op.RejectedRows
+	if !errors.As(err, &rj) || len(rj.Index) == 0 {
+		s.log.Warn("posts not stored", "requests", len(em.waiters), "rows", em.rows, "err", err)
+		for _, w := range em.waiters {
+			w.done <- err
+		}
+		return
+	}
+	if len(em.waiters) == 1 {
+		w := em.waiters[0]
+		index := 0
+		if rj.Rows == em.rows {
+			index = rj.Index[0]
+		}
+		s.reject(w, index, rj.Reasons[0])
+		return
+	}
+	if rj.Rows != em.rows {
+		row := 0
+		for _, w := range em.waiters {
+			s.resend(w, em.rec.NewSlice(int64(row), int64(row+w.rows)), true, err)
+			row += w.rows
+		}
+		return
+	}
+	row, k := 0, 0
+	for _, w := range em.waiters {
+		lo, hi := row, row+w.rows
+		row = hi
+		for k < len(rj.Index) && rj.Index[k] < lo {
+			k++
+		}
+		if k < len(rj.Index) && rj.Index[k] < hi {
+			s.reject(w, rj.Index[k]-lo, rj.Reasons[k])
+			continue
+		}
+		s.resend(w, em.rec.NewSlice(int64(lo), int64(hi)), false, err)
+	}
+}
+
+func (s *Source) reject(w *waiter, index int, reason string) {
+	s.log.Warn("post rejected: it can never be stored", "index", index, "posts_in_request", w.rows, "reason", reason)
+	w.done <- &rejectedPost{index: index, reason: reason}
+}
+
+// resend queues w's rows (rec, consumed) for the next batch; alone asks for
+// a batch of their own. A request is sent at most three times.
+func (s *Source) resend(w *waiter, rec arrow.RecordBatch, alone bool, cause error) {
+	if w.sent >= 3 {
+		rec.Release()
+		w.done <- cause
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		rec.Release()
+		w.done <- ErrStopping
+		return
+	}
+	w.rec, w.alone = rec, alone
+	s.parts = append(s.parts, w)
+	before := s.rows
+	s.rows += w.rows
+	s.signal(before == 0 || s.rows >= s.res.BatchRows)
+	s.mu.Unlock()
 }
 
 // assemble joins recs (consuming them) and fills the stamp column's nulls
@@ -526,9 +672,9 @@ func (s *Source) ingest(w http.ResponseWriter, r *http.Request, many bool) {
 		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use POST")
 		return
 	}
-	ndjson, ok := contentType(r.Header.Get("Content-Type"))
-	if !ok {
-		writeError(w, http.StatusUnsupportedMediaType, "unsupported Content-Type "+strconv.Quote(r.Header.Get("Content-Type"))+"; use application/json or application/x-ndjson")
+	ndjson, msg := contentType(r.Header.Get("Content-Type"))
+	if msg != "" {
+		writeError(w, http.StatusUnsupportedMediaType, msg)
 		return
 	}
 	if r.ContentLength > s.cfg.MaxBody {
@@ -539,6 +685,27 @@ func (s *Source) ingest(w http.ResponseWriter, r *http.Request, many bool) {
 		writeError(w, http.StatusServiceUnavailable, ErrStopping.Error())
 		return
 	}
+	// The body is read before the request takes an in-flight slot, so slow
+	// senders (bounded by read_timeout and by the body budget) never keep
+	// real clients out.
+	arrived := s.res.Clock.Now()
+	body, rerr := s.readBody(w, r)
+	if rerr != nil {
+		if rerr.status == http.StatusRequestTimeout {
+			w.Header().Set("Connection", "close")
+		}
+		if rerr.status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		writeError(w, rerr.status, rerr.msg)
+		return
+	}
+	released := false
+	defer func() {
+		if !released {
+			s.releaseBody(body)
+		}
+	}()
 	select {
 	case s.sem <- struct{}{}:
 	default:
@@ -548,27 +715,17 @@ func (s *Source) ingest(w http.ResponseWriter, r *http.Request, many bool) {
 	}
 	defer func() { <-s.sem }()
 
-	buf := s.getBuf()
-	defer s.putBuf(buf)
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
-	}
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than max_body (%d bytes)", s.cfg.MaxBody))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
-		return
-	}
-	wt := &waiter{at: s.res.Clock.Now(), done: make(chan error, 1)}
+	wt := &waiter{at: arrived, done: make(chan error, 1)}
 	var err error
 	if many {
-		err = s.addBatch(buf.Bytes(), ndjson, wt)
+		err = s.addBatch(body.bytes(), ndjson, wt)
 	} else {
-		err = s.addOne(buf.Bytes(), wt)
+		err = s.addOne(body.bytes(), wt)
 	}
+	// The decoders copied the posts: the body's memory goes back now, not
+	// after the (much longer) wait for the ack.
+	s.releaseBody(body)
+	released = true
 	if err != nil {
 		var pe *postError
 		if errors.As(err, &pe) {
@@ -596,6 +753,11 @@ func (s *Source) ingest(w http.ResponseWriter, r *http.Request, many bool) {
 		return // the client is gone
 	}
 	if err != nil {
+		var rp *rejectedPost
+		if errors.As(err, &rp) {
+			writePostErrorStatus(w, http.StatusUnprocessableEntity, &postError{index: rp.index, msg: rp.Error()})
+			return
+		}
 		writeError(w, http.StatusServiceUnavailable, "posts not stored: "+err.Error())
 		return
 	}
@@ -608,22 +770,27 @@ func (s *Source) ingest(w http.ResponseWriter, r *http.Request, many bool) {
 
 var acceptedOne = []byte(`{"accepted":1}` + "\n")
 
-// contentType accepts JSON and NDJSON (and a missing type, as JSON).
-func contentType(ct string) (ndjson, ok bool) {
+// contentType accepts JSON and NDJSON in UTF-8 (no charset parameter, or
+// utf-8); otherwise it returns the 415 message.
+func contentType(ct string) (ndjson bool, msg string) {
+	const want = "; use application/json or application/x-ndjson"
 	if ct == "" {
-		return false, true
+		return false, "missing Content-Type" + want
 	}
-	mt, _, err := mime.ParseMediaType(ct)
+	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return false, false
+		return false, "unsupported Content-Type " + strconv.Quote(ct) + want
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return false, "unsupported charset " + strconv.Quote(cs) + ": posts must be UTF-8"
 	}
 	switch mt {
 	case "application/json":
-		return false, true
+		return false, ""
 	case "application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines", "application/jsonlines":
-		return true, true
+		return true, ""
 	}
-	return false, false
+	return false, "unsupported Content-Type " + strconv.Quote(ct) + want
 }
 
 // addOne appends one post to the shared decoder.
@@ -661,9 +828,16 @@ func (s *Source) addBatch(body []byte, ndjson bool, w *waiter) error {
 		}
 		return nil
 	}
-	if !ndjson && firstByte(body) == '[' {
+	switch {
+	case !ndjson && firstByte(body) == '[':
 		n, err = splitArray(body, add)
-	} else {
+	case isOneValue(body):
+		// One object, perhaps pretty-printed over several lines.
+		n, err = 1, add(0, body)
+		if err != nil {
+			n = 0
+		}
+	default:
 		n, err = splitLines(body, add)
 	}
 	if err == nil && n == 0 {
@@ -724,20 +898,6 @@ func (s *Source) putDecoder(d *jsondec.Decoder) {
 	d.Release()
 }
 
-func (s *Source) getBuf() *bytes.Buffer {
-	if b, ok := s.bufPool.Get().(*bytes.Buffer); ok {
-		b.Reset()
-		return b
-	}
-	return new(bytes.Buffer)
-}
-
-func (s *Source) putBuf(b *bytes.Buffer) {
-	if b.Cap() <= 4<<20 {
-		s.bufPool.Put(b)
-	}
-}
-
 // decodeError turns a jsondec error into a postError naming the field.
 func decodeError(index int, err error) *postError {
 	msg := err.Error()
@@ -775,6 +935,10 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 }
 
 func writePostError(w http.ResponseWriter, e *postError) {
+	writePostErrorStatus(w, http.StatusBadRequest, e)
+}
+
+func writePostErrorStatus(w http.ResponseWriter, status int, e *postError) {
 	b := append([]byte(`{"error":`), quoteJSON(e.msg)...)
 	if e.field != "" {
 		b = append(b, `,"field":`...)
@@ -782,7 +946,7 @@ func writePostError(w http.ResponseWriter, e *postError) {
 	}
 	b = append(b, `,"index":`...)
 	b = strconv.AppendInt(b, int64(e.index), 10)
-	writeJSON(w, http.StatusBadRequest, append(b, "}\n"...))
+	writeJSON(w, status, append(b, "}\n"...))
 }
 
 func quoteJSON(s string) []byte {

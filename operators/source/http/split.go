@@ -131,3 +131,14 @@ func skipWS(b []byte, i int) int {
 	}
 	return i
 }
+
+// isOneValue reports whether b holds exactly one JSON object (a batch of one
+// post, perhaps pretty-printed over several lines).
+func isOneValue(b []byte) bool {
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	end, err := scanValue(b, i)
+	return err == nil && skipWS(b, end) == len(b)
+}
