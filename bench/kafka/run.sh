@@ -5,15 +5,16 @@
 #   bash bench/kafka/run.sh                      # N=1000000, REPEAT=3
 #   N=300000 REPEAT=1 bash bench/kafka/run.sh    # quicker
 #
-# Per round: bareproducer -pregen (posts generated before its clock starts)
-# → topic bench.kafka.pregen; bareproducer (posts generated and encoded
-# inside its clock, as flowrun does) → topic bench.kafka.bare; flowrun
-# generate_to_kafka.yaml → topic bench.kafka.flow (every topic recreated, 4
-# partitions); then, reading bench.kafka.bare: bareconsumer (count only),
-# bareconsumer -decode (encoding/json into a struct) and flowrun
-# kafka_to_discard.yaml --once (decode to Arrow, discard sink).
-# Raw per-run lines go to bench/kafka/out/results.jsonl; the medians are
-# printed as a markdown table. Needs Kafka at $BROKERS
+# Per round: bareproducer -pregen (posts generated before its clock starts:
+# the transport limit) → topic bench.kafka.pregen; bareproducer (posts
+# generated and encoded inside its clock, as flowrun does) → topic
+# bench.kafka.bare; flowrun generate_to_kafka.yaml → topic bench.kafka.flow
+# (every topic recreated, 4 partitions); then, reading bench.kafka.bare:
+# bareconsumer (count only: the transport limit), bareconsumer -decode
+# (flowrun's jsondec into Arrow) and flowrun kafka_to_discard.yaml --once
+# (decode to Arrow, discard sink, commits). Raw per-run lines go to
+# bench/kafka/out/results.jsonl; the medians and the per-round ratios are
+# printed as markdown. Needs Kafka at $BROKERS
 # (scripts/services/kafka.sh up).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -53,55 +54,81 @@ print(json.dumps({"tool": tool, "records": recs, "bytes": nbytes, "seconds": sec
 PY
 }
 
+# Each round runs the bare client and flowrun back to back on the same
+# topic, alternating which goes first (odd rounds bare first, even rounds
+# flowrun first), so that load from anything else on the machine hits both.
+produce_bare() {
+	"$BIN/bareproducer" -brokers "$BROKERS" -topic bench.kafka.pregen -n "$N" -create -pregen | tee -a "$OUT/results.jsonl" >&2
+	"$BIN/bareproducer" -brokers "$BROKERS" -topic bench.kafka.bare -n "$N" -create | tee -a "$OUT/results.jsonl" >&2
+}
+produce_flowrun() {
+	"$BIN/bareproducer" -brokers "$BROKERS" -topic bench.kafka.flow -n 0 -create
+	# flowrun's messages are its own JSON encoding of the posts: count their bytes after.
+	line=$(flowrun_run flowrun-produce 0 bench/kafka/generate_to_kafka.yaml --set N="$N" --set BROKERS="$BROKERS" --set TOPIC=bench.kafka.flow ${last:+--cpuprofile "$OUT/produce.prof"})
+	fbytes=$("$BIN/bareconsumer" -brokers "$BROKERS" -topic bench.kafka.flow | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')
+	echo "$line" | python3 -c 'import json,sys; d=json.load(sys.stdin); b=int(sys.argv[1]); d["bytes"]=b; d["mb_per_s"]=b/d["seconds"]/1e6; print(json.dumps(d))' "$fbytes" | tee -a "$OUT/results.jsonl" >&2
+}
+consume_bare() {
+	"$BIN/bareconsumer" -brokers "$BROKERS" -topic bench.kafka.bare | tee -a "$OUT/results.jsonl" >&2
+	"$BIN/bareconsumer" -brokers "$BROKERS" -topic bench.kafka.bare -decode | tee -a "$OUT/results.jsonl" >&2
+}
+consume_flowrun() {
+	bbytes=$(grep '"tool":"bareproducer"' "$OUT/results.jsonl" | tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')
+	flowrun_run flowrun-consume "$bbytes" bench/kafka/kafka_to_discard.yaml --once --set BROKERS="$BROKERS" --set TOPIC=bench.kafka.bare --set GROUP="bench-discard-$$-$r" ${last:+--cpuprofile "$OUT/consume.prof"} | tee -a "$OUT/results.jsonl" >&2
+}
+
 for r in $(seq 1 "$REPEAT"); do
 	last=""
 	[[ -n $PROFILE && $r == "$REPEAT" ]] && last=1
 	echo "round $r/$REPEAT, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 	echo "{\"round\": $r, \"load\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >>"$OUT/results.jsonl"
-	"$BIN/bareproducer" -brokers "$BROKERS" -topic bench.kafka.pregen -n "$N" -create -pregen | tee -a "$OUT/results.jsonl" >&2
-	"$BIN/bareproducer" -brokers "$BROKERS" -topic bench.kafka.bare -n "$N" -create | tee -a "$OUT/results.jsonl" >&2
-	"$BIN/bareproducer" -brokers "$BROKERS" -topic bench.kafka.flow -n 0 -create
-	"$BIN/bareconsumer" -brokers "$BROKERS" -topic bench.kafka.bare >/dev/null # warm the broker's page cache
-	# flowrun's messages are its own JSON encoding of the posts: count their bytes after.
-	line=$(flowrun_run flowrun-produce 0 bench/kafka/generate_to_kafka.yaml --set N="$N" --set BROKERS="$BROKERS" --set TOPIC=bench.kafka.flow ${last:+--cpuprofile "$OUT/produce.prof"})
-	fbytes=$("$BIN/bareconsumer" -brokers "$BROKERS" -topic bench.kafka.flow | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')
-	echo "$line" | python3 -c 'import json,sys; d=json.load(sys.stdin); b=int(sys.argv[1]); d["bytes"]=b; d["mb_per_s"]=b/d["seconds"]/1e6; print(json.dumps(d))' "$fbytes" | tee -a "$OUT/results.jsonl" >&2
-	bbytes=$(grep '"tool":"bareproducer"' "$OUT/results.jsonl" | tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')
-	"$BIN/bareconsumer" -brokers "$BROKERS" -topic bench.kafka.bare | tee -a "$OUT/results.jsonl" >&2
-	"$BIN/bareconsumer" -brokers "$BROKERS" -topic bench.kafka.bare -decode | sed 's/"bareconsumer"/"bareconsumer-decode"/' | tee -a "$OUT/results.jsonl" >&2
-	flowrun_run flowrun-consume "$bbytes" bench/kafka/kafka_to_discard.yaml --once --set BROKERS="$BROKERS" --set TOPIC=bench.kafka.bare --set GROUP="bench-discard-$$-$r" ${last:+--cpuprofile "$OUT/consume.prof"} | tee -a "$OUT/results.jsonl" >&2
+	if ((r % 2)); then
+		produce_bare
+		produce_flowrun
+		"$BIN/bareconsumer" -brokers "$BROKERS" -topic bench.kafka.bare >/dev/null # warm the broker's page cache
+		consume_bare
+		consume_flowrun
+	else
+		produce_flowrun
+		produce_bare
+		"$BIN/bareconsumer" -brokers "$BROKERS" -topic bench.kafka.bare >/dev/null
+		consume_flowrun
+		consume_bare
+	fi
 done
 
 python3 - "$OUT/results.jsonl" "$N" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 loads = [r["load"] for r in rows if "load" in r]
-by = {}
+# rounds[i][tool] = result of that tool in round i
+rounds, cur = [], None
 for r in rows:
-    if "tool" in r:
-        by.setdefault(r["tool"], []).append(r)
+    if "round" in r:
+        cur = {}
+        rounds.append(cur)
+    elif "tool" in r:
+        cur[r["tool"]] = r
+def vals(tool, key):
+    return [rd[tool][key] for rd in rounds if tool in rd]
 def med(tool, key):
-    return statistics.median(x[key] for x in by[tool])
-print(f"N = {int(sys.argv[2]):,} posts, {len(by['bareproducer'])} rounds, median; load (1/5/15 min) at each round: {'; '.join(loads)}\n")
-print("| direction | client | records/s | MB/s | seconds | msg bytes | flowrun / bare |")
-print("|---|---|---:|---:|---:|---:|---:|")
-def row(direction, tool, base=None):
-    rps = med(tool, "records_per_s")
-    ratio = f"{rps / med(base, 'records_per_s') * 100:.0f}%" if base else ""
-    b = by[tool][0]["bytes"] / by[tool][0]["records"]
-    print(f"| {direction} | {tool} | {rps:,.0f} | {med(tool, 'mb_per_s'):.1f} | {med(tool, 'seconds'):.2f} | {b:.0f} | {ratio} |")
-row("produce", "bareproducer-pregen")
-row("produce", "bareproducer")
-row("produce", "flowrun-produce", "bareproducer")
-row("consume", "bareconsumer")
-row("consume", "bareconsumer-decode")
-row("consume", "flowrun-consume", "bareconsumer")
-print()
+    return statistics.median(vals(tool, key))
 def ratios(tool, base):
-    per = [f"{a['records_per_s'] / b['records_per_s'] * 100:.0f}%" for a, b in zip(by[tool], by[base])]
-    return f"{med(tool, 'records_per_s') / med(base, 'records_per_s') * 100:.0f}% (rounds: {', '.join(per)})"
-print(f"- flowrun-produce vs bareproducer (generates inside its clock): {ratios('flowrun-produce', 'bareproducer')}")
-print(f"- flowrun-produce vs bareproducer-pregen (posts ready before its clock): {ratios('flowrun-produce', 'bareproducer-pregen')}")
-print(f"- flowrun-consume vs bareconsumer (count only, transport limit): {ratios('flowrun-consume', 'bareconsumer')}")
-print(f"- flowrun-consume vs bareconsumer-decode (+ encoding/json): {ratios('flowrun-consume', 'bareconsumer-decode')}")
+    return [rd[tool]["records_per_s"] / rd[base]["records_per_s"] for rd in rounds if tool in rd and base in rd]
+print(f"N = {int(sys.argv[2]):,} posts, {len(rounds)} rounds, medians; load (1/5/15 min) at each round: {'; '.join(loads)}\n")
+print("| direction | client | records/s | MB/s | seconds | msg bytes |")
+print("|---|---|---:|---:|---:|---:|")
+for direction, tool in [("produce", "bareproducer-pregen"), ("produce", "bareproducer"), ("produce", "flowrun-produce"),
+                        ("consume", "bareconsumer"), ("consume", "bareconsumer-decode"), ("consume", "flowrun-consume")]:
+    r0 = rounds[0][tool]
+    print(f"| {direction} | {tool} | {med(tool, 'records_per_s'):,.0f} | {med(tool, 'mb_per_s'):.1f} | {med(tool, 'seconds'):.2f} | {r0['bytes'] / r0['records']:.0f} |")
+print()
+print("Ratios: the median of the per-round ratios (flowrun / bare in the same round).\n")
+for label, tool, base in [
+        ("**produce vs the transport limit** (bareproducer-pregen: posts encoded before its clock starts)", "flowrun-produce", "bareproducer-pregen"),
+        ("produce like for like (bareproducer: generates and encodes inside its clock, buffers per 1024 posts)", "flowrun-produce", "bareproducer"),
+        ("**consume vs the transport limit** (bareconsumer: count only)", "flowrun-consume", "bareconsumer"),
+        ("consume like for like (bareconsumer -decode: flowrun's jsondec into Arrow, no group, no commits)", "flowrun-consume", "bareconsumer-decode")]:
+    rs = ratios(tool, base)
+    print(f"- {label}: {statistics.median(rs) * 100:.0f}% (rounds: {', '.join(f'{x * 100:.0f}%' for x in rs)})")
 PY

@@ -3,8 +3,11 @@
 // high-water mark it had at start with bare sarama partition consumers (no
 // group, no decoding), counts records and value bytes, and prints one JSON
 // line: records, bytes, seconds (from connecting to the last record),
-// records/s, MB/s. -decode also unmarshals each value into a post struct
-// with encoding/json, to show what decoding alone costs.
+// records/s, MB/s. -decode also decodes each value into Arrow record
+// batches of 1024 rows with flowrun's own decoder (operators/codec/jsondec,
+// the schema of bench/kafka/kafka_to_discard.yaml), releasing each batch:
+// the like-for-like client, doing what the kafka source does minus the
+// consumer group, the commits and the pipeline.
 //
 //	go run ./bench/kafka/bareconsumer -brokers 127.0.0.1:9092 -topic t
 package main
@@ -20,6 +23,10 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/flowrun/flowrun/operators/codec/jsondec"
 )
 
 // Result is the printed line.
@@ -32,25 +39,26 @@ type Result struct {
 	MBps    float64 `json:"mb_per_s"`
 }
 
-type post struct {
-	Index          *int64  `json:"index"`
-	UniqueID       *string `json:"unique_id"`
-	Title          *string `json:"title"`
-	Description    *string `json:"description"`
-	PosterName     *string `json:"poster_name"`
-	FollowerCount  *string `json:"follower_count"`
-	TagList        *string `json:"tag_list"`
-	IsImageOrVideo *string `json:"is_image_or_video"`
-	ImageSrc       *string `json:"image_src"`
-	Downloaded     *int64  `json:"downloaded"`
-	SaveLocation   *string `json:"save_location"`
-	Category       *string `json:"category"`
-}
+// postSchema is the post schema of bench/kafka/kafka_to_discard.yaml.
+var postSchema = func() *arrow.Schema {
+	str := arrow.BinaryTypes.String
+	i64 := arrow.PrimitiveTypes.Int64
+	var fields []arrow.Field
+	for _, f := range []struct {
+		name string
+		t    arrow.DataType
+	}{{"index", i64}, {"unique_id", str}, {"title", str}, {"description", str}, {"poster_name", str},
+		{"follower_count", str}, {"tag_list", str}, {"is_image_or_video", str}, {"image_src", str},
+		{"downloaded", i64}, {"save_location", str}, {"category", str}} {
+		fields = append(fields, arrow.Field{Name: f.name, Type: f.t, Nullable: true})
+	}
+	return arrow.NewSchema(fields, nil)
+}()
 
 func main() {
 	brokers := flag.String("brokers", "127.0.0.1:9092", "bootstrap brokers, comma-separated")
 	topic := flag.String("topic", "bench.bare", "topic")
-	decode := flag.Bool("decode", false, "also json.Unmarshal every value")
+	decode := flag.Bool("decode", false, "also decode every value into Arrow with flowrun's jsondec")
 	flag.Parse()
 
 	start := time.Now()
@@ -92,19 +100,28 @@ func main() {
 		wg.Go(func() {
 			defer pc.Close()
 			var n, b int64
-			var v post
+			var dec *jsondec.Decoder
+			if *decode {
+				dec = jsondec.NewDecoder(postSchema, memory.DefaultAllocator, jsondec.Options{})
+				defer dec.Release()
+			}
 			for m := range pc.Messages() {
 				n++
 				b += int64(len(m.Value))
-				if *decode {
-					v = post{}
-					if err := json.Unmarshal(m.Value, &v); err != nil {
+				if dec != nil {
+					if err := dec.Append(m.Value); err != nil {
 						log.Fatalf("offset %d: %v", m.Offset, err)
+					}
+					if dec.Rows() >= 1024 {
+						dec.Flush().Release()
 					}
 				}
 				if m.Offset+1 >= hi {
 					break
 				}
+			}
+			if dec != nil && dec.Rows() > 0 {
+				dec.Flush().Release()
 			}
 			records.Add(n)
 			bytes.Add(b)
@@ -112,7 +129,11 @@ func main() {
 	}
 	wg.Wait()
 	secs := time.Since(start).Seconds()
-	r := Result{Tool: "bareconsumer", Records: records.Load(), Bytes: bytes.Load(), Seconds: secs,
+	tool := "bareconsumer"
+	if *decode {
+		tool = "bareconsumer-decode"
+	}
+	r := Result{Tool: tool, Records: records.Load(), Bytes: bytes.Load(), Seconds: secs,
 		RPS: float64(records.Load()) / secs, MBps: float64(bytes.Load()) / secs / 1e6}
 	_ = json.NewEncoder(os.Stdout).Encode(r)
 }

@@ -8,7 +8,9 @@
 //
 // By default each post is generated and JSON-encoded inside the timed
 // region, just before it is handed to the producer, as flowrun's generate →
-// kafka pipeline does. -pregen generates and encodes all posts before the
+// kafka pipeline does, and like flowrun's sink it encodes 1024 posts back
+// to back into one buffer and builds their messages in one slice (no
+// allocation per message for the value). -pregen generates and encodes all posts before the
 // clock starts (the tool is then "bareproducer-pregen": the pure transport
 // limit). -linger 5ms sets the flush frequency (and 512 KiB flush bytes) the
 // sink used before it dropped its linger.
@@ -133,17 +135,36 @@ func main() {
 		}
 		nbytes = int64(len(buf))
 	} else {
-		// Generate and encode inside the clock, one post at a time, into
-		// its own slice (the producer holds it until it is sent).
-		for range *n {
-			gen.Next(&p)
-			v := posts.AppendJSON(make([]byte, 0, 1024), &p)
-			nbytes += int64(len(v))
-			var key sarama.Encoder
-			if !p.MissingUniqueID && p.UniqueID != "" {
-				key = sarama.StringEncoder(p.UniqueID)
+		// Generate and encode inside the clock, 1024 posts at a time, into
+		// one buffer per chunk (the producer holds it until sent).
+		const chunk = 1024
+		size := chunk * 1024
+		ends := make([]int, chunk)
+		keys := make([]string, chunk)
+		for done := 0; done < *n; done += chunk {
+			c := min(chunk, *n-done)
+			buf := make([]byte, 0, size)
+			for i := range c {
+				gen.Next(&p)
+				buf = posts.AppendJSON(buf, &p)
+				ends[i] = len(buf)
+				keys[i] = ""
+				if !p.MissingUniqueID && p.UniqueID != "" {
+					keys[i] = p.UniqueID
+				}
 			}
-			prod.Input() <- &sarama.ProducerMessage{Topic: *topic, Key: key, Value: sarama.ByteEncoder(v)}
+			size = cap(buf)
+			nbytes += int64(len(buf))
+			msgs := make([]sarama.ProducerMessage, c)
+			from := 0
+			for i := range c {
+				msgs[i] = sarama.ProducerMessage{Topic: *topic, Value: sarama.ByteEncoder(buf[from:ends[i]:ends[i]])}
+				if keys[i] != "" {
+					msgs[i].Key = sarama.StringEncoder(keys[i])
+				}
+				from = ends[i]
+				prod.Input() <- &msgs[i]
+			}
 		}
 	}
 	if err := <-done; err != nil {

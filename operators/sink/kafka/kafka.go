@@ -164,21 +164,30 @@ type Sink struct {
 	producer sarama.AsyncProducer
 	release  func()
 
-	slots chan struct{} // one token per batch in flight
-	wg    sync.WaitGroup
-	err   atomic.Pointer[error] // first delivery failure
+	slots    chan struct{} // one token per batch in flight
+	trackers sync.Pool     // of *tracker, with their buffers
+	wg       sync.WaitGroup
+	err      atomic.Pointer[error] // first delivery failure
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// tracker counts the undelivered messages of one batch.
+// tracker counts the undelivered messages of one batch. It also owns the
+// batch's encoded keys and values and its messages, which point into them
+// until delivered; once every message is back it returns to the sink's
+// pool, so a steady stream of batches reuses the same buffers.
 type tracker struct {
 	left atomic.Int64
 	mu   sync.Mutex
 	err  error
 	ack  *batch.Ack
 	s    *Sink
+
+	buf, keys  []byte // encoded values and keys, back to back
+	ends, kend []int  // end of each row's value and key in buf, keys (kend -1: no key)
+	refs       []bytesRef
+	msgs       []sarama.ProducerMessage
 }
 
 func (t *tracker) done(err error) {
@@ -193,10 +202,20 @@ func (t *tracker) done(err error) {
 		t.mu.Lock()
 		err := t.err
 		t.mu.Unlock()
+		s := t.s
 		t.ack.Done(err)
-		<-t.s.slots
+		t.ack, t.err = nil, nil
+		s.trackers.Put(t)
+		<-s.slots
 	}
 }
+
+// bytesRef is a message key or value inside a tracker's buffers; as a
+// pointer it becomes a sarama.Encoder without an allocation per message.
+type bytesRef struct{ b []byte }
+
+func (r *bytesRef) Encode() ([]byte, error) { return r.b, nil }
+func (r *bytesRef) Length() int             { return len(r.b) }
 
 // New connects a producer for cfg; in is the schema of the rows written.
 func New(r op.Resources, cfg Config, in *arrow.Schema) (*Sink, error) {
@@ -333,42 +352,64 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 	}
 	rec := b.Rec
 	defer rec.Release()
-	// One buffer per batch: the messages point into it until delivered.
-	var buf []byte
-	ends := make([]int, n)
+	t, _ := s.trackers.Get().(*tracker)
+	if t == nil {
+		t = &tracker{s: s}
+	}
+	t.ack = b.Ack
+	t.left.Store(int64(n))
+	// Values (and keys) are encoded back to back into the tracker's
+	// buffers first; the messages point into them once they stop growing.
+	t.buf, t.keys = t.buf[:0], t.keys[:0]
+	t.ends, t.kend = t.ends[:0], t.kend[:0]
 	for row := range n {
-		buf = s.enc.AppendRow(buf, rec, row)
-		ends[row] = len(buf)
+		t.buf = s.enc.AppendRow(t.buf, rec, row)
+		t.ends = append(t.ends, len(t.buf))
 	}
 	if s.key != nil {
 		s.key.Bind(rec)
-	}
-	for _, h := range s.headers {
-		h.Bind(rec)
-	}
-	t := &tracker{ack: b.Ack, s: s}
-	t.left.Store(int64(n))
-	// Every message is built and its size checked before any is sent: a
-	// message the producer would refuse (larger than max_message_bytes)
-	// can never be stored, and without a dead-letter output the batch then
-	// fails whole with op.RejectedRows, nothing of it written, so its
-	// source can answer for those rows alone and send the others again.
-	msgs := make([]*sarama.ProducerMessage, n)
-	var rejected *op.RejectedRows
-	start := 0
-	for row := range n {
-		m := &sarama.ProducerMessage{Topic: s.cfg.Topic, Value: sarama.ByteEncoder(buf[start:ends[row]:ends[row]]), Metadata: t}
-		start = ends[row]
-		msgs[row] = m
-		if s.key != nil {
+		for row := range n {
 			k, err := s.key.Eval(row)
 			if err != nil {
 				t.left.Store(1)
 				t.done(err)
 				return err
 			}
+			end := -1
 			if k != nil {
-				m.Key = sarama.StringEncoder(keyString(k))
+				t.keys = append(t.keys, keyString(k)...)
+				end = len(t.keys)
+			}
+			t.kend = append(t.kend, end)
+		}
+	}
+	for _, h := range s.headers {
+		h.Bind(rec)
+	}
+	// Every message is built and its size checked before any is sent: a
+	// message the producer would refuse (larger than max_message_bytes)
+	// can never be stored, and without a dead-letter output the batch then
+	// fails whole with op.RejectedRows, nothing of it written, so its
+	// source can answer for those rows alone and send the others again.
+	if cap(t.msgs) < n {
+		t.msgs = make([]sarama.ProducerMessage, n)
+		t.refs = make([]bytesRef, 2*n)
+	}
+	msgs, refs := t.msgs[:n], t.refs[:2*n]
+	var rejected *op.RejectedRows
+	start, kstart := 0, 0
+	for row := range n {
+		v := &refs[2*row]
+		v.b = t.buf[start:t.ends[row]:t.ends[row]]
+		start = t.ends[row]
+		msgs[row] = sarama.ProducerMessage{Topic: s.cfg.Topic, Value: v, Metadata: t}
+		m := &msgs[row]
+		if s.key != nil {
+			if end := t.kend[row]; end >= 0 {
+				k := &refs[2*row+1]
+				k.b = t.keys[kstart:end:end]
+				kstart = end
+				m.Key = k
 			}
 		}
 		for i, h := range s.headers {
@@ -402,9 +443,9 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 		t.done(rejected)
 		return nil
 	}
-	for row, m := range msgs {
+	for row := range msgs {
 		select {
-		case s.producer.Input() <- m:
+		case s.producer.Input() <- &msgs[row]:
 		case <-ctx.Done():
 			t.left.Add(-int64(n - row - 1))
 			t.done(ctx.Err())
