@@ -14,14 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/flowrun/flowrun/dsl/ast"
-	"github.com/flowrun/flowrun/dsl/types"
 	"github.com/flowrun/flowrun/dsl/validate"
-	"github.com/flowrun/flowrun/runtime/batch"
 	"github.com/flowrun/flowrun/runtime/op"
 )
 
@@ -40,7 +36,16 @@ type Options struct {
 	DrainTimeout time.Duration
 	// FlushInterval is how often buffering sinks are flushed (default 1s).
 	FlushInterval time.Duration
-	Vars          map[string]string
+	// CloseTimeout bounds a node's Close after a failure or an abort, and
+	// how long Run then waits for nodes to return (default 5s).
+	CloseTimeout time.Duration
+	// MemoryBytes is the pipeline-wide memory budget shared by the queues
+	// and the operators (default op.DefaultMemoryBytes).
+	MemoryBytes int64
+	// Metrics receives the runtime's and the operators' measurements
+	// (default op.NopMetrics).
+	Metrics op.Metrics
+	Vars    map[string]string
 }
 
 func (o *Options) defaults() {
@@ -67,6 +72,15 @@ func (o *Options) defaults() {
 	}
 	if o.FlushInterval <= 0 {
 		o.FlushInterval = time.Second
+	}
+	if o.CloseTimeout <= 0 {
+		o.CloseTimeout = 5 * time.Second
+	}
+	if o.MemoryBytes <= 0 {
+		o.MemoryBytes = op.DefaultMemoryBytes
+	}
+	if o.Metrics == nil {
+		o.Metrics = op.NopMetrics{}
 	}
 }
 
@@ -96,6 +110,12 @@ type Node struct {
 	dead     *queue   // dead-letter sink's queue, or nil
 	deadNode string
 	res      op.Resources
+	metrics  nodeMetrics
+	sinkDL   *sinkDeadLetters // a sink's op.DeadLetters, or nil
+	running  atomic.Bool
+	// sinks reachable from a source through data and dead-letter edges,
+	// for op.ResumeFunc.
+	reach []*Node
 }
 
 // Pipeline is a built, runnable pipeline.
@@ -103,16 +123,20 @@ type Pipeline struct {
 	Name  string
 	Nodes []*Node
 	opts  Options
-	// hard is the running pipeline's abort context (set by Run), for
-	// pushes made from goroutines that operators own.
-	hard context.Context
+	mem   *op.Budget
+	// hard is the running pipeline's abort context and soft the sources'
+	// context (set by Run), for pushes made from goroutines operators own.
+	hard, soft context.Context
 }
+
+// Memory returns the pipeline-wide memory budget.
+func (p *Pipeline) Memory() *op.Budget { return p.mem }
 
 // New constructs every node of a checked pipeline (connecting nothing yet
 // beyond what constructors do) and wires the queues between them.
 func New(res *validate.Result, opts Options) (*Pipeline, error) {
 	opts.defaults()
-	p := &Pipeline{Name: res.Pipeline.Name, opts: opts}
+	p := &Pipeline{Name: res.Pipeline.Name, opts: opts, mem: op.NewBudget(opts.MemoryBytes)}
 	byName := map[string]*Node{}
 	for _, cn := range res.Nodes {
 		ctor, ok := cn.Build.(op.Constructor)
@@ -120,13 +144,22 @@ func New(res *validate.Result, opts Options) (*Pipeline, error) {
 			return nil, fmt.Errorf("node %q: operator %q returned no constructor", cn.Name(), cn.AST.Type)
 		}
 		n := &Node{Name: cn.Name(), Section: cn.AST.Section, Type: cn.AST.Type, Stats: &Stats{}, checked: cn}
+		m := op.WithLabels(opts.Metrics, op.Label{Name: "pipeline", Value: p.Name}, op.Label{Name: "node", Value: n.Name})
+		n.metrics = newNodeMetrics(m, n.Type, opts.Clock)
 		r := op.Resources{
 			Node: cn.Name(), Alloc: opts.Alloc, Clock: opts.Clock,
 			Log:       opts.Log.With("node", cn.Name()),
 			BatchRows: opts.BatchRows, Once: opts.Once, Vars: opts.Vars,
+			Metrics: m, Memory: p.mem,
 		}
 		if cn.DeadLetter != nil && cn.AST.Section == ast.Sinks {
-			r.DeadLetters = &sinkDeadLetters{p: p, node: n}
+			n.sinkDL = &sinkDeadLetters{p: p, node: n}
+			r.DeadLetters = n.sinkDL
+		}
+		if cn.AST.Section == ast.Sources {
+			r.Resume = func(ctx context.Context, topic string, parts []int32) (map[int32]int64, error) {
+				return p.resume(ctx, n, topic, parts)
+			}
 		}
 		inst, err := ctor(r)
 		if err != nil {
@@ -139,7 +172,7 @@ func New(res *validate.Result, opts Options) (*Pipeline, error) {
 		}
 		n.inst, n.res = inst, r
 		if cn.AST.Section != ast.Sources {
-			n.in = newQueue(opts.QueueBatches, opts.QueueBytes)
+			n.in = newQueue(opts.QueueBatches, opts.QueueBytes, p.mem, newQueueGauges(m))
 			q := n.in
 			n.Stats.QueueLength = func() int { return len(q.ch) }
 		}
@@ -162,8 +195,17 @@ func New(res *validate.Result, opts Options) (*Pipeline, error) {
 	for _, n := range p.Nodes {
 		if n.in != nil && n.in.producers == 0 {
 			n.in.addProducer()
-			n.in.producerDone()
+			n.in.producerDone(false)
 		}
+	}
+	for _, n := range p.Nodes {
+		if n.Section == ast.Sources {
+			n.reach = reachableSinks(n, byName)
+		}
+	}
+	if err := checkStorePaths(p.Nodes); err != nil {
+		p.close(context.Background())
+		return nil, err
 	}
 	return p, nil
 }
@@ -209,29 +251,36 @@ func (e *RejectError) Error() string {
 
 // Run executes the pipeline until every source ends (bounded input) or ctx
 // is cancelled. Cancelling ctx is a graceful stop: sources stop, in-flight
-// batches drain through to the sinks, sinks flush, and Run returns nil. If
-// draining takes longer than DrainTimeout, or any node fails, everything is
-// aborted and Run returns the first error.
+// batches drain through to the sinks, sinks flush, and Run returns nil; a
+// stop is not an end of input, so transforms that hold state do not
+// finalise it (op.Flusher). If draining takes longer than DrainTimeout, or
+// any node fails, everything is aborted and Run returns the first error.
 func (p *Pipeline) Run(ctx context.Context) error {
 	hard, abort := context.WithCancelCause(context.Background())
 	defer abort(nil)
-	p.hard = hard
 	soft, stopSources := context.WithCancel(hard)
 	defer stopSources()
+	p.hard, p.soft = hard, soft
 
 	var (
 		wg       sync.WaitGroup
-		errOnce  sync.Once
+		errMu    sync.Mutex
 		firstErr error
 	)
 	fail := func(err error) {
-		errOnce.Do(func() { firstErr = err })
+		errMu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		errMu.Unlock()
 		abort(err)
 	}
 	for _, n := range p.Nodes {
 		wg.Add(1)
+		n.running.Store(true)
 		go func() {
 			defer wg.Done()
+			defer n.running.Store(false)
 			if err := p.runNode(soft, hard, n); err != nil {
 				fail(err)
 			}
@@ -240,8 +289,29 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 
+	// After an abort, nodes get CloseTimeout to return; one whose Close
+	// ignores its deadline is reported and left behind rather than hang
+	// the process.
+	waitAborted := func() {
+		t := time.NewTimer(p.opts.CloseTimeout + time.Second)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			var stuck []string
+			for _, n := range p.Nodes {
+				if n.running.Load() {
+					stuck = append(stuck, n.Name)
+				}
+			}
+			p.opts.Log.Error("nodes did not stop after the abort", "nodes", stuck)
+			fail(fmt.Errorf("nodes %q did not stop within %s of the abort", stuck, p.opts.CloseTimeout))
+		}
+	}
 	select {
 	case <-done:
+	case <-hard.Done():
+		waitAborted()
 	case <-ctx.Done():
 		p.opts.Log.Info("stopping: draining in-flight batches", "deadline", p.opts.DrainTimeout)
 		stopSources()
@@ -251,10 +321,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			timer.Stop()
 		case <-hard.Done():
 			timer.Stop()
-			<-done
+			waitAborted()
 		case <-timer.C:
 			fail(fmt.Errorf("drain did not finish within %s; aborted", p.opts.DrainTimeout))
-			<-done
+			waitAborted()
 		}
 	}
 	for _, n := range p.Nodes {
@@ -262,10 +332,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			n.in.discard()
 		}
 	}
-	p.close(context.Background())
+	errMu.Lock()
+	defer errMu.Unlock()
 	return firstErr
 }
 
+// close closes the nodes of a pipeline that never ran (New failed).
 func (p *Pipeline) close(ctx context.Context) {
 	for _, n := range p.Nodes {
 		if c, ok := n.inst.(op.Closer); ok {
@@ -277,34 +349,45 @@ func (p *Pipeline) close(ctx context.Context) {
 }
 
 // runNode runs one node to completion; soft ends sources, hard aborts all.
+// It closes the node (op.Closer, exactly once) before closing the node's
+// outputs, so a sink's dead letters stay writable until its Close returns.
 func (p *Pipeline) runNode(soft, hard context.Context, n *Node) (err error) {
-	out := &output{node: n, p: p, ctx: hard}
+	out := &output{node: n, p: p, ctx: hard, soft: soft}
+	stopped := false // ended on a graceful stop, not at the end of its input
 	defer func() {
 		if r := recover(); r != nil {
 			err = &NodeError{Node: n.Name, Err: fmt.Errorf("panic: %v\n%s", r, debug.Stack())}
 		}
 		out.release()
+		if cerr := p.closeNode(hard, n, err); cerr != nil && err == nil {
+			err = &NodeError{Node: n.Name, Err: cerr}
+		}
+		if n.sinkDL != nil {
+			n.sinkDL.close()
+		}
 		for _, q := range n.outs {
-			q.producerDone()
+			q.producerDone(stopped)
 		}
 		if n.dead != nil {
-			n.dead.producerDone()
+			n.dead.producerDone(stopped)
 		}
 		if err != nil {
 			n.Stats.Errors.Add(1)
+			n.metrics.errors.Add(1)
 		}
 	}()
 	switch inst := n.inst.(type) {
 	case op.Source:
 		err = inst.Run(soft, out)
-		if err != nil && soft.Err() != nil && hard.Err() == nil && errors.Is(err, context.Canceled) {
+		stopped = soft.Err() != nil
+		if err != nil && stopped && hard.Err() == nil && errors.Is(err, context.Canceled) {
 			err = nil // a requested stop, not a failure
 		}
 		if err == nil {
 			err = out.flushRejects(hard, nil)
 		}
 	case op.Transform:
-		err = p.runTransform(hard, n, inst, out)
+		stopped, err = p.runTransform(hard, n, inst, out)
 	case op.Sink:
 		err = p.runSink(hard, n, inst)
 	}
@@ -320,57 +403,113 @@ func (p *Pipeline) runNode(soft, hard context.Context, n *Node) (err error) {
 	return err
 }
 
-func (p *Pipeline) runTransform(ctx context.Context, n *Node, t op.Transform, out *output) error {
+// closeNode calls the node's Close once. After a failure or an abort it
+// gets a fresh context with the CloseTimeout deadline; its error is then
+// only logged (the run already fails).
+func (p *Pipeline) closeNode(hard context.Context, n *Node, runErr error) error {
+	c, ok := n.inst.(op.Closer)
+	if !ok {
+		return nil
+	}
+	if runErr == nil && hard.Err() == nil {
+		return c.Close(hard)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.CloseTimeout)
+	defer cancel()
+	if err := c.Close(ctx); err != nil {
+		p.opts.Log.Warn("close failed", "node", n.Name, "err", err)
+	}
+	return nil
+}
+
+// runTransform feeds the node's input to t until the input ends; stopped
+// reports that it ended on a graceful stop (then t is not flushed).
+func (p *Pipeline) runTransform(ctx context.Context, n *Node, t op.Transform, out *output) (stopped bool, err error) {
+	_, holds := t.(op.Flusher)
 	for {
-		b, ok, err := n.in.pop(ctx)
+		it, ok, err := n.in.pop(ctx)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if !ok {
 			break
 		}
-		n.Stats.RowsIn.Add(int64(b.Rows()))
+		b := it.b
+		if b.Rec == nil { // a position marker
+			n.in.release(it)
+			if holds {
+				b.Release(nil) // the held rows' merged ack carries the positions on
+			} else if err := out.forward(ctx, b); err != nil {
+				return false, err
+			}
+			continue
+		}
+		rows := int64(b.Rows())
+		n.Stats.RowsIn.Add(rows)
 		n.Stats.BatchesIn.Add(1)
+		n.metrics.rowsIn.Add(float64(rows))
+		n.metrics.batchesIn.Add(1)
+		n.metrics.bytesIn.Add(float64(it.n))
 		// Hold one reference to the input's ack so that dead letters of
 		// this batch are written under it even if its rows are gone already.
 		guard := b.Ack
 		guard.Retain(1)
 		start := time.Now()
+		out.begin(b.Ack, b.Final)
 		err = process(ctx, t, b, out)
+		if err == nil {
+			err = out.end(ctx)
+		} else {
+			out.drop(err)
+		}
 		n.Stats.BusyNanos.Add(int64(time.Since(start)))
+		n.in.release(it)
 		if err != nil {
 			guard.Done(err)
-			return err
+			var pe *panicError
+			if errors.As(err, &pe) {
+				// Whatever references the panicking call held are lost:
+				// finish the ack now so its source learns of the failure.
+				b.Ack.Abandon(err)
+			}
+			return false, err
 		}
 		if err := out.flushRejects(ctx, guard); err != nil {
-			return err
+			return false, err
 		}
+	}
+	if n.in.wasStopped() {
+		return true, nil // a graceful stop: drained, not finalised
 	}
 	if f, ok := t.(op.Flusher); ok {
-		if err := f.Flush(ctx, out); err != nil {
-			return err
+		out.begin(nil, true)
+		err := f.Flush(ctx, out)
+		if err == nil {
+			err = out.end(ctx)
+		} else {
+			out.drop(err)
 		}
-		return out.flushRejects(ctx, nil)
+		if err != nil {
+			return false, err
+		}
+		return false, out.flushRejects(ctx, nil)
 	}
-	return nil
+	return false, nil
 }
 
 func (p *Pipeline) runSink(ctx context.Context, n *Node, s op.Sink) error {
 	flusher, _ := s.(op.SinkFlusher)
+	_, stores := s.(op.PositionStore)
 	tick := time.NewTicker(p.opts.FlushInterval)
 	defer tick.Stop()
 	for {
 		var (
-			b   batch.Batch
+			it  queued
 			ok  bool
 			err error
 		)
 		select {
-		case it, open := <-n.in.ch:
-			if open {
-				n.in.bytes.Release(it.n)
-				b, ok = it.b, true
-			}
+		case it, ok = <-n.in.ch:
 		case <-tick.C:
 			if flusher != nil {
 				if err := flusher.Flush(ctx); err != nil {
@@ -384,150 +523,33 @@ func (p *Pipeline) runSink(ctx context.Context, n *Node, s op.Sink) error {
 		if !ok {
 			break
 		}
-		n.Stats.RowsIn.Add(int64(b.Rows()))
+		b := it.b
+		if b.Rec == nil && !stores { // a position marker, for position stores only
+			n.in.release(it)
+			b.Release(nil)
+			continue
+		}
+		rows := int64(b.Rows())
+		n.Stats.RowsIn.Add(rows)
 		n.Stats.BatchesIn.Add(1)
-		n.Stats.BytesIn.Add(b.Bytes())
+		n.Stats.BytesIn.Add(it.n)
+		n.metrics.rowsIn.Add(float64(rows))
+		n.metrics.batchesIn.Add(1)
+		n.metrics.bytesIn.Add(float64(it.n))
 		start := time.Now()
 		err = s.Write(ctx, b)
 		n.Stats.BusyNanos.Add(int64(time.Since(start)))
+		n.in.release(it)
 		if err != nil {
 			return err
 		}
-		n.Stats.RowsOut.Add(int64(b.Rows()))
+		n.Stats.RowsOut.Add(rows)
+		n.metrics.rowsOut.Add(float64(rows))
 	}
 	if flusher != nil {
 		if err := flusher.Flush(ctx); err != nil {
 			return err
 		}
-	}
-	if c, ok := s.(op.Closer); ok {
-		return c.Close(ctx)
-	}
-	return nil
-}
-
-// output is the op.Output a node writes to.
-type output struct {
-	node *Node
-	p    *Pipeline
-	ctx  context.Context // aborts pushes when the run is aborted
-
-	dlb   *array.RecordBuilder // pending dead letters
-	dlRow int
-}
-
-func (o *output) Schema() *arrow.Schema { return o.node.checked.Output }
-
-func (o *output) Emit(ctx context.Context, b batch.Batch) error {
-	rows := b.Rows()
-	if o.dlRow > 0 {
-		// Dead letters found while building this batch commit with it.
-		b.Ack.Retain(1)
-		if err := o.flushRejects(ctx, b.Ack); err != nil {
-			b.Release(err)
-			return err
-		}
-	}
-	if rows == 0 {
-		b.Release(nil)
-		return nil
-	}
-	o.node.Stats.RowsOut.Add(int64(rows))
-	if o.node.Section == ast.Sources {
-		o.node.Stats.RowsIn.Add(int64(rows))
-		o.node.Stats.BatchesIn.Add(1)
-	}
-	return o.fanOut(ctx, o.node.outs, b)
-}
-
-func (o *output) fanOut(ctx context.Context, qs []*queue, b batch.Batch) error {
-	if len(qs) == 0 {
-		b.Release(nil)
-		return nil
-	}
-	// Take every consumer's reference before the first push: a fast
-	// consumer could otherwise finish the ack before the others hold it.
-	for range qs[1:] {
-		b.Rec.Retain()
-	}
-	b.Ack.Retain(len(qs) - 1)
-	for i, q := range qs {
-		// Push under the run's hard context even for a source that is being
-		// stopped: a batch already read is delivered during the drain rather
-		// than dropped and replayed.
-		if err := q.push(o.ctx, b); err != nil {
-			for range qs[i:] {
-				b.Release(batch.ErrDropped)
-			}
-			return err
-		}
-	}
-	return nil
-}
-
-func (o *output) Reject(record, reason string) error {
-	o.node.Stats.Rejected.Add(1)
-	if o.node.dead == nil {
-		return &RejectError{Record: record, Reason: reason}
-	}
-	if o.dlb == nil {
-		o.dlb = array.NewRecordBuilder(o.p.opts.Alloc, types.DeadLetterSchema)
-	}
-	o.dlb.Field(0).(*array.StringBuilder).Append(record)
-	o.dlb.Field(1).(*array.StringBuilder).Append(o.node.Name)
-	o.dlb.Field(2).(*array.StringBuilder).Append(reason)
-	o.dlb.Field(3).(*array.TimestampBuilder).Append(arrow.Timestamp(o.p.opts.Clock.Now().UnixMicro()))
-	o.dlRow++
-	return nil
-}
-
-// flushRejects sends pending dead letters under ack (which it consumes).
-func (o *output) flushRejects(ctx context.Context, ack *batch.Ack) error {
-	if o.dlRow == 0 {
-		ack.Done(nil)
-		return nil
-	}
-	rec := o.dlb.NewRecordBatch()
-	o.dlRow = 0
-	return o.fanOut(ctx, []*queue{o.node.dead}, batch.Batch{Rec: rec, Ack: ack})
-}
-
-func (o *output) release() {
-	if o.dlb != nil {
-		o.dlb.Release()
-		o.dlb = nil
-	}
-}
-
-// process calls t.Process, turning a panic into an error so the caller can
-// still fail the batch's ack.
-func process(ctx context.Context, t op.Transform, b batch.Batch, out op.Output) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
-		}
-	}()
-	return t.Process(ctx, b, out)
-}
-
-// sinkDeadLetters is op.DeadLetters for a sink with a dead_letter output.
-type sinkDeadLetters struct {
-	p    *Pipeline
-	node *Node
-}
-
-func (d *sinkDeadLetters) Reject(ack *batch.Ack, record, reason string) error {
-	d.node.Stats.Rejected.Add(1)
-	b := array.NewRecordBuilder(d.p.opts.Alloc, types.DeadLetterSchema)
-	defer b.Release()
-	b.Field(0).(*array.StringBuilder).Append(record)
-	b.Field(1).(*array.StringBuilder).Append(d.node.Name)
-	b.Field(2).(*array.StringBuilder).Append(reason)
-	b.Field(3).(*array.TimestampBuilder).Append(arrow.Timestamp(d.p.opts.Clock.Now().UnixMicro()))
-	bt := batch.Batch{Rec: b.NewRecordBatch(), Ack: ack}
-	if err := d.node.dead.push(d.p.hard, bt); err != nil {
-		bt.Release(err)
-		return err
 	}
 	return nil
 }

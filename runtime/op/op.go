@@ -1,6 +1,8 @@
 // Package op is the operator SDK: the Source, Transform and Sink interfaces a
 // node implements, the resources the runtime hands it (allocator, clock,
-// logger), and the registry that operators join from their init functions.
+// logger, metrics, memory budget, resume positions), the PositionStore
+// contract of exactly-once sinks, and the registry that operators join from
+// their init functions.
 // Built-in operators use exactly this API, as a third-party one would.
 package op
 
@@ -38,63 +40,115 @@ type Resources struct {
 	// refused, a row the database rejected). It is nil when the node has
 	// no dead_letter output: the sink must then fail instead.
 	DeadLetters DeadLetters
+	// Resume (sources) tells where sinks that store positions want this
+	// source to resume; see ResumeFunc. Call it on every partition
+	// assignment. Nil means no sink stores positions.
+	Resume ResumeFunc
+	// Metrics records the node's measurements, already labelled with the
+	// pipeline and node. Never nil when built by the runtime (NopMetrics
+	// by default); code that builds Resources by hand may leave it nil and
+	// should use MetricsOrNop.
+	Metrics Metrics
+	// Memory is the pipeline-wide memory budget, shared with the queues.
+	// Charge what the node holds beyond the batches it was handed (buffered
+	// rows, request bodies in flight) and release it when done. Nil means
+	// unlimited (tests); the methods of a nil *Budget do nothing.
+	Memory *Budget
+}
+
+// MetricsOrNop returns r.Metrics, or NopMetrics when it is nil.
+func (r Resources) MetricsOrNop() Metrics {
+	if r.Metrics == nil {
+		return NopMetrics{}
+	}
+	return r.Metrics
 }
 
 // DeadLetters is a sink's way to its dead-letter output. Reject writes one
 // record under ack, consuming one reference the caller retained for it, so
 // the source position is committed only once the dead letter is stored. It
 // may be called from any goroutine the sink owns, until the sink's Close
-// returns.
+// returns; later calls fail (the reference is released with the error).
 type DeadLetters interface {
 	Reject(ack *batch.Ack, record, reason string) error
 }
 
 // Output receives what a node produces. Emit passes on one reference to the
-// batch (record and ack). Reject queues one bad record for the node's
-// dead-letter output; the runtime writes queued rejects under the ack of the
-// batch being processed (for sources: the next emitted batch), so a source
-// position is not committed before its dead letters are stored. Reject
-// returns an error when the node has no dead-letter output: the node should
-// return it and the pipeline stops rather than drop data.
+// batch (record and ack); it blocks while the consumers' queues are full
+// (backpressure) and returns ctx's error if ctx ends first (the batch is
+// then released with batch.ErrDropped). A graceful stop does not interrupt a
+// source's Emit: a batch already read is delivered during the drain. Emit
+// sets b.Final itself; operators leave it alone. A transform that emits
+// several batches under one ack emits them consecutively. Reject queues one
+// bad record for the node's dead-letter output; the runtime writes queued
+// rejects under the ack of the batch being processed (for sources: the next
+// emitted batch), so a source position is not committed before its dead
+// letters are stored. Reject returns an error when the node has no
+// dead-letter output: the node should return it and the pipeline stops
+// rather than drop data.
 type Output interface {
 	Schema() *arrow.Schema
 	Emit(ctx context.Context, b batch.Batch) error
 	Reject(record, reason string) error
 }
 
-// Source produces batches until ctx ends or, for a bounded input, the input
-// is drained (then Run returns nil).
+// Source produces batches. It gives each batch its own batch.Ack (with the
+// positions it covers, batch.Ack.WithPositions) and commits a position once
+// its ack succeeded. Run returns nil when a bounded input is drained — the
+// end of input, which lets downstream nodes finalise their state (Flusher).
+// When ctx ends it returns promptly (nil or ctx's error): that is a graceful
+// stop, not an end of input, and nothing downstream finalises. Partition
+// revocation (rebalance) is the source's own business: it stops emitting
+// for the revoked partitions and forgets their uncommitted acks.
 type Source interface {
 	Run(ctx context.Context, out Output) error
 }
 
 // Transform turns input batches into output batches. Process owns in: it must
 // emit or release in.Rec, and pass in.Ack on with what it emits or call
-// in.Ack.Done when nothing is emitted.
+// in.Ack.Done when nothing is emitted. It may emit several batches for one
+// input; the runtime marks the last one Final. Position markers (batches
+// with Rec == nil, see batch.Batch) never reach Process: the runtime
+// forwards them past stateless transforms and drops them at a Flusher, whose
+// later output carries the positions through batch.Merge.
 type Transform interface {
 	Process(ctx context.Context, in batch.Batch, out Output) error
 }
 
-// Flusher is implemented by transforms that hold rows (windows, dedupe
-// state): Flush runs once when every input has ended.
+// Flusher is implemented by transforms that hold rows (windows, aggregates,
+// dedupe state): Flush runs once when every input has really ended (bounded
+// input drained), to finalise and emit that state. It never runs on a
+// graceful stop or an abort: the state is then dropped without finalising,
+// and Close must release what the node holds, failing held acks with
+// batch.ErrDropped so their input is read again on the next run.
 type Flusher interface {
 	Flush(ctx context.Context, out Output) error
 }
 
-// Sink writes batches somewhere. Write owns b and calls b.Ack.Done once the
-// rows are durably stored (it may buffer and ack later, on Flush or Close).
+// Sink writes batches somewhere. Write owns b in every case and calls
+// b.Ack.Done once the rows are durably stored (it may buffer and ack later,
+// on Flush or Close); when it fails it still releases b, with the error,
+// and returns the error, which stops the run. A sink that is a
+// PositionStore also receives position markers (Rec == nil); other sinks
+// never do.
 type Sink interface {
 	Write(ctx context.Context, b batch.Batch) error
 }
 
 // SinkFlusher is implemented by sinks that buffer; the runtime calls Flush
-// periodically and before Close.
+// periodically and at the end of input. A failed Flush fails the acks of the
+// batches it was storing with its error, and returns it.
 type SinkFlusher interface {
 	Flush(ctx context.Context) error
 }
 
-// Closer releases a node's resources; the runtime calls it once, after the
-// node's goroutine has finished, and it must be safe to call twice.
+// Closer releases a node's resources. The runtime calls Close exactly once
+// per node, from the node's goroutine once it is done (a source after Run
+// returns, a transform or sink after its input ended or it failed), and
+// before the node's outputs close: a sink may Reject dead letters until
+// Close returns. After a failure or an abort, ctx carries a deadline
+// (Options.CloseTimeout): give up waiting (retries, flushes) when it ends,
+// failing what is still held. It should still be safe to call twice.
 type Closer interface {
 	Close(ctx context.Context) error
 }

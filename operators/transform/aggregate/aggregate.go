@@ -177,6 +177,19 @@ func appendKey(b []byte, v any) []byte {
 	}
 }
 
+// Close implements op.Closer. After Flush it holds nothing; after a graceful
+// stop or an abort (no Flush: a stop is not the end of the input) it drops
+// the partial groups and fails the held acks with batch.ErrDropped, so the
+// input is read again on the next run rather than committed unaggregated.
+func (t *transform) Close(ctx context.Context) error {
+	for _, a := range t.acks {
+		a.Done(batch.ErrDropped)
+	}
+	t.acks = nil
+	t.groups = map[string]*group{}
+	return nil
+}
+
 func (t *transform) Flush(ctx context.Context, out op.Output) error {
 	ack := batch.Merge(t.acks...)
 	t.acks = nil

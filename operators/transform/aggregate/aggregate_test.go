@@ -2,6 +2,7 @@ package aggregate
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -66,5 +67,34 @@ func TestAggregateConfigErrors(t *testing.T) {
 		if len(errs) == 0 || !strings.Contains(errs.Error(), tc.want) {
 			t.Errorf("%s: got %v, want %q", tc.config, errs, tc.want)
 		}
+	}
+}
+
+// A graceful stop is not the end of the input: without Flush, Close drops
+// the partial groups and fails every held ack, so nothing is committed that
+// was not aggregated and written.
+func TestCloseWithoutFlushFailsHeldAcks(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	tr, outSchema := xftest.Build(t, plugin(), "{key: [category], columns: {posts: count()}}", in, mem)
+	out := &xftest.Collector{Out: outSchema}
+	defer out.Release()
+	ctx := context.Background()
+	var got []error
+	for range 2 {
+		b := xftest.Record(t, mem, in, []any{"art", 10, "a"})
+		ack := batch.NewAck(func(err error) { got = append(got, err) })
+		if err := tr.Process(ctx, batch.Batch{Rec: b, Ack: ack}, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tr.(op.Closer).Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !errors.Is(got[0], batch.ErrDropped) || !errors.Is(got[1], batch.ErrDropped) {
+		t.Fatalf("held acks finished with %v, want two ErrDropped", got)
+	}
+	if len(out.Batches) != 0 {
+		t.Fatal("emitted partial results on close")
 	}
 }
