@@ -286,7 +286,7 @@ func TestSyncBeforeAck(t *testing.T) {
 func TestWriteErrorsReachAcks(t *testing.T) {
 	boom := errors.New("disk on fire")
 	tests := []struct {
-		name, ext                  string
+		name, ext                 string
 		failWrite, failSync, fdir error
 	}{
 		{"json write", ".jsonl", boom, nil, nil},

@@ -25,8 +25,11 @@ var Plugin = &op.Plugin{
 		Name:    "filter",
 		Summary: "Keep the rows where an expression is true.",
 		Doc: `Rows where the expression is false or null are dropped (counted as
-filtered). A row whose evaluation fails goes to the node's dead-letter output
-with the error. When every row passes, the batch goes on unchanged (no copy).`,
+filtered, not dead letters): a null is unknown, and unknown is not true. Write
+'x ?? true' to keep rows whose condition is null, or use require to send them
+to the dead letters. A row whose evaluation fails goes to the node's
+dead-letter output with the error. When every row passes, the batch goes on
+unchanged (no copy).`,
 		Example: `transforms:
   valid:
     from: clean

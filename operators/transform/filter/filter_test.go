@@ -74,3 +74,43 @@ func TestProcess(t *testing.T) {
 	}
 	c.Release()
 }
+
+// TestNullIsFilteredOut: a condition that evaluates to null (a null boolean
+// column, a cleaning function given a null) drops the row like false: it is
+// counted as filtered, not kept and not a dead letter.
+func TestNullIsFilteredOut(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "id", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "downloaded", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "verified", Type: arrow.FixedWidthTypes.Boolean, Nullable: true},
+	}, nil)
+	rows := [][]any{{"a", "1", true}, {"b", nil, true}, {"c", "1", nil}, {"d", "0", false}}
+	for _, tc := range []struct {
+		config string
+		kept   []string
+	}{
+		{"to_bool(downloaded)", []string{"a", "c"}},
+		{"verified", []string{"a", "b"}},
+		{"verified ?? true", []string{"a", "b", "c"}},
+		{"not (verified ?? false)", []string{"c", "d"}},
+	} {
+		t.Run(tc.config, func(t *testing.T) {
+			tr, out := xftest.Build(t, Plugin, tc.config, schema, mem)
+			c := &xftest.Collector{Out: out}
+			defer c.Release()
+			rec := xftest.Record(t, mem, schema, rows...)
+			if err := tr.Process(context.Background(), batch.Batch{Rec: rec, Ack: xftest.Ack(t)}, c); err != nil {
+				t.Fatal(err)
+			}
+			var kept []string
+			for _, r := range c.Rows() {
+				kept = append(kept, r[0].(string))
+			}
+			if !reflect.DeepEqual(kept, tc.kept) || len(c.Rejects) > 0 {
+				t.Fatalf("kept %v, rejected %v; want %v and no dead letters", kept, c.Rejects, tc.kept)
+			}
+		})
+	}
+}

@@ -26,7 +26,9 @@ func init() {
 			Summary: "Send rows that break a named rule to the dead-letter output.",
 			Doc: `Each entry is reason: boolean expression. A row passes when every
 expression is true; otherwise it is rejected with the first failing entry's
-name as the reason (a null result fails too). Use filter to drop rows on
+name as the reason. A null result fails too, with the reason
+"<name> (condition is null)": write 'x ?? false' to make null an ordinary
+false. Use filter to drop rows on
 purpose and require for rows that are bad data: nothing is lost silently.
 The node needs a dead_letter output.`,
 			Example: `valid:
@@ -100,6 +102,11 @@ func (t *transform) Process(ctx context.Context, in batch.Batch, out op.Output) 
 			v, err := e.Eval(r)
 			if err != nil {
 				reason = fmt.Sprintf("%s: %v", t.rules[i].reason, err)
+				break
+			}
+			if v == nil {
+				// Unknown is not true: the row fails, and says why.
+				reason = t.rules[i].reason + " (condition is null)"
 				break
 			}
 			if b, _ := v.(bool); !b {

@@ -26,6 +26,11 @@ var in = arrow.NewSchema([]arrow.Field{
 
 func build(t *testing.T, config string, withDeadLetter bool) (op.Constructor, source.Errors) {
 	t.Helper()
+	return buildFor(t, config, in, withDeadLetter)
+}
+
+func buildFor(t *testing.T, config string, in *arrow.Schema, withDeadLetter bool) (op.Constructor, source.Errors) {
+	t.Helper()
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(config), &doc); err != nil {
 		t.Fatal(err)
@@ -75,5 +80,56 @@ func TestRequireNeedsDeadLetterAndBooleans(t *testing.T) {
 		if !strings.Contains(msg, want) {
 			t.Errorf("errors %q lack %q", msg, want)
 		}
+	}
+}
+
+// TestRequireNullFails: a condition that evaluates to null (a null boolean
+// column, a cleaning function given a null) does not pass: the row goes to
+// the dead letters with the rule's name, as the docs promise.
+func TestRequireNullFails(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "unique_id", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "downloaded", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "verified", Type: arrow.FixedWidthTypes.Boolean, Nullable: true},
+	}, nil)
+	rows := [][]any{{"a", "1", true}, {"b", nil, true}, {"c", "1", nil}, {"d", "0", true}, {"e", "1", false}}
+	for _, tc := range []struct {
+		config  string
+		kept    []string
+		reasons []string
+	}{
+		{"{not downloaded: to_bool(downloaded)}", []string{"a", "c", "e"}, []string{"b: require: not downloaded (condition is null)", "d: require: not downloaded"}},
+		{"{not verified: verified}", []string{"a", "b", "d"}, []string{"c: require: not verified (condition is null)", "e: require: not verified"}},
+		{"{ok: 'verified ?? false'}", []string{"a", "b", "d"}, []string{"c: require: ok", "e: require: ok"}},
+	} {
+		t.Run(tc.config, func(t *testing.T) {
+			ctor, errs := buildFor(t, tc.config, schema, true)
+			if len(errs) > 0 {
+				t.Fatal(errs.Render())
+			}
+			inst, err := ctor(op.Resources{Alloc: mem})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := inst.(op.Transform)
+			c := &xftest.Collector{Out: schema}
+			defer c.Release()
+			rec := xftest.Record(t, mem, schema, rows...)
+			if err := tr.Process(context.Background(), batch.Batch{Rec: rec, Ack: xftest.Ack(t)}, c); err != nil {
+				t.Fatal(err)
+			}
+			var kept, reasons []string
+			for _, r := range c.Rows() {
+				kept = append(kept, r[0].(string))
+			}
+			for _, r := range c.Rejects {
+				reasons = append(reasons, r.Record[len(`{"unique_id":"`):len(`{"unique_id":"`)+1]+": "+r.Reason)
+			}
+			if !reflect.DeepEqual(kept, tc.kept) || !reflect.DeepEqual(reasons, tc.reasons) {
+				t.Fatalf("kept %v, rejected %v; want %v, %v", kept, reasons, tc.kept, tc.reasons)
+			}
+		})
 	}
 }
