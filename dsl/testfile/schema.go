@@ -18,9 +18,8 @@ func Schema() map[string]any {
 	step := obj{
 		"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": false,
 		"properties": obj{
-			"input":     input,
-			"advance":   obj{"type": "string", "description": "move the simulated clock by a duration (30s, 1h)"},
-			"watermark": obj{"type": "object", "description": "source: RFC 3339 time", "additionalProperties": obj{"type": "string"}},
+			"input":   input,
+			"advance": obj{"type": "string", "description": "move the simulated clock by a duration (30s, 1h)"},
 		},
 	}
 	expect := obj{

@@ -19,7 +19,6 @@
 //	    steps:                       # or several steps, in order
 //	      - input: {posts: [...]}
 //	      - advance: 1m              # move the simulated clock
-//	      - watermark: {posts: 2026-11-25T13:05:00Z}
 //	    expect:
 //	      pins:                      # rows per sink (dead-letter and late outputs are sinks)
 //	        - {unique_id: a, follower_count: 10000}
@@ -63,13 +62,15 @@ type Test struct {
 	Expect []*Expect
 }
 
-// Step is one thing a test does: feed rows, advance the clock, or move
-// a source's watermark. Exactly one of Inputs, Advance and Watermarks is set.
+// Step is one thing a test does: feed rows or advance the clock. Exactly
+// one of Inputs and Advance is set. Watermarks are not steps: they follow
+// the event times of the rows fed, per partition, as in production, so a
+// test moves a partition's watermark by feeding it a later row, and lets an
+// idle partition go by advancing the clock past the window's idle_timeout.
 type Step struct {
-	Pos        source.Pos
-	Inputs     []*Input
-	Advance    time.Duration
-	Watermarks []*Watermark
+	Pos     source.Pos
+	Inputs  []*Input
+	Advance time.Duration
 }
 
 // Input is the rows one step feeds one source.
@@ -77,13 +78,6 @@ type Input struct {
 	Source string
 	Pos    source.Pos
 	Rows   []*Row
-}
-
-// Watermark moves one source's watermark to At.
-type Watermark struct {
-	Source string
-	Pos    source.Pos
-	At     time.Time
 }
 
 // Row is one row of input or expectation. Cells keep their YAML nodes so
@@ -298,9 +292,9 @@ func (d *decoder) tests(n *yaml.Node) []*Test {
 
 func (d *decoder) step(n *yaml.Node) *Step {
 	var st *Step
-	d.mapping(n, "a step", []string{"input", "advance", "watermark"}, func(k, v *yaml.Node) {
+	d.mapping(n, "a step", []string{"input", "advance"}, func(k, v *yaml.Node) {
 		if st != nil {
-			d.errorf(k, "conflict", "a step does one thing: 'input', 'advance' or 'watermark' (start a new '- ' item)")
+			d.errorf(k, "conflict", "a step does one thing: 'input' or 'advance' (start a new '- ' item)")
 			return
 		}
 		switch k.Value {
@@ -312,17 +306,10 @@ func (d *decoder) step(n *yaml.Node) *Step {
 				d.errorf(v, "type", "advance must be a positive duration such as 30s or 1h, not %s", kind(v))
 			}
 			st = &Step{Pos: d.pos(k), Advance: dur}
-		case "watermark":
-			st = &Step{Pos: d.pos(k), Watermarks: []*Watermark{}}
-			d.mapping(v, "watermark (source: time)", nil, func(k, v *yaml.Node) {
-				if at, ok := d.time(v, "watermark of "+k.Value); ok {
-					st.Watermarks = append(st.Watermarks, &Watermark{Source: k.Value, Pos: d.pos(k), At: at})
-				}
-			})
 		}
 	})
 	if st == nil && n.Kind == yaml.MappingNode && len(n.Content) == 0 {
-		d.errorf(n, "missing", "an empty step: give 'input', 'advance' or 'watermark'")
+		d.errorf(n, "missing", "an empty step: give 'input' or 'advance'")
 	}
 	return st
 }

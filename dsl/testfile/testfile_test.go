@@ -17,7 +17,6 @@ tests:
     steps:
       - input: {posts: [{id: a, $partition: 2, $key: k}]}
       - advance: 90s
-      - watermark: {posts: 2026-11-25T13:05:00Z}
     expect:
       out: [{id: a}]
       bad: {rows: [], ordered: true, columns: [reason]}
@@ -29,15 +28,15 @@ tests:
 		t.Fatalf("file = %+v", f)
 	}
 	tt := f.Tests[0]
-	if !tt.Start.Equal(time.Date(2026, 11, 25, 13, 0, 0, 0, time.UTC)) || len(tt.Steps) != 3 {
+	if !tt.Start.Equal(time.Date(2026, 11, 25, 13, 0, 0, 0, time.UTC)) || len(tt.Steps) != 2 {
 		t.Fatalf("test = %+v", tt)
 	}
 	row := tt.Steps[0].Inputs[0].Rows[0]
 	if row.Partition != 2 || row.Key == nil || *row.Key != "k" || len(row.Cells) != 1 || row.Cells[0].Column != "id" {
 		t.Errorf("row = %+v", row)
 	}
-	if tt.Steps[1].Advance != 90*time.Second || tt.Steps[2].Watermarks[0].Source != "posts" {
-		t.Errorf("steps = %+v %+v", tt.Steps[1], tt.Steps[2])
+	if tt.Steps[1].Advance != 90*time.Second {
+		t.Errorf("steps = %+v", tt.Steps[1])
 	}
 	if len(tt.Expect) != 2 || !tt.Expect[1].Ordered || tt.Expect[1].Columns[0] != "reason" || tt.Expect[1].Rows != nil {
 		t.Errorf("expect = %+v %+v", tt.Expect[0], tt.Expect[1])
@@ -74,7 +73,7 @@ func TestSchemaIsJSON(t *testing.T) {
 
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("tests: [{name: a, input: {s: [{a: 1}]}, expect: {o: [{a: 1}]}}]"))
-	f.Add([]byte("tests:\n  - name: x\n    steps: [{advance: 1m}, {watermark: {s: 2026-01-01T00:00:00Z}}]\n    expect: {o: {rows: [], ordered: true}}\n"))
+	f.Add([]byte("tests:\n  - name: x\n    steps: [{advance: 1m}, {input: {s: [{a: 1}]}}]\n    expect: {o: {rows: [], ordered: true}}\n"))
 	f.Fuzz(func(t *testing.T, text []byte) {
 		file, errs := Parse("f.test.yaml", text)
 		for _, e := range errs {

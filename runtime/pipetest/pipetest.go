@@ -317,12 +317,6 @@ func (h *harness) prepare(t *testfile.Test, probs *source.Errors) [][]stepInput 
 			recs := buildInput(alloc, h.nodes[in.Source].Output, in, probs)
 			steps[i] = append(steps[i], stepInput{src: src, recs: recs})
 		}
-		for _, w := range st.Watermarks {
-			if h.sources[w.Source] == nil {
-				e := probs.Add(w.Pos, "watermark for '%s', which is not a source of the pipeline", w.Source)
-				e.Hint = source.DidYouMean(w.Source, keys(h.sources))
-			}
-		}
 	}
 	for _, e := range t.Expect {
 		if h.sinks[e.Sink] == nil {
@@ -414,12 +408,6 @@ func (h *harness) drive(ctx context.Context, p *exec.Pipeline, clock *Clock, t *
 		case st.Advance > 0:
 			h.waitIdle(ctx, p)
 			clock.Advance(st.Advance)
-		case st.Watermarks != nil:
-			// Watermarks follow the data: with every source ending at the
-			// end of the test, event-time windows close at the real end of
-			// input; an explicit watermark step waits for quiet first so
-			// what came before it is processed.
-			h.waitIdle(ctx, p)
 		}
 		for j, in := range steps[i] {
 			done := make(chan error, 1)
