@@ -362,6 +362,9 @@ func (p *Pipeline) runNode(soft, hard context.Context, n *Node) (err error) {
 		if cerr := p.closeNode(hard, n, err); cerr != nil && err == nil {
 			err = &NodeError{Node: n.Name, Err: cerr}
 		}
+		if sr, ok := n.inst.(op.StoredRows); ok {
+			n.Stats.RowsOut.Store(sr.StoredRows())
+		}
 		if n.sinkDL != nil {
 			n.sinkDL.close()
 		}

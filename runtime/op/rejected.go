@@ -32,3 +32,12 @@ func (e *RejectedRows) Error() string {
 	fmt.Fprintf(&b, "%d of %d rows can never be stored (nothing of the batch was written); row %d: %s", len(e.Index), e.Rows, e.Index[0], e.Reasons[0])
 	return b.String()
 }
+
+// StoredRows is implemented by sinks that learn exactly how many rows
+// reached their store (the kafka sink counts the messages the broker
+// acknowledged). Once the sink is closed, the runtime reports that count as
+// its rows out, instead of the rows its Write accepted, so a run's summary
+// says what was really stored.
+type StoredRows interface {
+	StoredRows() int64
+}

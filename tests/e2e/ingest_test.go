@@ -349,3 +349,142 @@ func idOf(t *testing.T, line string) string {
 	}
 	return *r.UniqueID
 }
+
+// TestUnstorablePostFailsOnlyItsRequest runs pipelines/pinterest_ingest.yaml
+// against real Kafka while good posts and posts that can never be stored
+// (encoded over the producer's max_message_bytes though under max_body: a
+// 999,000-character title, and 170,000 U+2028 characters the encoder
+// escapes to six bytes each) arrive together, so they share batches.
+//
+// It proves: every good request gets 200 and its posts are in the topic
+// exactly once; each unstorable post's request gets 422 with the reason
+// (never 503); the batch request holding one is rejected whole and none of
+// its posts reaches the topic; the end-of-run summary's rows out for the
+// sink equal the messages in the topic; each rejection is logged once.
+func TestUnstorablePostFailsOnlyItsRequest(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	kafkatest.Kcat(t)
+	t.Parallel()
+	topic := kafkatest.Topic(t)
+	if err := kafkaclient.CreateTopics(brokers, 4, topic); err != nil {
+		t.Fatal(err)
+	}
+	listen := freeAddr(t)
+	p := flowrun(t, "ingest", "pipelines/pinterest_ingest.yaml", map[string]string{
+		"KAFKA_BROKERS": brokers[0], "TOPIC": topic, "LISTEN": listen,
+	}, nil)
+	waitReady(t, p, listen, 20*time.Second)
+
+	type post struct {
+		path, body string
+		ids        []string
+		bad        bool
+	}
+	var posts []post
+	for i := range 400 {
+		id := fmt.Sprintf("good-%d", i)
+		posts = append(posts, post{path: "/v1/posts", body: fmt.Sprintf(`{"unique_id":%q,"index":%d,"title":"t"}`, id, i), ids: []string{id}})
+		switch i % 100 {
+		case 10:
+			id := fmt.Sprintf("huge-%d", i)
+			posts = append(posts, post{path: "/v1/posts", body: fmt.Sprintf(`{"unique_id":%q,"title":%q}`, id, strings.Repeat("z", 1_000_000)), ids: []string{id}, bad: true})
+		case 40:
+			id := fmt.Sprintf("seps-%d", i)
+			posts = append(posts, post{path: "/v1/posts", body: fmt.Sprintf(`{"unique_id":%q,"title":"%s"}`, id, strings.Repeat("\u2028", 170_000)), ids: []string{id}, bad: true})
+		case 70:
+			a, b, c := fmt.Sprintf("rep-a-%d", i), fmt.Sprintf("rep-b-%d", i), fmt.Sprintf("rep-c-%d", i)
+			posts = append(posts, post{path: "/v1/posts/batch", body: fmt.Sprintf(`[{"unique_id":%q},{"unique_id":%q,"title":%q},{"unique_id":%q}]`, a, b, strings.Repeat("z", 1_000_000-100), c), ids: []string{a, b, c}, bad: true})
+		case 90:
+			a, b := fmt.Sprintf("ok-a-%d", i), fmt.Sprintf("ok-b-%d", i)
+			posts = append(posts, post{path: "/v1/posts/batch", body: fmt.Sprintf("{\"unique_id\":%q}\n{\"unique_id\":%q}\n", a, b), ids: []string{a, b}})
+		}
+	}
+	client := &http.Client{Timeout: 45 * time.Second}
+	defer client.CloseIdleConnections()
+	type answer struct {
+		status int
+		body   string
+	}
+	answers := make([]answer, len(posts))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(posts) {
+					return
+				}
+				ct := "application/json"
+				if strings.HasPrefix(posts[i].body, "{\"unique_id\":\"ok-") {
+					ct = "application/x-ndjson"
+				}
+				resp, err := client.Post("http://"+listen+posts[i].path, ct, strings.NewReader(posts[i].body))
+				if err != nil {
+					t.Errorf("post %d: %v", i, err)
+					continue
+				}
+				b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+				resp.Body.Close()
+				answers[i] = answer{resp.StatusCode, strings.TrimSpace(string(b))}
+			}
+		}()
+	}
+	wg.Wait()
+
+	want := map[string]int{}
+	rejected := 0
+	for i, po := range posts {
+		a := answers[i]
+		if po.bad {
+			rejected++
+			if a.status != http.StatusUnprocessableEntity || !strings.Contains(a.body, "max_message_bytes") {
+				t.Errorf("unstorable %s: %d %s, want 422 naming max_message_bytes", po.ids, a.status, a.body)
+			}
+			if po.path == "/v1/posts/batch" && !strings.Contains(a.body, `"index":1`) {
+				t.Errorf("batch %s: %s does not name post 1", po.ids, a.body)
+			}
+			continue
+		}
+		if a.status != http.StatusOK {
+			t.Errorf("good %s: %d %s", po.ids, a.status, a.body)
+			continue
+		}
+		for _, id := range po.ids {
+			want[id]++
+		}
+	}
+
+	msgs := kafkatest.Consume(t, brokers, topic)
+	got := map[string]int{}
+	for i, m := range msgs {
+		var r row
+		if err := json.Unmarshal([]byte(m), &r); err != nil || r.UniqueID == nil {
+			t.Fatalf("message %d: %v: %.200s", i, err, m)
+		}
+		got[*r.UniqueID]++
+	}
+	if d := diffCounts(want, got); d != "" {
+		t.Errorf("topic differs from the posts answered 200 (want/got counts):\n%s", d)
+	}
+
+	p.stop(t)
+	out := p.out.String()
+	if n := strings.Count(out, "post rejected: it can never be stored"); n != rejected {
+		t.Errorf("%d rejections logged, want %d (one per rejected request)", n, rejected)
+	}
+	// The summary line of the sink: "posts_topic  kafka  IN  OUT  -  0".
+	var in, stored int64 = -1, -1
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 6 && f[0] == "posts_topic" {
+			fmt.Sscan(f[2], &in)
+			fmt.Sscan(f[3], &stored)
+		}
+	}
+	if stored != int64(len(msgs)) {
+		t.Errorf("summary: sink rows out %d (rows in %d), the topic holds %d", stored, in, len(msgs))
+	}
+}

@@ -168,6 +168,7 @@ type Sink struct {
 	trackers sync.Pool     // of *tracker, with their buffers
 	wg       sync.WaitGroup
 	err      atomic.Pointer[error] // first delivery failure
+	stored   atomic.Int64          // messages the broker acknowledged
 
 	closeOnce sync.Once
 	closeErr  error
@@ -295,6 +296,7 @@ func (s *Sink) results() {
 				succ = nil
 				continue
 			}
+			s.stored.Add(1)
 			m.Metadata.(*tracker).done(nil)
 		case e, ok := <-errs:
 			if !ok {
@@ -325,6 +327,9 @@ func (s *Sink) results() {
 		}
 	}
 }
+
+// StoredRows implements op.StoredRows: the messages the broker acknowledged.
+func (s *Sink) StoredRows() int64 { return s.stored.Load() }
 
 func (s *Sink) failed() error {
 	if p := s.err.Load(); p != nil {
