@@ -23,4 +23,7 @@ import (
 	_ "github.com/flowrun/flowrun/operators/transform/rename"
 	_ "github.com/flowrun/flowrun/operators/transform/require"
 	_ "github.com/flowrun/flowrun/operators/transform/select"
+	_ "github.com/flowrun/flowrun/operators/window/session"
+	_ "github.com/flowrun/flowrun/operators/window/sliding"
+	_ "github.com/flowrun/flowrun/operators/window/tumbling"
 )

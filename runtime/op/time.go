@@ -1,0 +1,137 @@
+package op
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+)
+
+// This file is the time dimension of the operator SDK: why an input ends,
+// timers on the injected Clock, and the side output for late records.
+
+// EndReason tells a stateful operator why its input is ending. The three are
+// distinct on purpose: only EndOfInput makes held state final.
+type EndReason int
+
+const (
+	// EndOfInput: every input really ended (a file read to its end, a
+	// topic read to its end offsets with --once). Held state is final:
+	// emit it, acknowledging the inputs it covers.
+	EndOfInput EndReason = iota + 1
+	// Stop: a graceful stop (SIGINT/SIGTERM) was requested. Held state is
+	// not final and must not be written as if it were: finish the held
+	// acks with batch.ErrDropped so their source positions stay
+	// uncommitted and are read again on restart, then drop the state.
+	Stop
+	// Rebalance: the source gave up some partitions to another process.
+	// State built from them is handed over by replay, like Stop, but only
+	// for those partitions (see Revoker).
+	Rebalance
+)
+
+func (r EndReason) String() string {
+	switch r {
+	case EndOfInput:
+		return "end of input"
+	case Stop:
+		return "stop"
+	case Rebalance:
+		return "rebalance"
+	}
+	return "unknown"
+}
+
+// Stateful is implemented by transforms that hold rows across batches
+// (windows, unbounded aggregates). The runtime calls End once, from the
+// node's goroutine: with Stop as soon as a graceful stop is requested (the
+// node keeps receiving the batches still in flight and must finish their
+// acks with batch.ErrDropped itself), or with EndOfInput once every input
+// ended on its own. A Stateful transform's Flush (if any) is not called.
+type Stateful interface {
+	End(ctx context.Context, reason EndReason, out Output) error
+}
+
+// Timed is implemented by transforms that act when time passes without
+// input (a processing-time window closing, an idle partition releasing the
+// watermark). After every call into the node the runtime asks NextTimer; when
+// the node's Clock reaches that instant it calls OnTimer with the clock's
+// time. Both run on the node's goroutine, never concurrently with Process.
+type Timed interface {
+	NextTimer() (at time.Time, ok bool)
+	OnTimer(ctx context.Context, now time.Time, out Output) error
+}
+
+// LateOutput is implemented by the Output of a node with a `late:` output.
+// Late writes one record that arrived after the window it belongs to was
+// emitted, with the reason (naming the window it missed); like Reject it is
+// written under the ack of the batch being processed. Without a `late:`
+// output it falls back to the node's dead-letter output, and without either
+// it returns an error (the run stops rather than drop the record).
+type LateOutput interface {
+	Late(record, reason string) error
+}
+
+// ManualClock is a Clock that moves only when told to, for tests: After
+// returns a channel that fires when Advance passes its deadline, so tests
+// of windows and timers never sleep for window time.
+type ManualClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	waiters []waiter
+}
+
+type waiter struct {
+	at time.Time
+	ch chan time.Time
+}
+
+// NewManualClock returns a clock reading start.
+func NewManualClock(start time.Time) *ManualClock { return &ManualClock{now: start} }
+
+// Now returns the clock's time.
+func (c *ManualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// After returns a channel that receives the clock's time once it has been
+// advanced by d (at once when d <= 0).
+func (c *ManualClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	if d <= 0 {
+		ch <- c.now
+		return ch
+	}
+	c.waiters = append(c.waiters, waiter{at: c.now.Add(d), ch: ch})
+	return ch
+}
+
+// Advance moves the clock forward by d and fires every timer due.
+func (c *ManualClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	now := c.now
+	sort.Slice(c.waiters, func(i, j int) bool { return c.waiters[i].at.Before(c.waiters[j].at) })
+	keep := c.waiters[:0]
+	for _, w := range c.waiters {
+		if !w.at.After(now) {
+			w.ch <- now
+			continue
+		}
+		keep = append(keep, w)
+	}
+	c.waiters = keep
+	c.mu.Unlock()
+}
+
+// Waiters reports how many timers are pending, so a test can wait until a
+// node has armed its timer before advancing the clock.
+func (c *ManualClock) Waiters() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.waiters)
+}
