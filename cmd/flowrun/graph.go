@@ -82,6 +82,9 @@ func writeMermaid(w io.Writer, res *validate.Result) {
 		if n.DeadLetter != nil {
 			fmt.Fprintf(w, "  %s -. dead letters .-> %s\n", ids[n], ids[n.DeadLetter])
 		}
+		if n.Late != nil {
+			fmt.Fprintf(w, "  %s -. late .-> %s\n", ids[n], ids[n.Late])
+		}
 	}
 }
 
@@ -105,6 +108,9 @@ func writeDot(w io.Writer, res *validate.Result) {
 		}
 		if n.DeadLetter != nil {
 			fmt.Fprintf(w, "  %s -> %s [style=dashed, label=\"dead letters\"];\n", strconv.Quote(n.Name()), strconv.Quote(n.DeadLetter.Name()))
+		}
+		if n.Late != nil {
+			fmt.Fprintf(w, "  %s -> %s [style=dashed, label=\"late\"];\n", strconv.Quote(n.Name()), strconv.Quote(n.Late.Name()))
 		}
 	}
 	fmt.Fprintln(w, "}")

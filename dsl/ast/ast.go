@@ -88,5 +88,6 @@ type Node struct {
 	Config      *yaml.Node
 	From        []Ref
 	DeadLetter  *Ref // `dead_letter:` the sink that receives this node's rejected records
+	Late        *Ref // `late:` (windows only) the sink that receives records that missed their window
 	Description string
 }

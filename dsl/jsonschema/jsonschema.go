@@ -114,6 +114,9 @@ func nodeSchema(sec ast.Section, name string, sp *spec.Spec) obj {
 		"dead_letter": obj{"$ref": "#/$defs/ref", "description": "the sink receiving this node's rejected records"},
 		"description": obj{"type": "string"},
 	}
+	if sec == ast.Windows {
+		props["late"] = obj{"$ref": "#/$defs/ref", "description": "the sink receiving records that arrive after their window was emitted"}
+	}
 	if sec != ast.Sources {
 		props["from"] = obj{"$ref": "#/$defs/refs", "description": "the node or nodes this one reads"}
 	}

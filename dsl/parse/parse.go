@@ -36,7 +36,7 @@ var TopKeys = []string{"flowrun", "name", "description", "schedule", "include", 
 var IncludeKeys = []string{"description", "vars", "schemas", "transforms", "windows"}
 
 // CommonKeys are the node keys that are not an operator.
-var CommonKeys = []string{"from", "dead_letter", "description"}
+var CommonKeys = []string{"from", "dead_letter", "late", "description"}
 
 // Parse reads one pipeline file. lookup supplies variable values that
 // override the file's vars: (the environment and --set flags); it may be
@@ -666,6 +666,12 @@ func (ps *parser) commonKey(node *ast.Node, key string, cv *yaml.Node) bool {
 			break
 		}
 		node.DeadLetter = &ast.Ref{Name: cv.Value, Pos: ps.pos(cv)}
+	case "late":
+		if cv.Kind != yaml.ScalarNode || isNull(cv) || cv.Value == "" {
+			ps.errorf(cv, "type", "'late' must name a sink, not %s", describe(cv))
+			break
+		}
+		node.Late = &ast.Ref{Name: cv.Value, Pos: ps.pos(cv)}
 	case "description":
 		node.Description = ps.str(cv, "description")
 	default:
@@ -680,6 +686,8 @@ func (ps *parser) isSet(node *ast.Node, key string) bool {
 		return node.From != nil
 	case "dead_letter":
 		return node.DeadLetter != nil
+	case "late":
+		return node.Late != nil
 	}
 	return node.Description != ""
 }

@@ -83,6 +83,8 @@ type Node struct {
 	Consumers []*Node
 	// DeadLetter is the sink receiving this node's rejected records, or nil.
 	DeadLetter *Node
+	// Late is the sink receiving a window's late records, or nil.
+	Late *Node
 	// Output is the node's output schema (nil for sinks; a dead-letter-only
 	// sink's input schema is types.DeadLetterSchema).
 	Output *arrow.Schema

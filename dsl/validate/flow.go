@@ -2,6 +2,7 @@ package validate
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/flowrun/flowrun/dsl/ast"
 	"github.com/flowrun/flowrun/dsl/spec"
@@ -131,7 +132,7 @@ func (v *validator) flows() {
 				add(s)
 			}
 		}
-		for _, from := range n.dlFrom {
+		for _, from := range append(slices.Clip(n.dlFrom), n.lateFrom...) {
 			for _, s := range up(from) {
 				add(s)
 			}

@@ -8,6 +8,7 @@ package validate
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -58,9 +59,11 @@ type vnode struct {
 	inputs []*vnode // resolved from: refs, in order
 	refs   []int    // index in ast.From of each input
 	// dlFrom lists the nodes whose dead_letter names this sink.
-	dlFrom  []*vnode
-	inCycle bool
-	index   int
+	dlFrom []*vnode
+	// lateFrom lists the windows whose late: names this sink.
+	lateFrom []*vnode
+	inCycle  bool
+	index    int
 	// upstream lists the sources feeding the node (see flows).
 	upstream []Upstream
 }
@@ -222,6 +225,9 @@ func (v *validator) graph() {
 		if n.ast.DeadLetter != nil {
 			dlTargets[n.ast.DeadLetter.Name] = true
 		}
+		if n.ast.Late != nil {
+			dlTargets[n.ast.Late.Name] = true
+		}
 	}
 	for _, n := range v.all {
 		a := n.ast
@@ -266,6 +272,22 @@ func (v *validator) graph() {
 				v.errorf(dl.Pos, "dead-letter", "sink '%s' cannot be its own dead-letter output", a.Name)
 			default:
 				t.dlFrom = append(t.dlFrom, n)
+			}
+		}
+		if l := a.Late; l != nil {
+			t, ok := v.byName[l.Name]
+			switch {
+			case a.Section != ast.Windows:
+				e := v.errorf(l.Pos, "late", "'late' is for windows; %s '%s' has no windows to be late for", a.Section.Singular(), a.Name)
+				e.Hint = "use 'dead_letter:' for rejected records"
+			case !ok:
+				e := v.errorf(l.Pos, "unknown-node", "unknown late sink '%s'", l.Name)
+				e.Hint = source.DidYouMean(l.Name, v.sinkNames())
+			case t.ast.Section != ast.Sinks:
+				e := v.errorf(l.Pos, "late", "'late' must name a sink; '%s' is a %s", l.Name, t.ast.Section.Singular())
+				e.Hint = source.DidYouMean(l.Name, v.sinkNames())
+			default:
+				t.lateFrom = append(t.lateFrom, n)
 			}
 		}
 	}
@@ -415,6 +437,9 @@ func (v *validator) topo() []*vnode {
 		for _, src := range n.dlFrom {
 			src.res.DeadLetter = n.res
 		}
+		for _, src := range n.lateFrom {
+			src.res.Late = n.res
+		}
 	}
 	return order
 }
@@ -440,14 +465,14 @@ func (v *validator) check(order []*vnode) {
 		if !v.sameSchemas(n, inputs) {
 			continue
 		}
-		if len(n.dlFrom) > 0 {
+		if dl := append(slices.Clip(n.dlFrom), n.lateFrom...); len(dl) > 0 {
 			if len(inputs) > 0 && !inputs[0].Schema.Equal(types.DeadLetterSchema) {
 				e := v.errorf(n.ast.Pos, "dead-letter", "sink '%s' receives dead letters from '%s' and also reads '%s', whose schema is not the dead-letter schema",
-					n.ast.Name, n.dlFrom[0].ast.Name, inputs[0].Name)
+					n.ast.Name, dl[0].ast.Name, inputs[0].Name)
 				e.Hint = "dead-letter records have columns " + schemaString(types.DeadLetterSchema) + "; use a separate sink"
 				continue
 			}
-			for _, src := range n.dlFrom {
+			for _, src := range dl {
 				inputs = append(inputs, Input{Name: src.ast.Name, Schema: types.DeadLetterSchema})
 			}
 		}
@@ -476,7 +501,7 @@ func (v *validator) check(order []*vnode) {
 			continue
 		}
 		n.res.Output, n.res.Build = out, build
-		if n.ast.Section == ast.Sinks && len(n.dlFrom) > 0 && len(n.inputs) == 0 {
+		if n.ast.Section == ast.Sinks && len(n.dlFrom)+len(n.lateFrom) > 0 && len(n.inputs) == 0 {
 			n.res.Output = nil
 		}
 		n.ok = true

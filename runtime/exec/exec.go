@@ -91,6 +91,7 @@ type Stats struct {
 	BatchesIn   atomic.Int64
 	BytesIn     atomic.Int64
 	Rejected    atomic.Int64
+	Late        atomic.Int64 // records that missed their window (windows)
 	Errors      atomic.Int64
 	BusyNanos   atomic.Int64 // time spent inside the operator
 	QueueLength func() int   // current input queue depth, nil for sources
@@ -108,6 +109,7 @@ type Node struct {
 	in       *queue   // nil for sources
 	outs     []*queue // consumers' queues
 	dead     *queue   // dead-letter sink's queue, or nil
+	late     *queue   // late sink's queue (windows), or nil
 	deadNode string
 	res      op.Resources
 	metrics  nodeMetrics
@@ -189,6 +191,10 @@ func New(res *validate.Result, opts Options) (*Pipeline, error) {
 			n.dead = byName[dl.Name()].in
 			n.deadNode = dl.Name()
 			n.dead.addProducer()
+		}
+		if l := n.checked.Late; l != nil {
+			n.late = byName[l.Name()].in
+			n.late.addProducer()
 		}
 	}
 	// A queue nobody feeds (a dead-letter sink no node uses) starts closed.
@@ -374,6 +380,9 @@ func (p *Pipeline) runNode(soft, hard context.Context, n *Node) (err error) {
 		if n.dead != nil {
 			n.dead.producerDone(stopped)
 		}
+		if n.late != nil {
+			n.late.producerDone(stopped)
+		}
 		if err != nil {
 			n.Stats.Errors.Add(1)
 			n.metrics.errors.Add(1)
@@ -428,6 +437,9 @@ func (p *Pipeline) closeNode(hard context.Context, n *Node, runErr error) error 
 // runTransform feeds the node's input to t until the input ends; stopped
 // reports that it ended on a graceful stop (then t is not flushed).
 func (p *Pipeline) runTransform(ctx context.Context, n *Node, t op.Transform, out *output) (stopped bool, err error) {
+	if timeAware(t) {
+		return p.runTimed(ctx, n, t, out)
+	}
 	_, holds := t.(op.Flusher)
 	for {
 		it, ok, err := n.in.pop(ctx)

@@ -30,6 +30,8 @@ type output struct {
 
 	dlb   *array.RecordBuilder // pending dead letters
 	dlRow int
+	lb    *array.RecordBuilder // pending late records (time.go)
+	lRow  int
 
 	inCall  bool
 	inAck   *batch.Ack  // the input's ack (nil in Flush)
@@ -87,7 +89,7 @@ func (o *output) finalFor(ack *batch.Ack) bool {
 
 func (o *output) Emit(ctx context.Context, b batch.Batch) error {
 	rows := b.Rows()
-	if o.dlRow > 0 {
+	if o.dlRow > 0 || o.lRow > 0 {
 		// Dead letters found while building this batch commit with it.
 		b.Ack.Retain(1)
 		if err := o.flushRejects(ctx, b.Ack); err != nil {
@@ -211,6 +213,13 @@ func appendDeadLetter(b *array.RecordBuilder, record, node, reason string, micro
 
 // flushRejects sends pending dead letters under ack (which it consumes).
 func (o *output) flushRejects(ctx context.Context, ack *batch.Ack) error {
+	if o.lRow > 0 {
+		ack.Retain(1)
+		if err := o.flushLate(ctx, ack); err != nil {
+			ack.Done(err) // the caller's reference; fanOut released its own
+			return err
+		}
+	}
 	if o.dlRow == 0 {
 		ack.Done(nil)
 		return nil
@@ -228,6 +237,10 @@ func (o *output) release() {
 	if o.dlb != nil {
 		o.dlb.Release()
 		o.dlb = nil
+	}
+	if o.lb != nil {
+		o.lb.Release()
+		o.lb = nil
 	}
 }
 

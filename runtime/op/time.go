@@ -45,9 +45,9 @@ func (r EndReason) String() string {
 // Stateful is implemented by transforms that hold rows across batches
 // (windows, unbounded aggregates). The runtime calls End once, from the
 // node's goroutine: with Stop as soon as a graceful stop is requested (the
-// node keeps receiving the batches still in flight and must finish their
-// acks with batch.ErrDropped itself), or with EndOfInput once every input
-// ended on its own. A Stateful transform's Flush (if any) is not called.
+// batches still in flight after that are not passed to Process: the runtime
+// finishes their acks with batch.ErrDropped), or with EndOfInput once every
+// input ended on its own. A Stateful transform's Flush (if any) is not called.
 type Stateful interface {
 	End(ctx context.Context, reason EndReason, out Output) error
 }

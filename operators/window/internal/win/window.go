@@ -675,7 +675,11 @@ func (w *Window) emit(ctx context.Context, wm int64, out op.Output) error {
 		batch.Merge(acks...).Done(nil)
 		return nil
 	}
-	ack := batch.Merge(acks...)
+	// The result holds every input of its windows and finishes them when
+	// it is stored; it carries none of their source positions, which may
+	// also cover rows of windows still open (see docs/windows.md).
+	merged := batch.Merge(acks...)
+	ack := batch.NewAck(merged.Done)
 	chunks := (len(done) + w.res.BatchRows - 1) / w.res.BatchRows
 	ack.Retain(chunks - 1)
 	for c := range chunks {

@@ -1,0 +1,239 @@
+package exec
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/flowrun/flowrun/dsl/ast"
+	"github.com/flowrun/flowrun/dsl/types"
+	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
+)
+
+// holdTransform holds every input until it ends or its timer fires, like a
+// window: late rows (multiples of 5) go to the late output.
+type holdTransform struct {
+	mu      sync.Mutex
+	held    []batch.Batch
+	timerAt time.Time // zero: no timer
+	ends    []op.EndReason
+	fired   int
+}
+
+func (h *holdTransform) Process(ctx context.Context, in batch.Batch, out op.Output) error {
+	for _, v := range in.Rec.Column(0).(*array.Int64).Int64Values() {
+		if v%5 == 0 {
+			if err := out.(op.LateOutput).Late("row", "late: missed window"); err != nil {
+				in.Release(err)
+				return err
+			}
+		}
+	}
+	h.mu.Lock()
+	h.held = append(h.held, in)
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *holdTransform) emit(ctx context.Context, out op.Output) error {
+	h.mu.Lock()
+	held := h.held
+	h.held = nil
+	h.mu.Unlock()
+	for _, b := range held {
+		if err := out.Emit(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *holdTransform) End(ctx context.Context, reason op.EndReason, out op.Output) error {
+	h.mu.Lock()
+	h.ends = append(h.ends, reason)
+	h.mu.Unlock()
+	if reason == op.EndOfInput {
+		return h.emit(ctx, out)
+	}
+	h.mu.Lock()
+	for _, b := range h.held {
+		b.Release(batch.ErrDropped)
+	}
+	h.held = nil
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *holdTransform) NextTimer() (time.Time, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.timerAt, !h.timerAt.IsZero() && len(h.held) > 0
+}
+
+func (h *holdTransform) OnTimer(ctx context.Context, now time.Time, out op.Output) error {
+	h.mu.Lock()
+	h.fired++
+	h.mu.Unlock()
+	return h.emit(ctx, out)
+}
+
+func (h *holdTransform) endReasons() []op.EndReason {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]op.EndReason(nil), h.ends...)
+}
+
+func TestEndOfInputFinalisesAndLateRowsReachTheLateSink(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	acks := &ackLog{}
+	hold := &holdTransform{}
+	good, late := &collectSink{}, &collectSink{}
+	res := build(t,
+		spec{name: "src", section: ast.Sources, inst: &countSource{alloc: mem, batches: 3, rows: 10, acks: acks}, output: intSchema},
+		spec{name: "win", section: ast.Windows, inst: hold, from: []string{"src"}, output: intSchema},
+		spec{name: "out", section: ast.Sinks, inst: good, from: []string{"win"}},
+		spec{name: "late", section: ast.Sinks, inst: late, output: types.DeadLetterSchema},
+	)
+	res.Lookup("win").Late = res.Lookup("late")
+	p, err := run(t, res, Options{Alloc: mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hold.endReasons(); len(got) != 1 || got[0] != op.EndOfInput {
+		t.Fatalf("end signals %v, want [end of input]", got)
+	}
+	if good.rows != 30 || late.rows != 6 {
+		t.Fatalf("rows: results %d (want 30), late %d (want 6)", good.rows, late.rows)
+	}
+	if acks.ok.Load() != 3 || acks.failed.Load() != 0 {
+		t.Fatalf("acks ok=%d failed=%d", acks.ok.Load(), acks.failed.Load())
+	}
+	if n := p.Nodes[1].Stats.Late.Load(); n != 6 {
+		t.Fatalf("late counter %d", n)
+	}
+}
+
+func TestGracefulStopIsNotEndOfInput(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	acks := &ackLog{}
+	hold := &holdTransform{}
+	good := &collectSink{}
+	res := build(t,
+		spec{name: "src", section: ast.Sources, inst: &countSource{alloc: mem, batches: -1, rows: 4, acks: acks}, output: intSchema},
+		spec{name: "win", section: ast.Windows, inst: hold, from: []string{"src"}, output: intSchema, dead: "dl"},
+		spec{name: "out", section: ast.Sinks, inst: good, from: []string{"win"}},
+		spec{name: "dl", section: ast.Sinks, inst: &collectSink{}, output: types.DeadLetterSchema},
+	)
+	p, err := New(res, Options{Alloc: mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := p.Run(ctx); err != nil {
+		t.Fatalf("graceful stop returned %v", err)
+	}
+	if got := hold.endReasons(); len(got) != 1 || got[0] != op.Stop {
+		t.Fatalf("end signals %v, want [stop] only: a stop must not finalise", got)
+	}
+	if good.rows != 0 {
+		t.Fatalf("a stop wrote %d partial rows as if final", good.rows)
+	}
+	if acks.ok.Load() != 0 || acks.failed.Load() != acks.created.Load() || acks.created.Load() == 0 {
+		t.Fatalf("acks created=%d ok=%d failed=%d: held input must stay uncommitted", acks.created.Load(), acks.ok.Load(), acks.failed.Load())
+	}
+}
+
+// pulseSource emits one batch, then waits to be stopped.
+type pulseSource struct {
+	alloc memory.Allocator
+	acks  *ackLog
+}
+
+func (s *pulseSource) Run(ctx context.Context, out op.Output) error {
+	b := array.NewInt64Builder(s.alloc)
+	b.AppendValues([]int64{1, 2, 3}, nil)
+	arr := b.NewArray()
+	b.Release()
+	rec := array.NewRecordBatch(intSchema, []arrow.Array{arr}, 3)
+	arr.Release()
+	if err := out.Emit(ctx, batch.Batch{Rec: rec, Ack: s.acks.newAck()}); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestTimersRunOnTheInjectedClock(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := op.NewManualClock(start)
+	acks := &ackLog{}
+	hold := &holdTransform{timerAt: start.Add(time.Hour)}
+	good := &collectSink{}
+	res := build(t,
+		spec{name: "src", section: ast.Sources, inst: &pulseSource{alloc: mem, acks: acks}, output: intSchema},
+		spec{name: "win", section: ast.Windows, inst: hold, from: []string{"src"}, output: intSchema},
+		spec{name: "out", section: ast.Sinks, inst: good, from: []string{"win"}},
+	)
+	p, err := New(res, Options{Alloc: mem, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for clock.Waiters() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the node never armed its timer")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	clock.Advance(59 * time.Minute)
+	if hold.fired != 0 {
+		t.Fatal("timer fired early")
+	}
+	clock.Advance(time.Minute) // an hour of window time, no sleeping
+	for acks.ok.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("timer output not acknowledged: ok=%d", acks.ok.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if good.rows != 3 {
+		t.Fatalf("rows %d", good.rows)
+	}
+	if got := hold.endReasons(); len(got) != 1 || got[0] != op.Stop {
+		t.Fatalf("end signals %v", got)
+	}
+}
+
+func TestLateWithoutAnyOutputStops(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	res := build(t,
+		spec{name: "src", section: ast.Sources, inst: &countSource{alloc: mem, batches: 2, rows: 10, acks: &ackLog{}}, output: intSchema},
+		spec{name: "win", section: ast.Windows, inst: &holdTransform{}, from: []string{"src"}, output: intSchema},
+		spec{name: "out", section: ast.Sinks, inst: &collectSink{}, from: []string{"win"}},
+	)
+	_, err := run(t, res, Options{Alloc: mem})
+	var re *RejectError
+	if !errors.As(err, &re) || re.Reason != "late: missed window" {
+		t.Fatalf("want the late record as a RejectError, got %v", err)
+	}
+}
