@@ -95,7 +95,7 @@ func TestPrepare(t *testing.T) {
 	}
 }
 
-func records(t *testing.T, mem memory.Allocator, lines ...string) arrow.RecordBatch {
+func records(t testing.TB, mem memory.Allocator, lines ...string) arrow.RecordBatch {
 	t.Helper()
 	d := jsondec.NewDecoder(schema, mem, jsondec.Options{})
 	defer d.Release()
