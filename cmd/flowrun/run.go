@@ -39,14 +39,20 @@ func newRunCmd(reg *op.Registry) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run FILE",
 		Short: "Run a pipeline",
-		Long: `Run validates the pipeline, builds one goroutine per node and runs it until
-every source is drained (files, --once) or until SIGINT/SIGTERM. A stop drains
-in-flight batches, flushes the sinks and exits 0 within --drain-timeout.
+		Long: `Run validates the pipeline (with --once: for a run that stops at the end of
+unbounded inputs), builds one goroutine per node and runs it until every
+source has ended (a file, generate with a count, kafka with --once) or until
+SIGINT/SIGTERM. A stop ends the sources, delivers the batches already read,
+flushes the sinks and exits 0 within --drain-timeout; a stop is not the end of
+the input, so held state (an aggregate) is not emitted as if final. Sources
+commit their positions (Kafka offsets, HTTP answers) only once every sink has
+durably stored the rows, so a restart continues where the last run stopped.
 At the end a summary accounts for every record: rows in = rows out +
 filtered + dead letters.`,
 		Example: `  flowrun run examples/pinterest_local.yaml
-  flowrun run pipelines/pinterest_streaming.yaml --set KAFKA_BROKERS=10.0.0.5:9092
-  flowrun run pipelines/pinterest_batch.yaml --once`,
+  flowrun run pipelines/pinterest_ingest.yaml --set KAFKA_BROKERS=127.0.0.1:9092
+  flowrun run pipelines/pinterest_clean.yaml --set KAFKA_BROKERS=127.0.0.1:9092
+  flowrun run pipelines/pinterest_clean.yaml --once --set OUT=/tmp/clean`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runPipeline(cmd.Context(), reg, args[0], f, cmd.ErrOrStderr())

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/spf13/cobra"
 
 	"github.com/flowrun/flowrun/dsl/ast"
 	"github.com/flowrun/flowrun/dsl/spec"
@@ -251,4 +253,22 @@ sinks:
 	if err != nil || !strings.Contains(out, "ok:") {
 		t.Errorf("validate --once: %v %s", err, out)
 	}
+}
+
+// TestHelpNamesFilesThatExist: every pipeline or document a command's help
+// names is in the repository.
+func TestHelpNamesFilesThatExist(t *testing.T) {
+	re := regexp.MustCompile(`\b(?:examples|pipelines|bench|docs)/[\w./-]+\.(?:yaml|md)\b`)
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, ref := range re.FindAllString(c.Short+"\n"+c.Long+"\n"+c.Example, -1) {
+			if _, err := os.Stat(filepath.Join("..", "..", ref)); err != nil {
+				t.Errorf("flowrun %s --help names %s, which does not exist", c.Name(), ref)
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRootCmd(op.Default))
 }

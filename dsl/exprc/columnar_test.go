@@ -16,7 +16,7 @@ import (
 	"github.com/flowrun/flowrun/operators/source/generate/posts"
 )
 
-// pinterestExprs is the cleaning map of examples/pinterest_local.yaml.
+// pinterestExprs is the cleaning map of pipelines/include/pinterest_cleaning.yaml.
 var pinterestExprs = []string{
 	`nullif(title, "No Title Data Available", "", "null")`,
 	`nullif(description, "No description available Story format", "No description available", "", "null")`,

@@ -13,7 +13,7 @@ import (
 	"github.com/flowrun/flowrun/runtime/op"
 )
 
-// pinterestClean is the map of examples/pinterest_local.yaml.
+// pinterestClean is the map of pipelines/include/pinterest_cleaning.yaml.
 const pinterestClean = `{
   title: 'nullif(title, "No Title Data Available", "", "null")',
   description: 'nullif(description, "No description available Story format", "No description available", "", "null")',
