@@ -10,7 +10,8 @@
 # fails its tests instead of skipping them (see internal/testenv).
 #   FLOWRUN_SKIP_SERVICES=1  do not start servers (integration tests then skip,
 #                            or fail under CI=true)
-#   FLOWRUN_KAFKA_BROKERS / POSTGRES_URL / FLOWRUN_POSTGRES_URL / HBASE_THRIFT_ADDR already set:
+#   FLOWRUN_KAFKA_BROKERS / POSTGRES_URL / FLOWRUN_POSTGRES_URL / HBASE_THRIFT_ADDR /
+#   FLOWRUN_S3_ENDPOINT already set:
 #                            that server is taken as given and not started.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -22,6 +23,7 @@ if [[ ${FLOWRUN_SKIP_SERVICES:-0} != 1 ]]; then
 	[[ -n ${FLOWRUN_KAFKA_BROKERS:-} ]] || services+=(kafka)
 	[[ -n ${FLOWRUN_POSTGRES_URL:-}${POSTGRES_URL:-} ]] || services+=(postgres)
 	[[ -n ${HBASE_THRIFT_ADDR:-} ]] || services+=(hbase)
+	[[ -n ${FLOWRUN_S3_ENDPOINT:-} ]] || services+=(s3)
 	if ((${#services[@]})); then
 		echo "== services: ${services[*]}"
 		env_lines="$(bash scripts/services/up.sh "${services[@]}")"

@@ -37,7 +37,7 @@ var clientLibs = map[string][]string{
 	"github.com/IBM/sarama":                  {"operators/source/kafka", "operators/sink/kafka", "operators/kafkaclient", "bench/", "tests/"},
 	"github.com/twmb/franz-go/pkg/kfake":     {"operators/kafkaclient", "operators/source/kafka", "operators/sink/kafka"},
 	"github.com/apache/thrift":               {"operators/hbaseclient"},
-	"github.com/apache/arrow-go/v18/parquet": {"operators/source/file", "operators/sink/file", "cmd/flowrun", "bench/"},
+	"github.com/apache/arrow-go/v18/parquet": {"operators/source/file", "operators/sink/file", "operators/lakeio", "operators/sink/lake", "operators/source/lake", "cmd/flowrun", "bench/", "tests/"},
 	"github.com/jackc/pgx":                   {"operators/sink/postgres", "bench/", "tests/"},
 }
 

@@ -7,6 +7,7 @@ import (
 	_ "github.com/flowrun/flowrun/operators/sink/file"
 	_ "github.com/flowrun/flowrun/operators/sink/hbase"
 	_ "github.com/flowrun/flowrun/operators/sink/kafka"
+	_ "github.com/flowrun/flowrun/operators/sink/lake"
 	_ "github.com/flowrun/flowrun/operators/sink/postgres"
 	_ "github.com/flowrun/flowrun/operators/sink/stdout"
 	_ "github.com/flowrun/flowrun/operators/source/file"

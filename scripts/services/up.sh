@@ -7,7 +7,7 @@
 set -euo pipefail
 dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 if [[ $# -eq 0 ]]; then
-	echo "usage: $0 SERVICE... (one of: kafka postgres hbase)" >&2
+	echo "usage: $0 SERVICE... (one of: kafka postgres hbase s3)" >&2
 	exit 2
 fi
 for name in "$@"; do

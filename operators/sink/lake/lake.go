@@ -1,0 +1,719 @@
+// Package lake is the "lake" sink: it writes its input as Parquet files
+// (arrow-go's pqarrow) into a Hive-style partitioned lake on a local folder
+// or an S3-compatible store (operators/lakeio), one open file per partition
+// and source partition, rolled by rows, size and age. A file is written
+// under a temporary name and committed whole (renamed, or copied into place
+// on S3); the batches it holds are acknowledged when it is committed, so a
+// Kafka source commits its offsets while the pipeline runs.
+//
+// Replay safety: a file holding rows of one source partition is named after
+// the offsets it covers (topic-pN-first-last.parquet) and lists, in its
+// footer, the offset range of every batch in it. Before a file is committed
+// its name goes into a commit record under _flowrun/<node>/. When a source
+// partition is (re)read from offset C — after a crash, a restart or a
+// rebalance — the sink first removes the committed files that hold only
+// offsets ≥ C and rewrites those that straddle C with their rows before C,
+// so the replay stores every row exactly once.
+package lake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/flowrun/flowrun/dsl/arrowx"
+	"github.com/flowrun/flowrun/dsl/ast"
+	"github.com/flowrun/flowrun/dsl/exprc"
+	"github.com/flowrun/flowrun/dsl/spec"
+	"github.com/flowrun/flowrun/dsl/validate"
+	"github.com/flowrun/flowrun/operators/lakeio"
+	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
+)
+
+// s3Field is the settings block of an s3:// path, shared with the source.
+func s3Field() *spec.Field {
+	f := spec.Obj(
+		spec.F("endpoint", spec.String, "Endpoint URL of an S3-compatible store (default: AWS, or AWS_ENDPOINT_URL_S3).").Ex("http://127.0.0.1:8333"),
+		spec.F("region", spec.String, "Region (default AWS_REGION, else us-east-1)."),
+		spec.F("path_style", spec.Bool, "Put the bucket in the path instead of the host name (SeaweedFS, MinIO).").Def(false),
+		spec.F("access_key", spec.String, "Access key id (default AWS_ACCESS_KEY_ID or the AWS config files; anonymous with an endpoint and no key)."),
+		spec.F("secret_key", spec.String, "Secret access key (default AWS_SECRET_ACCESS_KEY)."),
+	)
+	f.Name, f.Doc = "s3", "S3 settings for an s3:// path."
+	return f
+}
+
+// Plugin is the registered operator.
+var Plugin = &op.Plugin{
+	Section: ast.Sinks,
+	Spec: spec.Spec{
+		Name:    "lake",
+		Summary: "Write rows as Parquet files into a Hive-partitioned lake on a folder or S3.",
+		Doc: `Writes every input row into a Parquet file under path (a folder, or
+s3://bucket/prefix), in folders named by partition_by: each entry is a
+folder level name: expression, e.g. dt: ingested_at.Format("2006-01-02")
+gives dt=2026-11-25/ (null gives __HIVE_DEFAULT_PARTITION__). One file is
+open per partition folder and source partition; it is committed when it
+reaches file_rows rows or file_size bytes, when it is file_age old, when
+more than max_open_files are open (the oldest first), and at the end.
+
+A file is written under a temporary name and committed whole (a rename, or
+on S3 an upload copied into place): a reader never sees a partial file. A
+batch is acknowledged when every file holding its rows is committed, so a
+Kafka source commits its offsets as the lake grows.
+
+Files holding rows of one Kafka partition are named
+topic-pN-FIRST-LAST.parquet after the offsets they cover. When a partition
+is read again from an offset (after a crash or a restart) the files the
+replay would duplicate are removed or cut back first, so every message is
+stored exactly once (see docs/lake.md for the conditions). Rows from sources
+without positions go to part-RUN-SEQ.parquet.`,
+		Example: `sinks:
+  lake:
+    from: posts
+    lake:
+      path: "${LAKE}"
+      partition_by:
+        dt: 'ingested_at.Format("2006-01-02")'
+        hour: 'ingested_at.Format("15")'`,
+		Config: spec.Obj(
+			spec.F("path", spec.String, "The lake's root: a folder or s3://bucket/prefix.").Req().Ex("out/lake"),
+			spec.F("partition_by", spec.ExprMap, "Partition folder levels: name → expression over the row."),
+			spec.F("compression", spec.Enum, "Page compression.").OneOf("zstd", "snappy", "gzip", "none").Def("zstd"),
+			spec.F("row_group_rows", spec.Int, "Rows per Parquet row group.").Def(int64(128*1024)),
+			spec.F("file_rows", spec.Int, "Commit a file when it holds this many rows.").Def(int64(1_000_000)),
+			spec.F("file_size", spec.Size, "Commit a file when this many bytes are written (compressed).").Def(int64(128<<20)),
+			spec.F("file_age", spec.Duration, "Commit a file this long after it was opened.").Def(time.Minute),
+			spec.F("max_open_files", spec.Int, "Most files open at once; opening one more commits the oldest.").Def(int64(16)),
+			s3Field(),
+		),
+	},
+	Prepare: prepare,
+}
+
+func init() { op.MustRegister(Plugin) }
+
+// PartExpr is one partition folder level.
+type PartExpr struct {
+	Name string
+	Prog *exprc.Program
+}
+
+// Config is the decoded configuration.
+type Config struct {
+	Path         string
+	S3           lakeio.S3Options
+	PartitionBy  []PartExpr
+	Compression  string
+	RowGroupRows int64
+	FileRows     int64
+	FileBytes    int64
+	FileAge      time.Duration
+	MaxOpen      int
+	// Schema is the input schema; nil means the first batch's.
+	Schema *arrow.Schema
+}
+
+// S3Options decodes an s3 block.
+func S3Options(v *spec.Value) lakeio.S3Options {
+	if v == nil {
+		return lakeio.S3Options{}
+	}
+	return lakeio.S3Options{Endpoint: v.String("endpoint"), Region: v.String("region"), PathStyle: v.Boolean("path_style"),
+		AccessKey: v.String("access_key"), SecretKey: v.String("secret_key")}
+}
+
+func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
+	v := c.Config
+	cfg := Config{
+		Path: v.String("path"), S3: S3Options(v.Get("s3")), Compression: v.String("compression"),
+		RowGroupRows: v.Int64("row_group_rows"), FileRows: v.Int64("file_rows"), FileBytes: v.Int64("file_size"),
+		FileAge: v.Duration("file_age"), MaxOpen: int(v.Int64("max_open_files")), Schema: c.In(),
+	}
+	ok := true
+	for _, f := range []string{"row_group_rows", "file_rows", "file_size", "max_open_files"} {
+		if v.Int64(f) <= 0 {
+			c.Errorf(v.PosOf(f), "'%s' must be positive", f)
+			ok = false
+		}
+	}
+	if cfg.FileAge <= 0 {
+		c.Errorf(v.PosOf("file_age"), "'file_age' must be positive")
+		ok = false
+	}
+	if strings.Contains(cfg.Path, "://") && !strings.HasPrefix(cfg.Path, "s3://") {
+		e := c.Errorf(v.PosOf("path"), "'path' %q: only a folder or s3://bucket/prefix is supported", cfg.Path)
+		e.Hint = "write a local folder (out/lake) or s3://bucket/prefix"
+		ok = false
+	}
+	if pb := v.Get("partition_by"); pb != nil && c.In() != nil {
+		for _, e := range pb.Entries {
+			if e.Key == "" || strings.ContainsAny(e.Key, "/=") {
+				c.Errorf(e.KeyPos, "partition name %q must not be empty or contain / or =", e.Key)
+				ok = false
+				continue
+			}
+			prog, errs := exprc.Compile(e.Value.Expr, c.In())
+			c.Errs.Append(errs)
+			if prog == nil {
+				ok = false
+				continue
+			}
+			cfg.PartitionBy = append(cfg.PartitionBy, PartExpr{Name: e.Key, Prog: prog})
+		}
+	}
+	if !ok {
+		return nil, nil
+	}
+	return nil, func(r op.Resources) (any, error) { return New(context.Background(), r, cfg) }
+}
+
+// srcKey is one partition of one topic.
+type srcKey struct {
+	topic     string
+	partition int32
+}
+
+// wkey identifies an open file: its partition folder and the source
+// partition its rows come from (keyed false: rows without one position).
+type wkey struct {
+	dir   string
+	src   srcKey
+	keyed bool
+}
+
+type writer struct {
+	key    wkey
+	up     lakeio.Upload
+	pw     *pqarrow.FileWriter
+	opened time.Time
+	rows   int64
+	segs   []lakeio.Segment
+	acks   []*batch.Ack
+}
+
+// Sink writes a lake.
+type Sink struct {
+	cfg   Config
+	res   op.Resources
+	alloc memory.Allocator
+	store lakeio.Store
+	recs  *lakeio.Records
+	run   string
+
+	mu      sync.Mutex
+	writers map[wkey]*writer
+	seen    map[srcKey]int64 // last offset received per source partition
+	files   []lakeio.RecordFile
+	evs     []*exprc.Evaluator
+	seq     int
+	closed  bool
+	err     error
+
+	// Stats, for tests and the benchmark.
+	Committed int // files committed
+}
+
+// New opens the lake and reads the sink's commit records.
+func New(ctx context.Context, r op.Resources, cfg Config) (*Sink, error) {
+	if r.Alloc == nil {
+		r.Alloc = memory.DefaultAllocator
+	}
+	if r.Clock == nil {
+		r.Clock = op.SystemClock{}
+	}
+	if r.Log == nil {
+		r.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxOpen <= 0 {
+		cfg.MaxOpen = 16
+	}
+	if cfg.FileRows <= 0 {
+		cfg.FileRows = 1_000_000
+	}
+	if cfg.FileBytes <= 0 {
+		cfg.FileBytes = 128 << 20
+	}
+	if cfg.FileAge <= 0 {
+		cfg.FileAge = time.Minute
+	}
+	store, err := lakeio.Open(ctx, cfg.Path, cfg.S3)
+	if err != nil {
+		return nil, err
+	}
+	node := r.Node
+	if node == "" {
+		node = "lake"
+	}
+	recs, err := lakeio.LoadRecords(ctx, store, lakeio.RecordsDir(node))
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("lake %s: %w", store.URL(), err)
+	}
+	s := &Sink{cfg: cfg, res: r, alloc: r.Alloc, store: store, recs: recs,
+		run:     fmt.Sprintf("%x", time.Now().UnixNano()),
+		writers: map[wkey]*writer{}, seen: map[srcKey]int64{}, files: recs.Files}
+	for _, p := range cfg.PartitionBy {
+		s.evs = append(s.evs, p.Prog.NewEvaluator())
+	}
+	return s, nil
+}
+
+// Store is the sink's storage (tests read back through it).
+func (s *Sink) Store() lakeio.Store { return s.store }
+
+func (s *Sink) fail(err error) error {
+	if s.err == nil {
+		s.err = err
+	}
+	return err
+}
+
+// Write implements op.Sink.
+func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b.Rec == nil {
+		b.Ack.Done(s.err)
+		return s.err
+	}
+	err := s.write(ctx, b)
+	if err != nil {
+		return s.fail(fmt.Errorf("lake %s: %w", s.store.URL(), err))
+	}
+	return nil
+}
+
+func (s *Sink) write(ctx context.Context, b batch.Batch) error {
+	rec := b.Rec
+	if s.err != nil || s.closed {
+		err := s.err
+		if err == nil {
+			err = errors.New("write after close")
+		}
+		b.Release(err)
+		return err
+	}
+	if rec.NumRows() == 0 {
+		b.Release(nil)
+		return nil
+	}
+	if s.cfg.Schema == nil {
+		s.cfg.Schema = rec.Schema()
+	}
+	var src srcKey
+	var pos batch.Position
+	ps := b.Ack.Positions()
+	keyed := len(ps) == 1
+	if keyed {
+		pos = ps[0]
+		src = srcKey{pos.Topic, pos.Partition}
+		if last, seen := s.seen[src]; !seen || pos.First <= last {
+			if err := s.replayFrom(ctx, src, pos.First); err != nil {
+				b.Release(err)
+				return err
+			}
+		}
+		s.seen[src] = pos.Last
+	}
+	runs, err := s.partitionRuns(rec)
+	if err != nil {
+		b.Release(err)
+		return err
+	}
+	// One reference of the ack per file the batch's rows go to.
+	files := map[string]*writer{}
+	var order []*writer
+	for _, r := range runs {
+		k := wkey{dir: r.dir, src: src, keyed: keyed}
+		w, ok := files[r.dir]
+		if !ok {
+			if w, err = s.writer(ctx, k); err != nil {
+				break
+			}
+			files[r.dir] = w
+			order = append(order, w)
+		}
+		sl := rec.NewSlice(int64(r.from), int64(r.to))
+		err = w.pw.WriteBuffered(sl)
+		sl.Release()
+		if err != nil {
+			break
+		}
+		n := int64(r.to - r.from)
+		w.rows += n
+		if keyed {
+			if l := len(w.segs); l > 0 && w.segs[l-1].First == pos.First && w.segs[l-1].Last == pos.Last {
+				w.segs[l-1].Rows += n
+			} else {
+				w.segs = append(w.segs, lakeio.Segment{First: pos.First, Last: pos.Last, Rows: n})
+			}
+		}
+	}
+	rec.Release()
+	if err != nil {
+		// The rows written so far are in files that can no longer be
+		// trusted: abort them all, failing their acks.
+		b.Ack.Done(err)
+		s.abortAll(err)
+		return err
+	}
+	b.Ack.Retain(len(order) - 1)
+	for _, w := range order {
+		w.acks = append(w.acks, b.Ack)
+	}
+	for _, w := range order {
+		if w.rows >= s.cfg.FileRows || w.up.Written()+w.pw.RowGroupTotalCompressedBytes() >= s.cfg.FileBytes {
+			if err := s.commit(ctx, w); err != nil {
+				return err
+			}
+		}
+	}
+	for len(s.writers) > s.cfg.MaxOpen {
+		if err := s.commit(ctx, s.oldest()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type run struct {
+	dir      string
+	from, to int
+}
+
+// partitionRuns splits rec into runs of consecutive rows with the same
+// partition folder.
+func (s *Sink) partitionRuns(rec arrow.RecordBatch) ([]run, error) {
+	n := int(rec.NumRows())
+	if len(s.cfg.PartitionBy) == 0 {
+		return []run{{dir: "", from: 0, to: n}}, nil
+	}
+	for _, ev := range s.evs {
+		ev.Bind(rec)
+	}
+	var runs []run
+	var sb strings.Builder
+	for i := 0; i < n; i++ {
+		sb.Reset()
+		for j, p := range s.cfg.PartitionBy {
+			v, err := s.evs[j].Eval(i)
+			if err != nil {
+				return nil, fmt.Errorf("partition %s of row %d: %w", p.Name, i, err)
+			}
+			sb.WriteString(p.Name)
+			sb.WriteByte('=')
+			if t, ok := arrowx.Text(v); ok && v != nil {
+				if t == "" {
+					t = lakeio.NullPartition
+				}
+				sb.WriteString(lakeio.EscapeValue(t))
+			} else {
+				sb.WriteString(lakeio.NullPartition)
+			}
+			sb.WriteByte('/')
+		}
+		d := sb.String()
+		if l := len(runs); l > 0 && runs[l-1].dir == d {
+			runs[l-1].to = i + 1
+			continue
+		}
+		runs = append(runs, run{dir: d, from: i, to: i + 1})
+	}
+	return runs, nil
+}
+
+func (s *Sink) writer(ctx context.Context, k wkey) (*writer, error) {
+	if w := s.writers[k]; w != nil {
+		return w, nil
+	}
+	// max_open_files is enforced once the batch is written (the oldest
+	// file may be one this batch is writing to).
+	up, err := s.store.Create(ctx, k.dir)
+	if err != nil {
+		return nil, err
+	}
+	pw, err := lakeio.NewWriter(s.cfg.Schema, up, lakeio.WriterOptions{Compression: s.cfg.Compression, RowGroupRows: s.cfg.RowGroupRows, Alloc: s.alloc})
+	if err != nil {
+		up.Abort()
+		return nil, err
+	}
+	w := &writer{key: k, up: up, pw: pw, opened: s.res.Clock.Now()}
+	s.writers[k] = w
+	return w, nil
+}
+
+func (s *Sink) oldest() *writer {
+	var o *writer
+	for _, w := range s.writers {
+		if o == nil || w.opened.Before(o.opened) {
+			o = w
+		}
+	}
+	return o
+}
+
+// commit closes w's file, records it, publishes it under its final name
+// and acknowledges its batches.
+func (s *Sink) commit(ctx context.Context, w *writer) error {
+	delete(s.writers, w.key)
+	var key string
+	var rf lakeio.RecordFile
+	if w.key.keyed {
+		name := lakeio.Name{Topic: w.key.src.topic, Partition: w.key.src.partition, First: w.segs[0].First, Last: w.segs[len(w.segs)-1].Last}
+		key = w.key.dir + name.String()
+		rf = lakeio.RecordFile{Key: key, Name: name}
+		if err := w.pw.AppendKeyValueMetadata(lakeio.SegmentsKey, lakeio.FormatSegments(w.segs)); err != nil {
+			return s.abort(w, err)
+		}
+	} else {
+		s.seq++
+		key = fmt.Sprintf("%spart-%s-%06d.parquet", w.key.dir, s.run, s.seq)
+	}
+	if err := w.pw.Close(); err != nil {
+		return s.abort(w, err)
+	}
+	if w.key.keyed {
+		// The record goes first: a crash after the file appears must
+		// still find it.
+		if err := s.recs.Append(ctx, []lakeio.RecordFile{rf}); err != nil {
+			return s.abort(w, fmt.Errorf("writing the commit record: %w", err))
+		}
+	}
+	if err := w.up.Commit(ctx, key); err != nil {
+		return s.abort(w, fmt.Errorf("committing %s: %w", key, err))
+	}
+	if w.key.keyed {
+		s.files = append(s.files, rf)
+	}
+	s.Committed++
+	for _, a := range w.acks {
+		a.Done(nil)
+	}
+	w.acks = nil
+	s.res.Log.Debug("lake file committed", "key", key, "rows", w.rows, "bytes", w.up.Written())
+	return nil
+}
+
+func (s *Sink) abort(w *writer, err error) error {
+	delete(s.writers, w.key)
+	w.up.Abort()
+	for _, a := range w.acks {
+		a.Done(err)
+	}
+	w.acks = nil
+	return s.fail(err)
+}
+
+func (s *Sink) abortAll(err error) {
+	for _, w := range s.writers {
+		w.pw.Close()
+		s.abort(w, err)
+	}
+}
+
+// replayFrom prepares for source partition src being read from offset
+// from: open files holding offsets ≥ from are dropped (their acks fail:
+// the source reads those offsets again), committed files holding only
+// offsets ≥ from are deleted, and a committed file straddling from is
+// rewritten with its rows before from.
+func (s *Sink) replayFrom(ctx context.Context, src srcKey, from int64) error {
+	for k, w := range s.writers {
+		if k.keyed && k.src == src {
+			w.pw.Close()
+			delete(s.writers, k)
+			w.up.Abort()
+			for _, a := range w.acks {
+				a.Done(batch.ErrDropped)
+			}
+		}
+	}
+	var keep []lakeio.RecordFile
+	changed := false
+	for _, f := range s.files {
+		if f.Topic != src.topic || f.Partition != src.partition {
+			keep = append(keep, f)
+			continue
+		}
+		if f.Last < from {
+			// Offsets before from are never read again (a source
+			// commits forwards): the record can go.
+			changed = true
+			continue
+		}
+		changed = true
+		if f.First >= from {
+			if err := s.store.Delete(ctx, f.Key); err != nil {
+				return fmt.Errorf("removing %s before its offsets are read again: %w", f.Key, err)
+			}
+			s.res.Log.Info("lake: removed a file its replay rewrites", "key", f.Key, "from", from)
+			continue
+		}
+		nf, err := s.cut(ctx, f, from)
+		if err != nil {
+			return fmt.Errorf("cutting %s back to offset %d: %w", f.Key, from-1, err)
+		}
+		if nf != nil {
+			keep = append(keep, *nf)
+		}
+	}
+	if changed || s.recs.Count() > 1 {
+		if err := s.recs.Compact(ctx, keep); err != nil {
+			return fmt.Errorf("compacting the commit records: %w", err)
+		}
+	}
+	s.files = keep
+	return nil
+}
+
+// cut rewrites committed file f keeping only the rows of batches before
+// offset from, under the name of the offsets it then covers.
+func (s *Sink) cut(ctx context.Context, f lakeio.RecordFile, from int64) (*lakeio.RecordFile, error) {
+	exists, err := s.store.Exists(ctx, f.Key)
+	if err != nil || !exists {
+		return nil, err // recorded but never committed: nothing to cut
+	}
+	r, err := lakeio.OpenReader(ctx, s.store, f.Key, 64*1024, s.alloc)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	segs, err := r.Segments()
+	if err != nil {
+		return nil, err
+	}
+	var keepRows int64
+	var keepSegs []lakeio.Segment
+	for _, sg := range segs {
+		if sg.Last >= from {
+			if sg.First < from {
+				return nil, fmt.Errorf("offset %d is inside a batch (%d-%d) of the file: cannot keep part of it", from, sg.First, sg.Last)
+			}
+			break
+		}
+		keepSegs = append(keepSegs, sg)
+		keepRows += sg.Rows
+	}
+	dir := f.Key[:len(f.Key)-len(lakeio.Base(f.Key))]
+	if len(keepSegs) == 0 {
+		return nil, s.store.Delete(ctx, f.Key)
+	}
+	schema, err := r.Schema()
+	if err != nil {
+		return nil, err
+	}
+	up, err := s.store.Create(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	pw, err := lakeio.NewWriter(schema, up, lakeio.WriterOptions{Compression: s.cfg.Compression, RowGroupRows: s.cfg.RowGroupRows, Alloc: s.alloc})
+	if err != nil {
+		up.Abort()
+		return nil, err
+	}
+	left := keepRows
+	err = r.Records(ctx, nil, func(rec arrow.RecordBatch) error {
+		defer rec.Release()
+		if left <= 0 {
+			return nil
+		}
+		n := min(left, rec.NumRows())
+		sl := rec.NewSlice(0, n)
+		defer sl.Release()
+		left -= n
+		return pw.WriteBuffered(sl)
+	})
+	if err == nil {
+		err = pw.AppendKeyValueMetadata(lakeio.SegmentsKey, lakeio.FormatSegments(keepSegs))
+	}
+	if cerr := pw.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		up.Abort()
+		return nil, err
+	}
+	name := f.Name
+	name.Last = keepSegs[len(keepSegs)-1].Last
+	nf := lakeio.RecordFile{Key: dir + name.String(), Name: name}
+	if err := s.recs.Append(ctx, []lakeio.RecordFile{nf}); err != nil {
+		up.Abort()
+		return nil, err
+	}
+	if err := up.Commit(ctx, nf.Key); err != nil {
+		return nil, err
+	}
+	if nf.Key != f.Key {
+		if err := s.store.Delete(ctx, f.Key); err != nil {
+			return nil, err
+		}
+	}
+	s.res.Log.Info("lake: cut a file back before its replayed offsets", "key", f.Key, "now", nf.Key)
+	return &nf, nil
+}
+
+// Flush implements op.SinkFlusher: files older than file_age are committed.
+func (s *Sink) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil || s.closed {
+		return s.err
+	}
+	now := s.res.Clock.Now()
+	var old []*writer
+	for _, w := range s.writers {
+		if now.Sub(w.opened) >= s.cfg.FileAge {
+			old = append(old, w)
+		}
+	}
+	sort.Slice(old, func(i, j int) bool { return old[i].opened.Before(old[j].opened) })
+	for _, w := range old {
+		if err := s.commit(ctx, w); err != nil {
+			return fmt.Errorf("lake %s: %w", s.store.URL(), err)
+		}
+	}
+	return nil
+}
+
+// Close implements op.Closer: every open file is committed (or, after a
+// failure, aborted with its acks failed).
+func (s *Sink) Close(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	if s.err != nil {
+		s.abortAll(s.err)
+	} else {
+		ws := make([]*writer, 0, len(s.writers))
+		for _, w := range s.writers {
+			ws = append(ws, w)
+		}
+		sort.Slice(ws, func(i, j int) bool { return ws[i].opened.Before(ws[j].opened) })
+		for _, w := range ws {
+			if err := s.commit(ctx, w); err != nil {
+				errs = append(errs, err)
+				s.abortAll(err)
+				break
+			}
+		}
+	}
+	errs = append(errs, s.store.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("lake %s: %w", s.store.URL(), err)
+	}
+	return nil
+}
