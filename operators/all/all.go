@@ -14,6 +14,7 @@ import (
 	_ "github.com/flowrun/flowrun/operators/source/generate"
 	_ "github.com/flowrun/flowrun/operators/source/http"
 	_ "github.com/flowrun/flowrun/operators/source/kafka"
+	_ "github.com/flowrun/flowrun/operators/source/lake"
 	_ "github.com/flowrun/flowrun/operators/transform/aggregate"
 	_ "github.com/flowrun/flowrun/operators/transform/cast"
 	_ "github.com/flowrun/flowrun/operators/transform/dedupe"

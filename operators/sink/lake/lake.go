@@ -697,6 +697,7 @@ func (s *Sink) Close(ctx context.Context) error {
 	var errs []error
 	if s.err != nil {
 		s.abortAll(s.err)
+		errs = append(errs, s.err)
 	} else {
 		ws := make([]*writer, 0, len(s.writers))
 		for _, w := range s.writers {

@@ -1,0 +1,416 @@
+package lake
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"gopkg.in/yaml.v3"
+
+	"github.com/flowrun/flowrun/dsl/source"
+	"github.com/flowrun/flowrun/dsl/spec"
+	"github.com/flowrun/flowrun/dsl/types"
+	"github.com/flowrun/flowrun/dsl/validate"
+	"github.com/flowrun/flowrun/internal/testenv"
+	"github.com/flowrun/flowrun/operators/lakeio"
+	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
+)
+
+var schema = arrow.NewSchema([]arrow.Field{
+	{Name: "off", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	{Name: "name", Type: arrow.BinaryTypes.String, Nullable: true},
+	{Name: "at", Type: types.Timestamp, Nullable: true},
+}, nil)
+
+func prep(t *testing.T, text string) (op.Constructor, source.Errors) {
+	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+		t.Fatal(err)
+	}
+	f := source.NewFile("p.yaml", []byte(text))
+	var errs source.Errors
+	v := spec.Decode(f, doc.Content[0], Plugin.Spec.Config, &errs)
+	_, ctor := Plugin.Prepare(&validate.Check{Config: v, Errs: &errs, Inputs: []validate.Input{{Name: "in", Schema: schema}}})
+	return ctor, errs
+}
+
+func TestPrepare(t *testing.T) {
+	tests := []struct{ name, cfg, err string }{
+		{"folder", `{path: out/lake}`, ""},
+		{"partitions", `{path: out/lake, partition_by: {dt: 'at.Format("2006-01-02")'}}`, ""},
+		{"s3", `{path: "s3://b/p", s3: {endpoint: "http://127.0.0.1:8333", path_style: true}}`, ""},
+		{"scheme", `{path: "gs://b/p"}`, `p.yaml:1:8: 'path' "gs://b/p": only a folder or s3://bucket/prefix is supported`},
+		{"bad expr", `{path: x, partition_by: {dt: 'nope + 1'}}`, `nope`},
+		{"bad name", `{path: x, partition_by: {"a/b": 'name'}}`, `partition name "a/b" must not be empty or contain / or =`},
+		{"rows", `{path: x, file_rows: 0}`, `'file_rows' must be positive`},
+		{"age", `{path: x, file_age: 0s}`, `'file_age' must be positive`},
+		{"compression", `{path: x, compression: lzo}`, `'compression' must be one of zstd, snappy, gzip, none, not "lzo"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctor, errs := prep(t, tt.cfg)
+			if tt.err == "" {
+				if len(errs) > 0 || ctor == nil {
+					t.Fatalf("unexpected errors %v", errs)
+				}
+				return
+			}
+			if !strings.Contains(errs.Error(), tt.err) {
+				t.Fatalf("errors = %q, want %q", errs.Error(), tt.err)
+			}
+		})
+	}
+}
+
+// lakes returns the lake locations to test: a folder, and a fresh bucket
+// prefix on the S3 store.
+func lakes(t *testing.T) map[string]string {
+	out := map[string]string{"folder": filepath.Join(t.TempDir(), "lake")}
+	if testing.Short() {
+		return out
+	}
+	ep := testenv.S3(t)
+	out["s3"] = "s3://" + testBucket(t, ep) + "/" + fmt.Sprintf("t%d", time.Now().UnixNano()) + "@" + ep
+	return out
+}
+
+// testBucket creates (idempotently) the bucket tests use.
+func testBucket(t *testing.T, ep string) string {
+	t.Helper()
+	const b = "flowrun-test"
+	req, _ := newPut(ep + "/" + b)
+	if err := req(); err != nil {
+		t.Fatalf("creating bucket %s at %s: %v", b, ep, err)
+	}
+	return b
+}
+
+func config(loc string, extra string) string {
+	path, ep, isS3 := strings.Cut(loc, "@")
+	cfg := `{path: "` + path + `", partition_by: {dt: 'at.Format("2006-01-02")', hour: 'at.Format("15")'}` + extra
+	if isS3 {
+		cfg += `, s3: {endpoint: "` + ep + `", path_style: true}`
+	}
+	return cfg + "}"
+}
+
+func open(t *testing.T, mem memory.Allocator, cfg string) *Sink {
+	t.Helper()
+	ctor, errs := prep(t, cfg)
+	if len(errs) > 0 {
+		t.Fatal(errs.Error())
+	}
+	s, err := ctor(op.Resources{Alloc: mem, Node: "lake"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.(*Sink)
+}
+
+var base = time.Date(2026, 11, 25, 13, 0, 0, 0, time.UTC)
+
+// rows builds a batch of offsets first..last; offset o is at base + o minutes.
+func rows(mem memory.Allocator, first, last int64) arrow.RecordBatch {
+	b := array.NewRecordBuilder(mem, schema)
+	defer b.Release()
+	for o := first; o <= last; o++ {
+		b.Field(0).(*array.Int64Builder).Append(o)
+		b.Field(1).(*array.StringBuilder).Append(fmt.Sprintf("post %d", o))
+		ts, _ := arrow.TimestampFromTime(base.Add(time.Duration(o)*time.Minute), arrow.Microsecond)
+		b.Field(2).(*array.TimestampBuilder).Append(ts)
+	}
+	return b.NewRecordBatch()
+}
+
+type acks struct {
+	mu   sync.Mutex
+	done map[int64]error // by first offset
+}
+
+func (a *acks) ack(first, last int64) *batch.Ack {
+	return batch.NewAck(func(err error) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.done == nil {
+			a.done = map[int64]error{}
+		}
+		a.done[first] = err
+	}).WithPositions(batch.Position{Source: "posts", Topic: "pins", Partition: 3, First: first, Last: last})
+}
+
+func (a *acks) get(first int64) (error, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	err, ok := a.done[first]
+	return err, ok
+}
+
+func write(t *testing.T, s *Sink, a *acks, mem memory.Allocator, first, last int64) {
+	t.Helper()
+	if err := s.Write(context.Background(), batch.Batch{Rec: rows(mem, first, last), Ack: a.ack(first, last)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readBack lists every data file and returns the offsets stored, by file.
+func readBack(t *testing.T, st lakeio.Store) (files []string, offs []int64) {
+	t.Helper()
+	ctx := context.Background()
+	var walk func(p string)
+	walk = func(p string) {
+		ents, err := st.List(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			if e.Dir {
+				if !strings.HasPrefix(e.Key, "_flowrun") {
+					walk(e.Key)
+				}
+				continue
+			}
+			if lakeio.IsTemp(lakeio.Base(e.Key)) {
+				continue
+			}
+			files = append(files, e.Key)
+			r, err := lakeio.OpenReader(ctx, st, e.Key, 1000, memory.DefaultAllocator)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = r.Records(ctx, nil, func(rec arrow.RecordBatch) error {
+				defer rec.Release()
+				col := rec.Column(0).(*array.Int64)
+				offs = append(offs, col.Int64Values()...)
+				return nil
+			})
+			r.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	walk("")
+	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
+	return files, offs
+}
+
+func wantOffsets(t *testing.T, got []int64, n int64) {
+	t.Helper()
+	if int64(len(got)) != n {
+		t.Fatalf("%d rows stored, want %d: %v", len(got), n, got)
+	}
+	for i, o := range got {
+		if o != int64(i) {
+			t.Fatalf("offset %d stored at place %d (missing or duplicate): %v", o, i, got)
+		}
+	}
+}
+
+func TestWriteAckReadBack(t *testing.T) {
+	for name, loc := range lakes(t) {
+		t.Run(name, func(t *testing.T) {
+			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+			defer mem.AssertSize(t, 0)
+			s := open(t, mem, config(loc, ", file_rows: 50"))
+			var a acks
+			write(t, s, &a, mem, 0, 29)  // 13:00-13:29
+			write(t, s, &a, mem, 30, 79) // 13:30-14:19: two hours
+			// 80 rows in hour 13... hour 13 holds offsets 0-59 (60 rows ≥ 50): committed.
+			if err, ok := a.get(0); !ok || err != nil {
+				t.Fatalf("first batch: acked %v err %v; its only file reached file_rows", ok, err)
+			}
+			if _, ok := a.get(30); ok {
+				t.Fatal("second batch acked while its hour-14 rows are in an open file")
+			}
+			files, _ := readBack(t, s.Store())
+			if len(files) != 1 || files[0] != "dt=2026-11-25/hour=13/pins-p3-0000000000000000000-0000000000000000079.parquet" {
+				t.Fatalf("committed files %v", files)
+			}
+			if err := s.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if err, ok := a.get(30); !ok || err != nil {
+				t.Fatalf("second batch after close: acked %v err %v", ok, err)
+			}
+			files, offs := readBack(t, storeOf(t, loc))
+			wantOffsets(t, offs, 80)
+			if len(files) != 2 || !strings.HasPrefix(files[1], "dt=2026-11-25/hour=14/pins-p3-0000000000000000030-0000000000000000079") {
+				t.Fatalf("files %v", files)
+			}
+		})
+	}
+}
+
+// TestReplay: a sink dies with files committed and open; a new one is given
+// the partition again from the last committed offset, with other batch
+// boundaries. The lake must end with every offset once.
+func TestReplay(t *testing.T) {
+	for name, loc := range lakes(t) {
+		t.Run(name, func(t *testing.T) {
+			mem := memory.NewGoAllocator()
+			ctx := context.Background()
+			s1 := open(t, mem, config(loc, ", file_rows: 40"))
+			var a acks
+			write(t, s1, &a, mem, 0, 19)
+			write(t, s1, &a, mem, 20, 39) // hour 13 reaches 40 rows: committed (0-39)
+			write(t, s1, &a, mem, 40, 69) // 13:40-14:09: hour 13 gets 20, hour 14 10
+			write(t, s1, &a, mem, 70, 89) // hour 13 reaches 60-... committed? 40..59 = 20 rows: no
+			// Suppose Kafka committed only up to offset 19 (the sink acked 0-39,
+			// the commit did not happen before the crash). s1 dies: no Close.
+			s1.mu.Lock()
+			for _, w := range s1.writers {
+				w.up.Abort() // what a crash leaves: no visible file
+			}
+			s1.mu.Unlock()
+
+			s2 := open(t, mem, config(loc, ", file_rows: 1000"))
+			var a2 acks
+			write(t, s2, &a2, mem, 20, 54)
+			write(t, s2, &a2, mem, 55, 99)
+			if err := s2.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			files, offs := readBack(t, storeOf(t, loc))
+			wantOffsets(t, offs, 100)
+			// The committed 0-39 file was cut back to 0-19.
+			found := false
+			for _, f := range files {
+				found = found || strings.HasSuffix(f, "pins-p3-0000000000000000000-0000000000000000019.parquet")
+			}
+			if !found {
+				t.Fatalf("files %v: want the hour-13 file cut back to offsets 0-19", files)
+			}
+			// A third run replaying from 100 (nothing to undo) leaves it alone.
+			s3 := open(t, mem, config(loc, ""))
+			var a3 acks
+			write(t, s3, &a3, mem, 100, 109)
+			if err := s3.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			_, offs = readBack(t, storeOf(t, loc))
+			wantOffsets(t, offs, 110)
+		})
+	}
+}
+
+func TestAge(t *testing.T) {
+	mem := memory.NewGoAllocator()
+	dir := filepath.Join(t.TempDir(), "lake")
+	s := open(t, mem, config(dir, ", file_age: 50ms"))
+	var a acks
+	write(t, s, &a, mem, 0, 9)
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.get(0); ok {
+		t.Fatal("acked before file_age")
+	}
+	time.Sleep(60 * time.Millisecond)
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err, ok := a.get(0); !ok || err != nil {
+		t.Fatalf("after file_age: acked %v, err %v", ok, err)
+	}
+	s.Close(context.Background())
+}
+
+func TestMaxOpenClosesOldest(t *testing.T) {
+	mem := memory.NewGoAllocator()
+	dir := filepath.Join(t.TempDir(), "lake")
+	s := open(t, mem, config(dir, ", max_open_files: 2"))
+	var a acks
+	write(t, s, &a, mem, 0, 0)     // hour 13
+	write(t, s, &a, mem, 60, 60)   // hour 14
+	write(t, s, &a, mem, 120, 120) // hour 15: a third file: hour 13's is committed
+	if err, ok := a.get(0); !ok || err != nil {
+		t.Fatalf("oldest file's batch: acked %v err %v", ok, err)
+	}
+	if _, ok := a.get(60); ok {
+		t.Fatal("the second file was closed too")
+	}
+	if len(s.writers) != 2 {
+		t.Fatalf("%d files open, want 2", len(s.writers))
+	}
+	s.Close(context.Background())
+}
+
+// TestCommitFailure: a file that cannot be committed fails the acks of
+// the batches in it and the write, and leaves no file behind.
+func TestCommitFailure(t *testing.T) {
+	mem := memory.NewGoAllocator()
+	dir := t.TempDir()
+	s := open(t, mem, config(filepath.Join(dir, "lake"), ", file_rows: 5"))
+	var a acks
+	// The hour-13 folder becomes a file: the rename into it fails.
+	write(t, s, &a, mem, 0, 3)
+	hour := filepath.Join(dir, "lake", "dt=2026-11-25", "hour=13")
+	tmp, _ := filepath.Glob(filepath.Join(hour, ".upload-*"))
+	if len(tmp) != 1 {
+		t.Fatalf("want one upload in progress, got %v", tmp)
+	}
+	if err := os.Rename(hour, hour+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Write(context.Background(), batch.Batch{Rec: rows(mem, 4, 9), Ack: a.ack(4, 9)})
+	if err == nil || !strings.Contains(err.Error(), "committing dt=2026-11-25/hour=13/pins-p3-") {
+		t.Fatalf("write error %v", err)
+	}
+	for _, first := range []int64{0, 4} {
+		if aerr, ok := a.get(first); !ok || aerr == nil {
+			t.Fatalf("batch %d: acked %v with %v, want a failure", first, ok, aerr)
+		}
+	}
+	if err := s.Close(context.Background()); err == nil {
+		t.Fatal("close after a failure returned nil")
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "lake", "*", "*", "*.parquet")); len(files) != 0 {
+		t.Fatalf("files %v", files)
+	}
+}
+
+// newPut returns a function creating a bucket with an anonymous PUT (the
+// test store allows it); an existing bucket is fine.
+func newPut(url string) (func() error, error) {
+	return func() error {
+		req, err := http.NewRequest(http.MethodPut, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusConflict {
+			return fmt.Errorf("PUT %s: %s: %s", url, resp.Status, body)
+		}
+		return nil
+	}, nil
+}
+
+// storeOf opens the lake at loc independently of any sink.
+func storeOf(t *testing.T, loc string) lakeio.Store {
+	t.Helper()
+	path, ep, _ := strings.Cut(loc, "@")
+	st, err := lakeio.Open(context.Background(), path, lakeio.S3Options{Endpoint: ep, PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
