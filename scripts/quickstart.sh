@@ -1,46 +1,99 @@
 #!/usr/bin/env bash
-# The full Pinterest flow on embedded defaults, nothing to install but Go:
-#   emulator → ingest API (pipelines/pinterest_ingest.yaml) → in-process Kafka
-#   → cleaning (pipelines/pinterest_clean.yaml) → out/quickstart/*.jsonl
+# The product's main job end to end, on one machine:
+#   emulator → ingest API (pipelines/pinterest_ingest.yaml) → Kafka (the
+#   embedded broker) → cleaning (pipelines/pinterest_streaming.yaml)
+#   → PostgreSQL tables pins and dead_letters, exactly once
 #
 #   bash scripts/quickstart.sh [POSTS]       (default 5000)
 #
+# PostgreSQL is the one at POSTGRES_URL when that is set; otherwise the local
+# server that scripts/services/postgres.sh installs (Debian's postgresql,
+# needs root or sudo) and starts. The tables live in schema QS_SCHEMA
+# (default quickstart), emptied at the start, so a run touches nothing else.
 # Both pipelines use `brokers: embedded`; --embedded-kafka makes the ingest
-# process serve its in-process broker on a fixed port that the cleaning
-# process joins.
+# process serve its in-process broker on a fixed port that the streaming
+# process joins. The file-only path needs no server at all:
+#   go run ./cmd/flowrun run examples/pinterest_local.yaml
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 posts=${1:-5000}
-out=out/quickstart
-bin=$(mktemp -d)/flowrun
-trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+schema=${QS_SCHEMA:-quickstart}
+tmp=$(mktemp -d)
+bin=$tmp/flowrun
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
+
+if [[ -z ${POSTGRES_URL:-} ]]; then
+	echo "PostgreSQL: starting the local server (scripts/services/postgres.sh up)" >&2
+	bash scripts/services/postgres.sh up
+	eval "$(bash scripts/services/postgres.sh env)"
+fi
+export POSTGRES_URL # read by the pipeline's ${POSTGRES_URL}: never on a command line
+command -v psql >/dev/null || {
+	echo "quickstart: psql not found (apt-get install postgresql-client)" >&2
+	exit 1
+}
+sql() { PGOPTIONS="-c search_path=$schema" psql "$POSTGRES_URL" -X -q -v ON_ERROR_STOP=1 "$@"; }
+sql -c "drop schema if exists $schema cascade" -c "create schema $schema" 2>/dev/null
+sql -f deploy/postgres/pinterest.sql
 
 go build -o "$bin" ./cmd/flowrun
-rm -rf "$out"
-broker=127.0.0.1:19092
+# free_port N: the first port from N up that nothing listens on.
+free_port() {
+	local p=$1
+	while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
+	echo "$p"
+}
+broker=127.0.0.1:$(free_port 19092)
+listen=127.0.0.1:$(free_port 8080)
 
-"$bin" run pipelines/pinterest_ingest.yaml --embedded-kafka $broker --set LISTEN=127.0.0.1:8080 2>"$(dirname "$bin")/ingest.log" &
+"$bin" run pipelines/pinterest_ingest.yaml --embedded-kafka $broker --set LISTEN=$listen 2>"$tmp/ingest.log" &
 ingest=$!
 for _ in $(seq 100); do
-	curl -fsS http://127.0.0.1:8080/readyz >/dev/null 2>&1 && break
+	curl -fsS "http://$listen/readyz" >/dev/null 2>&1 && break
+	kill -0 $ingest 2>/dev/null || {
+		cat "$tmp/ingest.log" >&2
+		exit 1
+	}
 	sleep 0.1
 done
-"$bin" run pipelines/pinterest_clean.yaml --embedded-kafka $broker --set OUT="$out" &
-clean=$!
+"$bin" run pipelines/pinterest_streaming.yaml --embedded-kafka $broker --set PG_SCHEMA="$schema" &
+streaming=$!
 
-"$bin" emulate --url http://127.0.0.1:8080/v1/posts --count "$posts" --rate 2000 --posters 16 --seed 1
+"$bin" emulate --url "http://$listen/v1/posts" --count "$posts" --rate 2000 --posters 16 --seed 1 --json >"$tmp/emulate.json"
+accepted=$(grep -o '"accepted": *[0-9]*' "$tmp/emulate.json" | grep -o '[0-9]*$')
 
-# Wait until the cleaned output stops growing (the file sink flushes every
-# second), then stop both pipelines: each drains, flushes and commits.
-last=-1
-for _ in $(seq 120); do
-	sleep 1.5
-	n=$(cat "$out"/pins.jsonl "$out"/dead_letters.jsonl 2>/dev/null | wc -l)
-	[[ $n -gt 0 && $n -eq $last ]] && break
+# Wait until both sinks have stored the offset of every accepted post (each
+# stores its Kafka offsets in the transaction that writes its rows), then
+# stop both pipelines: each drains, flushes and commits.
+stored() {
+	sql -tAc "select coalesce(case when count(*) = 2 then min(n) end, 0) from (select sink, sum(next_offset) n
+	          from flowrun_offsets where pipeline = 'pinterest-streaming' group by sink) s"
+}
+last=-1 still=0
+for _ in $(seq 240); do
+	[[ $(stored) -ge $accepted ]] && break
+	# (Without source offsets, e.g. an older broker: wait until the tables
+	# stop growing for 5s.)
+	n=$(sql -tAc "select (select count(*) from pins) + (select count(*) from dead_letters)")
+	if [[ $n -gt 0 && $n -eq $last ]]; then still=$((still + 1)); else still=0; fi
+	[[ $still -ge 10 ]] && break
 	last=$n
+	sleep 0.5
 done
-kill -INT $clean && wait $clean
+kill -INT $streaming && wait $streaming
 kill -INT $ingest && wait $ingest
+
+pins=$(sql -tAc "select count(*) from pins")
+dead=$(sql -tAc "select count(*) from dead_letters")
+offsets=$(sql -tAc "select coalesce(sum(next_offset), 0) from flowrun_offsets where pipeline = 'pinterest-streaming' and sink = 'pins'")
+cat <<EOF
+
+posts accepted by the ingest API:     $accepted
+Kafka messages stored by the sinks:   $offsets   (flowrun_offsets, same transactions as the rows)
+  pins (one per valid unique_id):     $pins   (select count(*) from $schema.pins)
+  later versions of an existing pin:  $((accepted - dead - pins))   (upserted into the same row)
+  dead letters:                       $dead   (select count(*) from $schema.dead_letters)
+EOF
+sql -tAc "select '    ' || rpad(node || ': ' || reason, 40) || count(*) from dead_letters group by node, reason order by count(*) desc"
 echo
-echo "cleaned posts:  $(wc -l <"$out/pins.jsonl") in $out/pins.jsonl"
-echo "dead letters:   $(wc -l <"$out/dead_letters.jsonl") in $out/dead_letters.jsonl"
+echo "Look around: psql \"\$POSTGRES_URL\" -c 'select category, count(*) from $schema.pins group by 1 order by 2 desc'"

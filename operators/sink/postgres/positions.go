@@ -6,46 +6,52 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
 )
 
-// position is the range of one source partition a batch covers.
-type position struct {
-	Source, Topic string
-	Partition     int32
-	First, Last   int64
-}
-
 // positionsOf returns the source positions a batch's ack covers.
-func positionsOf(a *batch.Ack) []position { return nil }
+func positionsOf(a *batch.Ack) []batch.Position { return a.Positions() }
 
 type partKey struct {
 	topic     string
 	partition int32
 }
 
-// eoState is the exactly-once bookkeeping of one transaction: which
-// batches are already stored, and the next offsets the transaction stores.
+// What a transaction does with one pending batch.
+const (
+	doWrite  = iota // new rows: write them
+	doSkip          // every row already stored by an earlier transaction
+	doDedupe        // possibly partly stored: write the rows the table does not hold yet
+)
+
+// eoState is the exactly-once bookkeeping of one transaction: what to do
+// with each batch, and the next offsets the transaction stores.
 type eoState struct {
-	skips []bool
-	next  map[partKey]int64
+	do   []int
+	next map[partKey]int64
 }
 
-func (e *eoState) skip(b int) bool { return e != nil && e.skips[b] }
+func (e *eoState) action(b int) int {
+	if e == nil {
+		return doWrite
+	}
+	return e.do[b]
+}
 
 // readStored locks and reads the stored offsets of the partitions pend
-// covers, and decides which batches are already stored (every partition
-// they cover has a stored next offset past their last offset). It returns
+// covers and decides, per batch: skip it (an upsert or a single-path append
+// whose every position is stored: a replay), write its rows, or write only
+// the rows the table does not hold yet (an append batch that starts below
+// the stored offset: a replay cut differently than the first time, or a
+// dead-letter sink that hears of one input from several nodes). It returns
 // nil when no batch carries positions.
 func (s *Sink) readStored(ctx context.Context, tx pgx.Tx, pend []batch.Batch) (*eoState, error) {
 	var (
-		all    [][]position
 		topics []string
 		have   bool
 	)
 	for _, b := range pend {
-		ps := positionsOf(b.Ack)
-		all = append(all, ps)
-		for _, p := range ps {
+		for _, p := range positionsOf(b.Ack) {
 			have = true
 			if !contains(topics, p.Topic) {
 				topics = append(topics, p.Topic)
@@ -73,19 +79,31 @@ func (s *Sink) readStored(ctx context.Context, tx pgx.Tx, pend []batch.Batch) (*
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	e := &eoState{skips: make([]bool, len(pend)), next: map[partKey]int64{}}
-	for bi, ps := range all {
+	e := &eoState{do: make([]int, len(pend)), next: map[partKey]int64{}}
+	for bi, b := range pend {
+		ps := positionsOf(b.Ack)
 		if len(ps) == 0 {
 			continue
 		}
-		done := true
+		all, some := true, false
 		for _, p := range ps {
-			if n, ok := stored[partKey{p.Topic, p.Partition}]; !ok || n <= p.Last {
-				done = false
+			n, ok := stored[partKey{p.Topic, p.Partition}]
+			if !ok || n <= p.Last {
+				all = false
+			}
+			if ok && n > p.First {
+				some = true
 			}
 		}
-		e.skips[bi] = done
-		if done {
+		switch {
+		case s.deadLetterInput && some:
+			e.do[bi] = doDedupe
+		case all:
+			e.do[bi] = doSkip
+		case some && s.cfg.Mode == "append":
+			e.do[bi] = doDedupe
+		}
+		if !b.Final || e.do[bi] == doSkip {
 			continue
 		}
 		for _, p := range ps {
@@ -121,10 +139,8 @@ func (s *Sink) storePositions(ctx context.Context, tx pgx.Tx, e *eoState) error 
 	return err
 }
 
-func (s *Sink) committed(e *eoState) {}
-
-// StoredOffsets returns the next offset this sink has not stored for every
-// partition of topic it has written (empty when none).
+// StoredOffsets returns, per partition of topic, the next offset this sink
+// has not stored (empty when it has stored none).
 func (s *Sink) StoredOffsets(ctx context.Context, topic string) (map[int32]int64, error) {
 	rows, err := s.pool.Query(ctx, "select partition, next_offset from "+s.offsets.Sanitize()+
 		" where pipeline = $1 and sink = $2 and topic = $3", s.cfg.Pipeline, s.res.Node, topic)
@@ -142,4 +158,18 @@ func (s *Sink) StoredOffsets(ctx context.Context, topic string) (map[int32]int64
 		out[p] = n
 	}
 	return out, rows.Err()
+}
+
+// StoreSink is the sink of a data path: an op.PositionStore, so the source
+// resumes where it stopped writing. (A dead-letter sink, which hears of one
+// input from several nodes, is a plain *Sink: it stores positions and
+// writes replays without duplicates, but lets the source resume from its
+// own committed offsets.)
+type StoreSink struct{ *Sink }
+
+var _ op.PositionStore = StoreSink{}
+
+// Resume implements op.PositionStore.
+func (s StoreSink) Resume(ctx context.Context, source, topic string) (map[int32]int64, error) {
+	return s.StoredOffsets(ctx, topic)
 }

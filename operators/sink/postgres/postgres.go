@@ -52,8 +52,8 @@ its first row. Up to pool_size transactions run at once on separate
 connections; all batches of one source partition go through the same
 connection, so they commit in order.
 
-With create: true the table is created when missing, from the node's
-schema, with the key as primary key. Otherwise the existing table is read
+With create: true the table (and its schema, when the name is qualified) is
+created when missing, from the node's schema, with the key as primary key. Otherwise the existing table is read
 at start and checked: every column of the node must exist with a type that
 can hold it, an upsert needs a primary key or unique index on exactly the
 key columns, and a NOT NULL table column without a default must be written
@@ -74,11 +74,19 @@ back-off (retry_backoff doubling up to 10s) for up to retry_for; after that
 the batches fail and the pipeline stops. Nothing is dropped silently.
 
 Exactly-once: when the batches carry source positions (a kafka source), the
-same transaction records, per source topic and partition, the next offset
-written, in offsets_table (created when missing, in the table's schema)
-under this pipeline's name and this node's name. A batch whose offsets are
-already stored is skipped, and on start and on every partition assignment
-the source resumes from the lowest offset its PostgreSQL sinks stored.
+transaction that writes an input's rows also records, per source topic and
+partition, the next offset written, in offsets_table (created when missing,
+in the table's schema) under this pipeline's name and this node's name; the
+pieces of one input are always committed together. On a replay (after a
+crash or a rebalance) a batch whose offsets are already stored is skipped;
+an append batch that starts below the stored offset (the replay was cut
+differently) inserts only the rows the table does not hold yet (compared on
+every column but a dead letter's time). The sink is an op.PositionStore:
+the source resumes from the lowest offset its sinks stored, on start and on
+every partition assignment. A sink fed only with dead letters (several nodes
+send pieces of one input to it) stores offsets and writes replays without
+duplicates the same way, but leaves the source to resume from its own
+committed offsets, which never pass what the sinks stored.
 
 url is a postgres:// URL or a key=value connection string; empty means
 pgx's usual environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE,
@@ -261,7 +269,16 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 	if !ok {
 		return nil, nil
 	}
-	return nil, func(r op.Resources) (any, error) { return New(r, cfg) }
+	return nil, func(r op.Resources) (any, error) {
+		s, err := New(r, cfg)
+		if err != nil {
+			return nil, err
+		}
+		if s.deadLetterInput {
+			return s, nil
+		}
+		return StoreSink{s}, nil
+	}
 }
 
 func fieldNames(s *arrow.Schema) string {

@@ -201,7 +201,10 @@ func (d *db) open(cfg string, in *arrow.Schema, dl op.DeadLetters) (*Sink, error
 	if err != nil {
 		return nil, err
 	}
-	sk := s.(*Sink)
+	sk, ok := s.(*Sink)
+	if !ok {
+		sk = s.(StoreSink).Sink
+	}
 	d.t.Cleanup(func() { _ = sk.Close(context.Background()) })
 	return sk, nil
 }
@@ -562,4 +565,128 @@ func newProxy(t *testing.T, url string) *proxy {
 		t.Fatalf("cannot route %s through the proxy", RedactURL(url))
 	}
 	return &proxy{Proxy: p, url: u}
+}
+
+// posAck is an ack covering offsets [first, last] of partition part.
+func (a *acks) pos(part int32, first, last int64) *batch.Ack {
+	return a.new().WithPositions(batch.Position{Source: "src", Topic: "tp", Partition: part, First: first, Last: last})
+}
+
+func writeFinal(t *testing.T, s *Sink, rec arrow.RecordBatch, ack *batch.Ack, final bool) {
+	t.Helper()
+	if err := s.Write(context.Background(), batch.Batch{Rec: rec, Ack: ack, Final: final}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func idRows(t *testing.T, mem memory.Allocator, from, to int, tag string) arrow.RecordBatch {
+	t.Helper()
+	var lines []string
+	for i := from; i < to; i++ {
+		lines = append(lines, fmt.Sprintf(`{"id":"k%d","n":%d,"tags":[%q]}`, i, i, tag))
+	}
+	return records(t, mem, schema, lines...)
+}
+
+// TestExactlyOnce: rows and the offsets they cover commit together; a
+// replay (the same offsets again, cut the same way or differently) adds
+// nothing; Resume reports the next offsets; a marker stores positions.
+func TestExactlyOnce(t *testing.T) {
+	for _, mode := range []string{"append", "upsert"} {
+		t.Run(mode, func(t *testing.T) {
+			d := newDB(t)
+			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+			defer mem.AssertSize(t, 0)
+			cfg := `{table: $S.t, create: true, flush_interval: 1h}`
+			if mode == "upsert" {
+				cfg = `{table: $S.t, key: [id], create: true, flush_interval: 1h}`
+			}
+			var a acks
+			s := d.mustOpen(cfg, schema, nil)
+			// Offsets 0..299 of partition 0, rows k0..k299; offsets 0..99 of
+			// partition 1 are a marker (every row was filtered out).
+			writeFinal(t, s, idRows(t, mem, 0, 100, "first"), a.pos(0, 0, 99), true)
+			writeFinal(t, s, idRows(t, mem, 100, 150, "first"), a.pos(0, 100, 199), false) // not final: held
+			if err := s.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := d.strings(`select count(*)::text from $S.t`); got[0] != "100" {
+				t.Fatalf("after a non-final piece: %s rows, want 100 (the piece waits for its ack's last)", got[0])
+			}
+			writeFinal(t, s, idRows(t, mem, 150, 200, "first"), a.pos(0, 100, 199), true)
+			writeFinal(t, s, nil, a.pos(1, 0, 99), true)
+			if err := s.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if n, errs := a.get(); n != 4 || len(errs) > 0 {
+				t.Fatalf("acks %d %v", n, errs)
+			}
+			got, err := StoreSink{s}.Resume(context.Background(), "src", "tp")
+			if err != nil || got[0] != 200 || got[1] != 100 || len(got) != 2 {
+				t.Fatalf("Resume = %v, %v; want 0:200 1:100", got, err)
+			}
+			_ = s.Close(context.Background())
+
+			// A restart replays from offset 100, cut differently: [100,249]
+			// holds k100..k249, of which k100..k199 are stored already.
+			s2 := d.mustOpen(cfg, schema, nil)
+			writeFinal(t, s2, idRows(t, mem, 0, 100, "replay"), a.pos(0, 0, 99), true)
+			writeFinal(t, s2, idRows(t, mem, 100, 250, "first"), a.pos(0, 100, 249), true)
+			writeFinal(t, s2, idRows(t, mem, 250, 300, "first"), a.pos(0, 250, 299), true)
+			if err := s2.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := d.strings(`select count(*)::text || ' ' || count(distinct id)::text || ' ' || count(*) filter (where tags = '{replay}')::text from $S.t`); got[0] != "300 300 0" {
+				t.Fatalf("rows, distinct ids, replayed = %s, want 300 300 0", got[0])
+			}
+			if got := d.strings(`select partition || ':' || next_offset from $S.flowrun_offsets where pipeline = 'test' and sink = 'sink' order by 1`); strings.Join(got, " ") != "0:300 1:100" {
+				t.Fatalf("offsets %v", got)
+			}
+		})
+	}
+}
+
+// TestDeadLetterSinkExactlyOnce: a dead-letter sink hears of one input from
+// several nodes (each piece final on its own path) and replays of them:
+// every dead letter is stored once.
+func TestDeadLetterSinkExactlyOnce(t *testing.T) {
+	d := newDB(t)
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	dl := func(node string, recs ...string) arrow.RecordBatch {
+		var lines []string
+		for _, r := range recs {
+			lines = append(lines, fmt.Sprintf(`{"record":%q,"node":%q,"reason":"bad","time":"2026-01-01T00:00:00Z"}`, r, node))
+		}
+		return records(t, mem, types.DeadLetterSchema, lines...)
+	}
+	var a acks
+	open := func() *Sink {
+		s := d.mustOpen(`{table: $S.dead, create: true}`, types.DeadLetterSchema, nil)
+		if _, isStore := any(s).(op.PositionStore); isStore {
+			t.Fatal("a dead-letter sink must not be a position store")
+		}
+		return s
+	}
+	s := open()
+	ack := a.pos(0, 0, 99)
+	ack.Retain(1)
+	writeFinal(t, s, dl("clean", "r1", "r2"), ack, true)
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	writeFinal(t, s, dl("valid", "r3"), ack, true) // a second node's piece of the same input
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close(context.Background())
+	s2 := open()
+	writeFinal(t, s2, dl("clean", "r1", "r2"), a.pos(0, 0, 49), true)
+	writeFinal(t, s2, dl("valid", "r3", "r4"), a.pos(0, 50, 149), true)
+	if err := s2.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.strings(`select string_agg(node || '/' || record, ' ' order by record) from $S.dead`); got[0] != "clean/r1 clean/r2 valid/r3 valid/r4" {
+		t.Fatalf("dead letters: %s", got[0])
+	}
 }

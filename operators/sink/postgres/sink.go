@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/flowrun/flowrun/dsl/types"
 	"github.com/flowrun/flowrun/operators/codec/jsonenc"
 	"github.com/flowrun/flowrun/runtime/batch"
 	"github.com/flowrun/flowrun/runtime/op"
@@ -43,7 +44,11 @@ type Sink struct {
 	keep    []bool // column i is in keep: the first row of a key gives it
 	keyIdx  []int
 	merge   string // upsert: INSERT … SELECT … ON CONFLICT
+	dedupe  string // replays of an append: INSERT … SELECT … WHERE NOT EXISTS
 	enc     *jsonenc.Encoder
+	// deadLetterInput: the sink stores dead letters (record, node, reason,
+	// time), which several nodes send for one input.
+	deadLetterInput bool
 
 	workers []*worker
 	rr      atomic.Uint64
@@ -81,7 +86,8 @@ func New(r op.Resources, cfg Config) (*Sink, error) {
 		offsets = pgx.Identifier{table[0], offsets[0]}
 	}
 	s := &Sink{cfg: cfg, res: r, table: table, offsets: offsets,
-		stage: pgx.Identifier{"pg_temp", stageName}, enc: jsonenc.NewEncoder(cfg.Schema), seed: maphash.MakeSeed()}
+		stage: pgx.Identifier{"pg_temp", stageName}, enc: jsonenc.NewEncoder(cfg.Schema), seed: maphash.MakeSeed(),
+		deadLetterInput: cfg.Schema.Equal(types.DeadLetterSchema)}
 	for _, f := range cfg.Schema.Fields() {
 		m, _ := mapOf(f.Type)
 		s.cols = append(s.cols, f.Name)
@@ -113,13 +119,11 @@ func New(r op.Resources, cfg Config) (*Sink, error) {
 	}
 
 	pcfg.MaxConns = int32(cfg.PoolSize) + 1 // one spare for offset look-ups
-	if cfg.Mode == "upsert" {
-		create := fmt.Sprintf("create temp table if not exists %s on commit delete rows as select %s from %s with no data",
-			pgx.Identifier{stageName}.Sanitize(), quoteList(s.cols), s.table.Sanitize())
-		pcfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-			_, err := c.Exec(ctx, create)
-			return err
-		}
+	create := fmt.Sprintf("create temp table if not exists %s on commit delete rows as select %s from %s with no data",
+		pgx.Identifier{stageName}.Sanitize(), quoteList(s.cols), s.table.Sanitize())
+	pcfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, create)
+		return err
 	}
 	s.pool, err = pgxpool.NewWithConfig(context.Background(), pcfg)
 	if err != nil {
@@ -127,7 +131,7 @@ func New(r op.Resources, cfg Config) (*Sink, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for range cfg.PoolSize {
-		w := &worker{s: s, in: make(chan batch.Batch, 4), flush: make(chan chan struct{})}
+		w := &worker{s: s, in: make(chan held, 4), flush: make(chan chan struct{})}
 		s.workers = append(s.workers, w)
 		s.wg.Add(1)
 		go w.run()
@@ -144,6 +148,11 @@ func (s *Sink) prepareTable(ctx context.Context, c *pgx.Conn) error {
 	if info == nil {
 		if !s.cfg.Create {
 			return fmt.Errorf("table %s does not exist: set create: true, or create it:\n  %s", s.table.Sanitize(), s.createSQL())
+		}
+		if len(s.table) == 2 {
+			if _, err := c.Exec(ctx, "create schema if not exists "+pgx.Identifier{s.table[0]}.Sanitize()); err != nil && !alreadyExists(err) {
+				return fmt.Errorf("create schema %s: %w", pgx.Identifier{s.table[0]}.Sanitize(), err)
+			}
 		}
 		if _, err := c.Exec(ctx, s.createSQL()); err != nil && !alreadyExists(err) {
 			return fmt.Errorf("create table %s: %w", s.table.Sanitize(), err)
@@ -164,6 +173,7 @@ func (s *Sink) prepareTable(ctx context.Context, c *pgx.Conn) error {
 	if s.cfg.Mode == "upsert" {
 		s.merge = s.mergeSQL()
 	}
+	s.dedupe = s.dedupeSQL()
 	if _, err := c.Exec(ctx, offsetsSQL(s.offsets)); err != nil && !alreadyExists(err) {
 		return fmt.Errorf("create offsets table %s: %w", s.offsets.Sanitize(), err)
 	}
@@ -189,6 +199,23 @@ func (s *Sink) mergeSQL() string {
 		b.WriteString("do update set " + strings.Join(set, ", "))
 	}
 	return b.String()
+}
+
+// dedupeSQL inserts the staged rows the table does not hold yet. Rows are
+// compared on every column, except a dead letter's time (when it was
+// refused, which differs on a replay).
+func (s *Sink) dedupeSQL() string {
+	var cond []string
+	for _, c := range s.cols {
+		if s.deadLetterInput && c == types.DeadTime {
+			continue
+		}
+		q := pgx.Identifier{c}.Sanitize()
+		cond = append(cond, "t."+q+" is not distinct from s."+q)
+	}
+	cols := quoteList(s.cols)
+	return fmt.Sprintf("insert into %s (%s) select %s from %s s where not exists (select 1 from %s t where %s)",
+		s.table.Sanitize(), cols, cols, s.stage.Sanitize(), s.table.Sanitize(), strings.Join(cond, " and "))
 }
 
 func alreadyExists(err error) bool {
@@ -220,18 +247,34 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 		b.Release(err)
 		return err
 	}
-	if b.Rows() == 0 {
-		b.Release(nil)
+	if b.Rows() == 0 && !(b.Final && len(positionsOf(b.Ack)) > 0) {
+		// Nothing to write and no positions to store.
+		if b.Rec != nil {
+			b.Rec.Release()
+		}
+		b.Ack.Done(nil)
 		return nil
 	}
+	// What the workers hold is charged to the pipeline's budget until the
+	// transaction commits; bounded by rows_per_transaction and the
+	// workers' queues, so it is charged without waiting.
+	n := b.Bytes()
+	s.res.Memory.Charge(n)
 	w := s.pick(b)
 	select {
-	case w.in <- b:
+	case w.in <- held{b: b, bytes: n}:
 		return nil
 	case <-ctx.Done():
+		s.res.Memory.Release(n)
 		b.Release(ctx.Err())
 		return ctx.Err()
 	}
+}
+
+// held is a batch a worker holds, with the bytes charged for it.
+type held struct {
+	b     batch.Batch
+	bytes int64
 }
 
 // pick keeps each source partition on one worker so its transactions
@@ -308,59 +351,84 @@ func (s *Sink) Close(ctx context.Context) error {
 // worker owns one stream of transactions.
 type worker struct {
 	s     *Sink
-	in    chan batch.Batch
+	in    chan held
 	flush chan chan struct{}
+}
+
+// closes tells whether a transaction may end after b: b is the last piece
+// of its ack's rows, or carries no positions. An ack's pieces are committed
+// together, so its rows are never stored without its positions.
+func closes(b batch.Batch) bool {
+	return b.Final || len(positionsOf(b.Ack)) == 0
 }
 
 func (w *worker) run() {
 	defer w.s.wg.Done()
 	var (
-		pend  []batch.Batch
+		pend  []held
 		rows  int
 		timer = time.NewTimer(time.Hour)
 	)
 	timer.Stop()
 	defer timer.Stop()
-	commit := func() {
+	// commit writes the pending batches up to the last one that closes its
+	// ack (all of them when all is set: the input ended).
+	commit := func(all bool) {
+		end := len(pend)
+		if !all {
+			for end > 0 && !closes(pend[end-1].b) {
+				end--
+			}
+		}
+		if end == 0 {
+			return
+		}
 		timer.Stop()
-		w.s.commit(pend)
-		pend, rows = nil, 0
+		w.s.commit(pend[:end])
+		rest := append([]held(nil), pend[end:]...)
+		pend, rows = rest, 0
+		for _, h := range pend {
+			rows += h.b.Rows()
+		}
+		if len(pend) > 0 {
+			timer.Reset(w.s.cfg.FlushInterval)
+		}
 	}
-	add := func(b batch.Batch) {
+	add := func(h held) {
 		if len(pend) == 0 {
 			timer.Reset(w.s.cfg.FlushInterval)
 		}
-		pend = append(pend, b)
-		rows += b.Rows()
+		pend = append(pend, h)
+		rows += h.b.Rows()
 		if rows >= w.s.cfg.TxnRows {
-			commit()
+			commit(false)
 		}
 	}
 	for {
 		select {
-		case b, ok := <-w.in:
+		case h, ok := <-w.in:
 			if !ok {
-				commit()
+				commit(true)
 				return
 			}
-			add(b)
+			add(h)
 		case <-timer.C:
-			commit()
+			commit(false)
 		case reply := <-w.flush:
 			// Everything written before Flush is in the channel already.
 		drain:
 			for {
 				select {
-				case b, ok := <-w.in:
+				case h, ok := <-w.in:
 					if !ok {
 						break drain
 					}
-					add(b)
+					add(h)
 				default:
 					break drain
 				}
 			}
-			commit()
+			commit(false)
 			close(reply)
 		}
 	}
@@ -374,13 +442,18 @@ type reject struct {
 
 // commit writes pend in one transaction (retrying), sends refused rows to
 // the dead-letter output and acknowledges every batch.
-func (s *Sink) commit(pend []batch.Batch) {
-	if len(pend) == 0 {
+func (s *Sink) commit(hs []held) {
+	if len(hs) == 0 {
 		return
 	}
+	pend := make([]batch.Batch, len(hs))
+	for i, h := range hs {
+		pend[i] = h.b
+	}
 	release := func(err error) {
-		for _, b := range pend {
-			b.Release(err)
+		for _, h := range hs {
+			h.b.Release(err)
+			s.res.Memory.Release(h.bytes)
 		}
 	}
 	if err := s.failed(); err != nil {
@@ -569,9 +642,12 @@ func (s *Sink) writeTxn(ctx context.Context, pend []batch.Batch) ([]reject, erro
 	if err != nil {
 		return nil, err
 	}
-	rows := s.plan(pend, eo)
+	rows, dd := s.plan(pend, eo)
 	if len(rows) > 0 {
-		err = s.writeRows(ctx, tx, pend, rows, false)
+		err = s.writeRows(ctx, tx, pend, rows, false, false)
+	}
+	if err == nil && len(dd) > 0 {
+		err = s.writeRows(ctx, tx, pend, dd, true, false)
 	}
 	var rejects []reject
 	if err != nil {
@@ -588,8 +664,11 @@ func (s *Sink) writeTxn(ctx context.Context, pend []batch.Batch) ([]reject, erro
 		if eo, err = s.readStored(ctx, tx, pend); err != nil {
 			return nil, err
 		}
-		rows = s.plan(pend, eo)
-		if err := s.bisect(ctx, tx, pend, rows, &rejects); err != nil {
+		rows, dd = s.plan(pend, eo)
+		if err := s.bisect(ctx, tx, pend, rows, false, &rejects); err != nil {
+			return nil, err
+		}
+		if err := s.bisect(ctx, tx, pend, dd, true, &rejects); err != nil {
 			return nil, err
 		}
 		if len(rejects) > 0 && s.res.DeadLetters == nil {
@@ -604,7 +683,6 @@ func (s *Sink) writeTxn(ctx context.Context, pend []batch.Batch) ([]reject, erro
 	if err := tx.Commit(ctx); err != nil {
 		return nil, err
 	}
-	s.committed(eo)
 	return rejects, nil
 }
 
@@ -624,7 +702,7 @@ func truncate(s string, n int) string {
 // bisect writes rows under a savepoint; when that fails on a row's data it
 // splits them (at the row the error names, else in halves) until every bad
 // row stands alone, and collects those as rejects.
-func (s *Sink) bisect(ctx context.Context, tx pgx.Tx, pend []batch.Batch, rows []rowRef, out *[]reject) error {
+func (s *Sink) bisect(ctx context.Context, tx pgx.Tx, pend []batch.Batch, rows []rowRef, dedupe bool, out *[]reject) error {
 	if len(rows) == 0 {
 		return nil
 	}
@@ -632,7 +710,7 @@ func (s *Sink) bisect(ctx context.Context, tx pgx.Tx, pend []batch.Batch, rows [
 	if err != nil {
 		return err
 	}
-	err = s.writeRows(ctx, sp, pend, rows, true)
+	err = s.writeRows(ctx, sp, pend, rows, dedupe, true)
 	if err == nil {
 		return sp.Commit(ctx)
 	}
@@ -647,28 +725,30 @@ func (s *Sink) bisect(ctx context.Context, tx pgx.Tx, pend []batch.Batch, rows [
 		return nil
 	}
 	if i, ok := failedRow(err, len(rows)); ok {
-		if err := s.bisect(ctx, tx, pend, rows[:i], out); err != nil {
+		if err := s.bisect(ctx, tx, pend, rows[:i], dedupe, out); err != nil {
 			return err
 		}
-		if err := s.bisect(ctx, tx, pend, rows[i:i+1], out); err != nil {
+		if err := s.bisect(ctx, tx, pend, rows[i:i+1], dedupe, out); err != nil {
 			return err
 		}
-		return s.bisect(ctx, tx, pend, rows[i+1:], out)
+		return s.bisect(ctx, tx, pend, rows[i+1:], dedupe, out)
 	}
 	mid := len(rows) / 2
-	if err := s.bisect(ctx, tx, pend, rows[:mid], out); err != nil {
+	if err := s.bisect(ctx, tx, pend, rows[:mid], dedupe, out); err != nil {
 		return err
 	}
-	return s.bisect(ctx, tx, pend, rows[mid:], out)
+	return s.bisect(ctx, tx, pend, rows[mid:], dedupe, out)
 }
 
 // writeRows copies rows into the table (append) or into the stage and
-// merges them (upsert). clear empties the stage afterwards, for use under
-// savepoints (a commit empties it otherwise).
-func (s *Sink) writeRows(ctx context.Context, tx pgx.Tx, pend []batch.Batch, rows []rowRef, clear bool) error {
+// merges them (upsert), or with dedupe inserts from the stage the rows the
+// table does not hold yet. clear empties the stage afterwards, for use
+// under savepoints (a commit empties it otherwise).
+func (s *Sink) writeRows(ctx context.Context, tx pgx.Tx, pend []batch.Batch, rows []rowRef, dedupe, clear bool) error {
 	src := s.newSource(pend, rows)
+	staged := dedupe || s.cfg.Mode == "upsert"
 	target := s.table
-	if s.cfg.Mode == "upsert" {
+	if staged {
 		target = s.stage
 	}
 	_, err := tx.CopyFrom(ctx, target, s.cols, src)
@@ -678,10 +758,14 @@ func (s *Sink) writeRows(ctx context.Context, tx pgx.Tx, pend []batch.Batch, row
 		}
 		return err
 	}
-	if s.cfg.Mode != "upsert" {
+	if !staged {
 		return nil
 	}
-	if _, err := tx.Exec(ctx, s.merge); err != nil {
+	then := s.merge
+	if dedupe {
+		then = s.dedupe
+	}
+	if _, err := tx.Exec(ctx, then); err != nil {
 		return err
 	}
 	if clear {
@@ -690,24 +774,32 @@ func (s *Sink) writeRows(ctx context.Context, tx pgx.Tx, pend []batch.Batch, row
 	return err
 }
 
-// plan lists the rows to write: those of batches not yet stored, and for
-// an upsert only the last row of each key (last wins).
-func (s *Sink) plan(pend []batch.Batch, eo *eoState) []rowRef {
+// plan lists the rows to write (rows) and, for an append, those to write
+// only if the table does not hold them yet (dd): batches already stored are
+// left out, and for an upsert only the last row of each key is kept (last
+// wins).
+func (s *Sink) plan(pend []batch.Batch, eo *eoState) (rows, dd []rowRef) {
 	n := 0
 	for _, b := range pend {
 		n += b.Rows()
 	}
-	rows := make([]rowRef, 0, n)
+	rows = make([]rowRef, 0, n)
 	for bi, b := range pend {
-		if eo.skip(bi) {
+		act := eo.action(bi)
+		if act == doSkip {
 			continue
 		}
 		for r := range b.Rows() {
-			rows = append(rows, rowRef{int32(bi), int32(r), int32(bi), int32(r)})
+			ref := rowRef{int32(bi), int32(r), int32(bi), int32(r)}
+			if act == doDedupe {
+				dd = append(dd, ref)
+			} else {
+				rows = append(rows, ref)
+			}
 		}
 	}
 	if s.cfg.Mode != "upsert" || len(rows) < 2 {
-		return rows
+		return rows, dd
 	}
 	last := make(map[string]int, len(rows))
 	first := make(map[string]int, len(rows))
@@ -727,7 +819,7 @@ func (s *Sink) plan(pend []batch.Batch, eo *eoState) []rowRef {
 		}
 	}
 	if len(last) == len(rows) {
-		return rows
+		return rows, dd
 	}
 	out := rows[:0]
 	for i, ref := range rows {
@@ -739,7 +831,7 @@ func (s *Sink) plan(pend []batch.Batch, eo *eoState) []rowRef {
 			out = append(out, ref)
 		}
 	}
-	return out
+	return out, dd
 }
 
 // keyOf renders row's key columns as one string; ok is false when a key
@@ -780,6 +872,9 @@ type copySource struct {
 func (s *Sink) newSource(pend []batch.Batch, rows []rowRef) *copySource {
 	src := &copySource{s: s, rows: rows, i: -1, vals: make([]any, len(s.cols)), cols: make([][]column, len(pend))}
 	for bi, b := range pend {
+		if b.Rec == nil {
+			continue // a position marker
+		}
 		cs := make([]column, len(s.cols))
 		for c := range cs {
 			cs[c] = column{kind: s.kinds[c], arr: b.Rec.Column(c)}
