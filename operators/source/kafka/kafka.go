@@ -785,6 +785,12 @@ func (c *claim) mark() error {
 	if c.s.onMark != nil {
 		c.s.onMark(c.tp, c.marked, c.tr.ackedPending())
 	}
+	if errors.Is(err, batch.ErrDropped) {
+		// Abandoned because the run is stopping (a window drops its open
+		// state on a graceful stop): not a failure. The batch and every
+		// later one stay uncommitted and are read again on restart.
+		return nil
+	}
 	if err != nil {
 		err = fmt.Errorf("kafka: batch of %s ending at offset %d failed; it and later offsets stay uncommitted and are read again on restart: %w", c.tp, end, err)
 		c.s.fail(err)

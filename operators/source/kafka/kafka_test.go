@@ -548,3 +548,38 @@ func TestInFlightBound(t *testing.T) {
 		})
 	}
 }
+
+// TestDroppedAckIsNotAFailure: a batch abandoned with batch.ErrDropped (a
+// window dropping its open state on a graceful stop) stays uncommitted,
+// with everything after it, but does not make the stop an error.
+func TestDroppedAckIsNotAFailure(t *testing.T) {
+	topic := kafkatest.Topic(t)
+	addrs := embedded(t, topic)
+	produceTo(t, addrs, topic, 0, `{"id": 0}`, `{"id": 1}`, `{"id": 2}`, `{"id": 3}`)
+	cfg := jsonConfig([]string{"embedded"}, topic, "g-dropped")
+	cfg.Linger = time.Hour
+	schema := OutputSchema(cfg)
+	out := &kafkatest.Output{S: schema, Hold: true}
+	defer out.Release()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src := New(resources(t, memory.DefaultAllocator, 2, false), cfg, schema)
+	errc := make(chan error, 1)
+	go func() { errc <- src.Run(ctx, out) }()
+	out.WaitBatches(t, 2, 15*time.Second)
+	out.Ack(0, nil)
+	waitCommitted(t, addrs, "g-dropped", topic, 2)
+	out.Ack(1, batch.ErrDropped)
+	cancel()
+	select {
+	case err := <-errc:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run = %v after a dropped batch, want a clean stop", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("source did not stop")
+	}
+	if got := committed(t, addrs, "g-dropped", topic, 0); got != 2 {
+		t.Fatalf("committed %d, want 2: the dropped batch is read again on restart", got)
+	}
+}

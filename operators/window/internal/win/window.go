@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,10 +25,38 @@ import (
 const noTime = math.MinInt64
 
 // PartitionOf names the source partition a batch came from, for per-partition
-// watermarks. Batches of one partition arrive in order; the watermark of the
-// node is the minimum over its partitions that are not idle. The default
-// treats the node's whole input as one partition.
-var PartitionOf = func(b batch.Batch) string { return "" }
+// watermarks: the batch's source positions (source node, topic, partition).
+// Batches of one partition arrive in order; the watermark of the node is the
+// minimum over its partitions that are not idle. A batch without positions
+// (a file, the generator) counts as one partition per node; a batch whose
+// rows come from several partitions (merged upstream) counts as one
+// partition named after all of them. Tests may replace it.
+var PartitionOf = func(b batch.Batch) string {
+	ps := b.Ack.Positions()
+	if len(ps) == 0 {
+		return ""
+	}
+	first := ps[0]
+	names := []string(nil)
+	for _, p := range ps[1:] {
+		if p.Source != first.Source || p.Topic != first.Topic || p.Partition != first.Partition {
+			if names == nil {
+				names = []string{partName(first)}
+			}
+			if n := partName(p); !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+	}
+	if names == nil {
+		return partName(first)
+	}
+	return strings.Join(names, "+")
+}
+
+func partName(p batch.Position) string {
+	return p.Source + "/" + p.Topic + "/" + strconv.Itoa(int(p.Partition))
+}
 
 type part struct {
 	max  int64     // highest event time seen, noTime before the first
@@ -38,6 +67,10 @@ type keyEntry struct {
 	enc  string
 	vals []any
 	refs int32 // live slots of this key
+	// str and null are the value of a single string key, for sorting
+	// without boxing.
+	str  string
+	null bool
 }
 
 type slot struct {
@@ -91,6 +124,7 @@ type Window struct {
 	dead    []int32         // their frees, deferred past the batch's adds
 	touched []int32         // sessions this batch added to
 
+	strKey  bool // one key column, a string
 	parts   map[string]*part
 	wm      int64
 	seq     uint64
@@ -115,6 +149,7 @@ func New(cfg *Config, r op.Resources) *Window {
 	w := &Window{cfg: cfg, res: r, keyIDs: map[string]int32{}, bySK: map[skey]int32{},
 		units: map[int64]*unit{}, sess: map[int32][]int32{}, fwd: map[int32]int32{},
 		parts: map[string]*part{}, wm: noTime, fixed: 96}
+	w.strKey = len(cfg.Keys) == 1 && cfg.In.Field(cfg.Keys[0]).Type.ID() == arrow.STRING
 	for i := range cfg.Aggs {
 		a := newAcc(&cfg.Aggs[i])
 		w.accs = append(w.accs, a)
@@ -420,6 +455,10 @@ func (w *Window) keyID(enc string, rec arrow.RecordBatch, r int) int32 {
 		vals[i] = arrowx.NewGetter(rec.Column(k))(r)
 	}
 	e := keyEntry{enc: enc, vals: vals}
+	if len(vals) == 1 {
+		e.str, _ = vals[0].(string)
+		e.null = vals[0] == nil
+	}
 	var id int32
 	if n := len(w.freeKeys); n > 0 {
 		id = w.freeKeys[n-1]
@@ -750,11 +789,26 @@ func (w *Window) build(slotsOut []int32) (arrow.RecordBatch, error) {
 
 // keyCmp orders keys column by column, nulls first.
 func (w *Window) keyCmp(a, b int32) int {
+	if w.strKey {
+		x, y := &w.keys[a], &w.keys[b]
+		switch {
+		case x.null || y.null:
+			return cmp.Compare(btoi(!x.null), btoi(!y.null))
+		}
+		return strings.Compare(x.str, y.str)
+	}
 	x, y := w.keys[a].vals, w.keys[b].vals
 	for i := range x {
 		if c := compareAny(x[i], y[i]); c != 0 {
 			return c
 		}
+	}
+	return 0
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
 	}
 	return 0
 }

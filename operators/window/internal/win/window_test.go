@@ -45,6 +45,11 @@ var (
 // prepare decodes config against p's spec and runs Prepare on schema.
 func prepare(t testing.TB, p *op.Plugin, config string) (op.Constructor, source.Errors) {
 	t.Helper()
+	return prepareOn(t, p, config, schema)
+}
+
+func prepareOn(t testing.TB, p *op.Plugin, config string, schema *arrow.Schema) (op.Constructor, source.Errors) {
+	t.Helper()
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(config), &doc); err != nil {
 		t.Fatal(err)
@@ -312,13 +317,15 @@ func TestAggregates(t *testing.T) {
 func TestIdlePartition(t *testing.T) {
 	clock := op.NewManualClock(t0)
 	w := build(t, tumbling.Plugin, `{size: 1m, key: [category], event_time: ts, idle_timeout: 30s, aggregate: {n: count()}}`, clock)
-	parts := map[*batch.Ack]string{}
-	win.PartitionOf = func(b batch.Batch) string { return parts[b.Ack] }
-	t.Cleanup(func() { win.PartitionOf = func(batch.Batch) string { return "" } })
 	o := &out{}
+	offset := map[string]int64{}
 	send := func(p string, evs ...ev) {
-		ack := batch.NewAck(nil)
-		parts[ack] = p
+		part := int32(0)
+		if p == "p1" {
+			part = 1
+		}
+		ack := batch.NewAck(nil).WithPositions(batch.Position{Source: "posts", Topic: "pins", Partition: part, First: offset[p], Last: offset[p] + int64(len(evs)) - 1})
+		offset[p] += int64(len(evs))
 		if err := w.Process(context.Background(), batch.Batch{Rec: record(t, evs), Ack: ack}, o); err != nil {
 			t.Fatal(err)
 		}

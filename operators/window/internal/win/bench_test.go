@@ -1,0 +1,138 @@
+package win_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/flowrun/flowrun/dsl/types"
+	"github.com/flowrun/flowrun/operators/window/internal/win"
+	"github.com/flowrun/flowrun/operators/window/tumbling"
+	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
+)
+
+var pinSchema = arrow.NewSchema([]arrow.Field{
+	{Name: "unique_id", Type: arrow.BinaryTypes.String, Nullable: true},
+	{Name: "category", Type: arrow.BinaryTypes.String, Nullable: true},
+	{Name: "follower_count", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	{Name: "is_image_or_video", Type: arrow.BinaryTypes.String, Nullable: true},
+	{Name: "video", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	{Name: "ingested_at", Type: types.Timestamp, Nullable: true},
+}, nil)
+
+// pinBatches builds n decoded batches of 1024 posts with keys distinct
+// categories; event time advances perBatch per batch.
+func pinBatches(n, keys int, perBatch time.Duration) []arrow.RecordBatch {
+	rng := rand.New(rand.NewPCG(1, 2))
+	cats := make([]string, keys)
+	for i := range cats {
+		cats[i] = fmt.Sprintf("category-%d", i)
+	}
+	media := []string{"image", "video", "story"}
+	mem := memory.NewGoAllocator()
+	out := make([]arrow.RecordBatch, n)
+	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range out {
+		b := array.NewRecordBuilder(mem, pinSchema)
+		for r := range 1024 {
+			m := media[rng.IntN(3)]
+			b.Field(0).(*array.StringBuilder).Append(fmt.Sprintf("%08x-aaaa-bbbb-cccc-%012x", i, r))
+			b.Field(1).(*array.StringBuilder).Append(cats[rng.IntN(keys)])
+			b.Field(2).(*array.Int64Builder).Append(int64(rng.IntN(1_000_000)))
+			b.Field(3).(*array.StringBuilder).Append(m)
+			v := int64(0)
+			if m != "image" {
+				v = 1
+			}
+			b.Field(4).(*array.Int64Builder).Append(v)
+			b.Field(5).(*array.TimestampBuilder).Append(arrow.Timestamp(ts.Add(perBatch * time.Duration(i)).Add(time.Duration(r) * perBatch / 1024).UnixMicro()))
+		}
+		out[i] = b.NewRecordBatch()
+		b.Release()
+	}
+	return out
+}
+
+type discardOut struct{ rows int }
+
+func (d *discardOut) Schema() *arrow.Schema { return nil }
+func (d *discardOut) Emit(_ context.Context, b batch.Batch) error {
+	d.rows += b.Rows()
+	b.Release(nil)
+	return nil
+}
+func (d *discardOut) Reject(string, string) error { return nil }
+
+// BenchmarkTumbling: records/s into a keyed 1-minute tumbling window with 5
+// aggregates over decoded Pinterest posts, and the peak heap it needs.
+func BenchmarkTumbling(b *testing.B) {
+	for _, c := range []struct {
+		keys     int
+		perBatch time.Duration // event time per batch of 1024
+	}{
+		{13, 10 * time.Millisecond},     // the real categories, ~100k posts/s of event time
+		{1000, 10 * time.Millisecond},   // 6M rows per window
+		{1_000_000, 10 * time.Millisecond},
+	} {
+		b.Run(fmt.Sprintf("keys=%d", c.keys), func(b *testing.B) {
+			const nb = 512
+			batches := pinBatches(nb, c.keys, c.perBatch)
+			cfg := `{size: 1m, key: [category], event_time: ingested_at, max_state_rows: 2000000, max_state_bytes: 1GiB,
+			  aggregate: {posts: count(), total_followers: sum(follower_count), avg_followers: avg(follower_count), video_share: avg(video), max_followers: max(follower_count)}}`
+			w := buildPins(b, cfg)
+			out := &discardOut{}
+			ctx := context.Background()
+			var ms runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			base := ms.HeapInuse
+			peak := uint64(0)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				rec := batches[i%nb]
+				rec.Retain()
+				if err := w.Process(ctx, batch.Batch{Rec: rec, Ack: batch.NewAck(nil)}, out); err != nil {
+					b.Fatal(err)
+				}
+				if i%nb == nb-1 {
+					// The batches repeat: end the input (emitting what is
+					// open) and start again on a fresh window.
+					runtime.ReadMemStats(&ms)
+					peak = max(peak, ms.HeapInuse)
+					if err := w.End(ctx, op.EndOfInput, out); err != nil {
+						b.Fatal(err)
+					}
+					w = buildPins(b, cfg)
+				}
+			}
+			b.StopTimer()
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+			b.ReportMetric(float64(b.N)*1024/b.Elapsed().Seconds(), "records/s")
+			b.ReportMetric(float64(peak-min(base, peak))/(1<<20), "peak-MiB")
+			b.ReportMetric(float64(w.StateBytes())/(1<<20), "state-MiB")
+		})
+	}
+}
+
+func buildPins(b *testing.B, cfg string) *win.Window {
+	b.Helper()
+	ctor, errs := prepareOn(b, tumbling.Plugin, cfg, pinSchema)
+	if len(errs) > 0 {
+		b.Fatal(errs.Render())
+	}
+	n, err := ctor(op.Resources{Node: "w", Alloc: memory.NewGoAllocator(), BatchRows: 4096, Clock: op.NewManualClock(time.Now())})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n.(*win.Window)
+}
