@@ -78,8 +78,8 @@ func BenchmarkTumbling(b *testing.B) {
 		keys     int
 		perBatch time.Duration // event time per batch of 1024
 	}{
-		{13, 10 * time.Millisecond},     // the real categories, ~100k posts/s of event time
-		{1000, 10 * time.Millisecond},   // 6M rows per window
+		{13, 10 * time.Millisecond},   // the real categories, ~100k posts/s of event time
+		{1000, 10 * time.Millisecond}, // 6M rows per window
 		{1_000_000, 10 * time.Millisecond},
 	} {
 		b.Run(fmt.Sprintf("keys=%d", c.keys), func(b *testing.B) {
