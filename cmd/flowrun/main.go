@@ -45,6 +45,8 @@ transforms, windows and sinks as a DAG of goroutines passing Arrow batches.`,
 	root.AddCommand(
 		newValidateCmd(reg),
 		newRunCmd(reg),
+		newScheduleCmd(reg),
+		newRunsCmd(),
 		newGraphCmd(reg),
 		newSchemaCmd(reg),
 		newTestCmd(reg),

@@ -32,6 +32,15 @@ type runFlags struct {
 	logLevel     string
 	cpuProfile   string
 	embedded     string
+	interval     string
+	force        bool
+	// vars take precedence over --set and the environment (INTERVAL_*).
+	vars map[string]string
+	// rows, when set, receives the rows per node at the end of the run.
+	rows func(map[string]int64)
+	// stopIsError: a stop (signal, cancelled ctx) before the input's end
+	// fails the run (an interval run must not be recorded as done).
+	stopIsError bool
 }
 
 func newRunCmd(reg *op.Registry) *cobra.Command {
@@ -55,9 +64,17 @@ filtered + dead letters.`,
   flowrun run pipelines/pinterest_clean.yaml --once --set OUT=/tmp/clean`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.interval != "" {
+				return runInterval(cmd.Context(), reg, args[0], f, cmd.ErrOrStderr())
+			}
+			if f.force {
+				return fmt.Errorf("--force goes with --interval")
+			}
 			return runPipeline(cmd.Context(), reg, args[0], f, cmd.ErrOrStderr())
 		},
 	}
+	cmd.Flags().StringVar(&f.interval, "interval", "", "run one interval of the pipeline's schedule by hand (backfill): its start, e.g. 2026-11-24 for @daily; implies --once and records the run in the history")
+	cmd.Flags().BoolVar(&f.force, "force", false, "with --interval: run an interval that already succeeded again")
 	cmd.Flags().StringArrayVar(&f.sets, "set", nil, "override a variable: NAME=VALUE (repeatable)")
 	cmd.Flags().BoolVar(&f.once, "once", false, "read unbounded sources up to their current end, then stop (batch mode)")
 	cmd.Flags().IntVar(&f.batchRows, "batch-rows", 1024, "rows per batch emitted by sources")
@@ -76,7 +93,7 @@ func runPipeline(ctx context.Context, reg *op.Registry, path string, f runFlags,
 			return err
 		}
 	}
-	res, errs, err := loadPipelineFor(validate.Options{Once: f.once}, path, f.sets, reg)
+	res, errs, err := loadPipelineFor(validate.Options{Once: f.once}, path, f.sets, f.vars, reg)
 	if err != nil {
 		return err
 	}
@@ -126,10 +143,29 @@ func runPipeline(ctx context.Context, reg *op.Registry, path string, f runFlags,
 	runErr := p.Run(ctx)
 	close(progressDone)
 	<-progressStopped
+	if f.rows != nil {
+		f.rows(nodeRows(p))
+	}
+	if runErr == nil && f.stopIsError && ctx.Err() != nil {
+		runErr = fmt.Errorf("stopped before the end of the input: %w", context.Cause(ctx))
+	}
 	if !f.quiet {
 		printSummary(stderr, p, time.Since(start))
 	}
 	return runErr
+}
+
+// nodeRows is the rows each node produced (sinks: the rows they received).
+func nodeRows(p *exec.Pipeline) map[string]int64 {
+	rows := map[string]int64{}
+	for _, n := range p.Nodes {
+		if n.Section == ast.Sinks {
+			rows[n.Name] = n.Stats.RowsIn.Load()
+		} else {
+			rows[n.Name] = n.Stats.RowsOut.Load()
+		}
+	}
+	return rows
 }
 
 func isTerminal(w io.Writer) bool {

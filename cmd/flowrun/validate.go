@@ -27,14 +27,25 @@ func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code
 // for problems outside the file (unreadable, a malformed --set); errs holds
 // the file's problems. res is nil only when the file is not valid YAML.
 func loadPipeline(path string, sets []string, reg *op.Registry) (*validate.Result, source.Errors, error) {
-	return loadPipelineFor(validate.Options{}, path, sets, reg)
+	return loadPipelineFor(validate.Options{}, path, sets, nil, reg)
 }
 
-// loadPipelineFor is loadPipeline for a run with options o (--once).
-func loadPipelineFor(o validate.Options, path string, sets []string, reg *op.Registry) (*validate.Result, source.Errors, error) {
-	lookup, err := varLookup(sets)
+// loadPipelineFor is loadPipeline for a run with options o (--once) and
+// variables extra that take precedence over --set and the environment (a
+// scheduled run's INTERVAL_*).
+func loadPipelineFor(o validate.Options, path string, sets []string, extra map[string]string, reg *op.Registry) (*validate.Result, source.Errors, error) {
+	base, err := varLookup(sets)
 	if err != nil {
 		return nil, nil, err
+	}
+	lookup := base
+	if len(extra) > 0 {
+		lookup = func(name string) (string, bool) {
+			if v, ok := extra[name]; ok {
+				return v, true
+			}
+			return base(name)
+		}
 	}
 	text, err := os.ReadFile(path)
 	if err != nil {
@@ -134,7 +145,7 @@ func runValidate(stdout, stderr io.Writer, reg *op.Registry, files, sets []strin
 	all := []jsonError{}
 	for _, path := range files {
 		load := func(path string, sets []string, reg *op.Registry) (*validate.Result, source.Errors, error) {
-			return loadPipelineFor(o, path, sets, reg)
+			return loadPipelineFor(o, path, sets, nil, reg)
 		}
 		if pipetest.IsTestFile(path) {
 			load = checkTestFile

@@ -233,7 +233,7 @@ sinks:
 			if err := os.WriteFile(path, []byte(fmt.Sprintf(text, tt.sink)), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			_, errs, err := loadPipelineFor(validate.Options{Once: true}, path, nil, op.Default)
+			_, errs, err := loadPipelineFor(validate.Options{Once: true}, path, nil, nil, op.Default)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -244,7 +244,7 @@ sinks:
 			if tt.err == "" && got != "" || !strings.Contains(got, tt.err) {
 				t.Fatalf("errors:\n%s\nwant %q", got, tt.err)
 			}
-			if _, errs, _ := loadPipelineFor(validate.Options{}, path, nil, op.Default); tt.name == "bounded" && len(errs) != 2 {
+			if _, errs, _ := loadPipelineFor(validate.Options{}, path, nil, nil, op.Default); tt.name == "bounded" && len(errs) != 2 {
 				t.Errorf("without --once: %d errors, want the parquet sink and the aggregate:\n%s", len(errs), errs.Error())
 			}
 		})

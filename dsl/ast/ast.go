@@ -38,11 +38,33 @@ type Pipeline struct {
 	// Schedule is a cron expression for `flowrun schedule`, or "".
 	Schedule    string
 	SchedulePos source.Pos
+	// ScheduleOpts holds the other keys of the mapping form of schedule:
+	// (all empty for the scalar form `schedule: "@daily"`).
+	ScheduleOpts ScheduleOpts
 	// Vars holds the resolved value of every variable the file declares or uses.
 	Vars    map[string]string
 	Schemas []*Schema
 	Nodes   []*Node // in file order
 	Tests   *yaml.Node
+}
+
+// ScheduleOpts are the keys of `schedule: {cron: ..., timezone: ..., ...}`
+// besides cron. Values are kept as written (with their positions) and
+// checked by dsl/validate.
+type ScheduleOpts struct {
+	Timezone     Scalar // IANA zone name; default UTC
+	Catchup      Scalar // most missed intervals run on start-up (an integer)
+	Start        Scalar // first interval to run, a date or RFC 3339 time
+	Retries      Scalar // retries of a failed run (an integer)
+	RetryBackoff Scalar // first wait before a retry (a duration); doubles
+	MaxBackoff   Scalar // longest wait before a retry (a duration)
+}
+
+// Scalar is a YAML scalar with its position; Set is false when absent.
+type Scalar struct {
+	Value string
+	Pos   source.Pos
+	Set   bool
 }
 
 // Node returns the node called name, or nil.

@@ -55,7 +55,18 @@ func Generate(cat Catalog) ([]byte, error) {
 		"flowrun":     obj{"const": parse.Version, "description": "the pipeline language version"},
 		"name":        obj{"type": "string", "description": "the pipeline's name"},
 		"description": obj{"type": "string"},
-		"schedule":    obj{"type": "string", "description": "a cron expression (or @hourly, @every 10m) for `flowrun schedule`"},
+		"schedule": obj{"oneOf": []any{
+			obj{"type": "string", "description": "a cron expression (or @hourly, @daily) for `flowrun schedule`, in UTC"},
+			obj{"type": "object", "additionalProperties": false, "required": []string{"cron"}, "properties": obj{
+				"cron":          obj{"type": "string", "description": "a cron expression: minute hour day-of-month month day-of-week, or @hourly, @daily, @weekly, @monthly"},
+				"timezone":      obj{"type": "string", "description": "IANA time zone the cron expression is read in (default UTC)"},
+				"catchup":       obj{"type": "integer", "minimum": 0, "description": "most missed intervals run at once, oldest first (default 10)"},
+				"start":         obj{"type": "string", "description": "first interval's start (a date or RFC 3339 time); without it the scheduler starts with the latest complete interval"},
+				"retries":       obj{"type": "integer", "minimum": 0, "description": "retries of a failed run (default 2)"},
+				"retry_backoff": obj{"type": "string", "description": "first wait before a retry, doubling (default 1m)"},
+				"max_backoff":   obj{"type": "string", "description": "longest wait before a retry (default 1h)"},
+			}},
+		}},
 		"include": obj{
 			"description": "files whose vars, schemas, transforms and windows join this pipeline (paths relative to this file)",
 			"oneOf":       []any{obj{"type": "string"}, obj{"type": "array", "items": obj{"type": "string"}}},

@@ -230,8 +230,7 @@ func (ps *parser) pipeline(root *yaml.Node) {
 	}
 	ps.p.Description = ps.str(keys["description"], "description")
 	if v := keys["schedule"]; v != nil {
-		ps.p.Schedule = ps.str(v, "schedule")
-		ps.p.SchedulePos = ps.pos(v)
+		ps.schedule(v)
 	}
 	for _, inc := range incs {
 		inc.ps.schemas(inc.keys["schemas"])
@@ -246,6 +245,49 @@ func (ps *parser) pipeline(root *yaml.Node) {
 	}
 	if t := keys["tests"]; t != nil {
 		ps.p.Tests = t
+	}
+}
+
+// scheduleKeys are the keys of the mapping form of schedule:.
+var scheduleKeys = []string{"cron", "timezone", "catchup", "start", "retries", "retry_backoff", "max_backoff"}
+
+// schedule reads `schedule: CRON` or `schedule: {cron: CRON, timezone: ...}`.
+func (ps *parser) schedule(v *yaml.Node) {
+	ps.p.SchedulePos = ps.pos(v)
+	if v.Kind != yaml.MappingNode {
+		ps.p.Schedule = ps.str(v, "schedule")
+		return
+	}
+	o := &ps.p.ScheduleOpts
+	ps.mapping(v, "schedule", func(k, val *yaml.Node) {
+		sc := ast.Scalar{Value: ps.str(val, k.Value), Pos: ps.pos(val), Set: true}
+		switch k.Value {
+		case "cron":
+			ps.p.Schedule, ps.p.SchedulePos = sc.Value, sc.Pos
+		case "timezone":
+			o.Timezone = sc
+		case "catchup":
+			o.Catchup = sc
+		case "start":
+			o.Start = sc
+		case "retries":
+			o.Retries = sc
+		case "retry_backoff":
+			o.RetryBackoff = sc
+		case "max_backoff":
+			o.MaxBackoff = sc
+		default:
+			e := ps.errorf(k, "unknown-key", "unknown key '%s' in schedule", k.Value)
+			if h := source.DidYouMean(k.Value, scheduleKeys); h != "" {
+				e.Hint = h
+			} else {
+				e.Hint = "schedule keys: " + strings.Join(scheduleKeys, ", ")
+			}
+		}
+	})
+	if ps.p.Schedule == "" {
+		e := ps.errorf(v, "missing", "schedule needs 'cron' (a cron expression, @daily, @hourly)")
+		e.Hint = `schedule: {cron: "@daily", timezone: Europe/Paris}`
 	}
 }
 

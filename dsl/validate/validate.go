@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/robfig/cron/v3"
 
 	"github.com/flowrun/flowrun/dsl/ast"
 	"github.com/flowrun/flowrun/dsl/source"
@@ -89,10 +88,7 @@ func (v *validator) schedule() {
 	if v.p.Schedule == "" {
 		return
 	}
-	if _, err := cron.ParseStandard(v.p.Schedule); err != nil {
-		e := v.errorf(v.p.SchedulePos, "schedule", "bad schedule %q: %v", v.p.Schedule, err)
-		e.Hint = "a cron expression: minute hour day-of-month month day-of-week, e.g. \"0 * * * *\", or @hourly, @daily, @every 10m"
-	}
+	ParseSchedule(v.p, &v.errs)
 }
 
 func (v *validator) declaredSchemas() {

@@ -1,0 +1,338 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flowrun/flowrun/dsl/parse"
+	"github.com/flowrun/flowrun/dsl/source"
+	"github.com/flowrun/flowrun/dsl/validate"
+	"github.com/flowrun/flowrun/runtime/op"
+	"github.com/flowrun/flowrun/runtime/schedule"
+)
+
+// placeholderVars stand in for a run's interval when a pipeline file is
+// read only for its schedule.
+var placeholderVars = schedule.Interval{Start: time.Unix(0, 0).UTC(), End: time.Unix(86400, 0).UTC()}.Vars()
+
+// readSchedule parses path for its schedule: nil (and no error) when it has none.
+func readSchedule(path string, sets []string) (name string, sc *validate.Schedule, err error) {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return "", nil, err
+	}
+	base, err := varLookup(sets)
+	if err != nil {
+		return "", nil, err
+	}
+	lookup := func(n string) (string, bool) {
+		if v, ok := placeholderVars[n]; ok {
+			return v, true
+		}
+		return base(n)
+	}
+	p, errs := parse.Parse(path, text, lookup)
+	if p == nil {
+		return "", nil, errors.New(errs.Render())
+	}
+	var serrs source.Errors
+	sc = validate.ParseSchedule(p, &serrs)
+	if len(serrs) > 0 {
+		return "", nil, errors.New(strings.TrimSpace(serrs.Render()))
+	}
+	return p.Name, sc, nil
+}
+
+// pipelineFiles lists the pipelines of dir (*.yaml, *.yml; not tests).
+func pipelineFiles(dir string) ([]string, error) {
+	var out []string
+	for _, pat := range []string{"*.yaml", "*.yml"} {
+		m, err := filepath.Glob(filepath.Join(dir, pat))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range m {
+			if !strings.HasSuffix(f, ".test.yaml") && !strings.HasSuffix(f, ".test.yml") {
+				out = append(out, f)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+type scheduleFlags struct {
+	run       runFlags
+	once      bool
+	maxActive int
+}
+
+func newScheduleCmd(reg *op.Registry) *cobra.Command {
+	var f scheduleFlags
+	cmd := &cobra.Command{
+		Use:   "schedule DIR",
+		Short: "Run the scheduled pipelines of a directory when their intervals are due",
+		Long: `Schedule runs every pipeline in DIR that declares 'schedule:' once per
+interval of its schedule, when the interval has ended (Airflow's data
+interval): the run receives ${INTERVAL_START} and ${INTERVAL_END} (RFC 3339
+in the schedule's time zone), ${INTERVAL_DATE} (2026-11-24) and their Unix
+forms. Missed intervals are caught up oldest first, at most 'catchup' of them
+(older ones are recorded as skipped; backfill them with flowrun run FILE
+--interval); a failed run is retried after retry_backoff, doubling up to
+max_backoff, 'retries' times; at most --max-active runs go at once, one per
+pipeline. Every run is recorded in DIR/.flowrun/runs.jsonl (see flowrun
+runs). A stop (SIGINT/SIGTERM) interrupts the runs going; they are recorded
+as interrupted and retried by the next scheduler, as are runs of a scheduler
+that crashed.`,
+		Example: `  flowrun schedule pipelines/
+  flowrun schedule pipelines/ --once        # run what is due now and exit (cron, systemd timer)
+  flowrun runs pipelines/`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runSchedule(cmd.Context(), reg, args[0], f, cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringArrayVar(&f.run.sets, "set", nil, "override a variable of every pipeline: NAME=VALUE (repeatable)")
+	cmd.Flags().BoolVar(&f.once, "once", false, "run what is due now (and what becomes due as runs end), then exit")
+	cmd.Flags().IntVar(&f.maxActive, "max-active", 2, "runs at once over all pipelines")
+	cmd.Flags().IntVar(&f.run.batchRows, "batch-rows", 1024, "rows per batch emitted by sources")
+	cmd.Flags().DurationVar(&f.run.drainTimeout, "drain-timeout", 15*time.Second, "how long a stop may take to drain in-flight batches")
+	cmd.Flags().StringVar(&f.run.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func runSchedule(ctx context.Context, reg *op.Registry, dir string, f scheduleFlags, stderr io.Writer) error {
+	files, err := pipelineFiles(dir)
+	if err != nil {
+		return err
+	}
+	var pipelines []schedule.Pipeline
+	seen := map[string]string{}
+	for _, file := range files {
+		name, sc, err := readSchedule(file, f.run.sets)
+		if err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		if sc == nil {
+			continue
+		}
+		if other, dup := seen[name]; dup {
+			return fmt.Errorf("%s and %s are both named %q: scheduled pipelines need distinct names", other, file, name)
+		}
+		seen[name] = file
+		// Check the whole pipeline now rather than at its first run.
+		if _, errs, err := loadPipelineFor(validate.Options{Once: true}, file, f.run.sets, placeholderVars, reg); err != nil {
+			return err
+		} else if len(errs) > 0 {
+			fmt.Fprint(stderr, errs.Render())
+			return &exitError{code: 1}
+		}
+		pipelines = append(pipelines, schedule.Pipeline{Name: name, File: file, Sched: sc})
+	}
+	if len(pipelines) == 0 {
+		return fmt.Errorf("no pipeline in %s declares 'schedule:'", dir)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.run.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	st, err := schedule.OpenStore(dir)
+	if err != nil {
+		return err
+	}
+	for _, p := range pipelines {
+		log.Info("schedule: pipeline", "name", p.Name, "file", p.File, "cron", p.Sched.Cron, "timezone", p.Sched.Location.String())
+	}
+	s := schedule.New(st, pipelines, schedule.Options{MaxActive: f.maxActive, Log: log,
+		Run: func(ctx context.Context, j schedule.Job) (schedule.Result, error) {
+			rf := f.run
+			rf.once, rf.quiet, rf.stopIsError = true, true, true
+			rf.vars = j.Interval.Vars()
+			var res schedule.Result
+			rf.rows = func(m map[string]int64) { res.Rows = m }
+			err := runPipeline(ctx, reg, j.Pipeline.File, rf, stderr)
+			return res, err
+		}})
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if f.once {
+		return s.RunDue(ctx)
+	}
+	return s.Run(ctx)
+}
+
+// runInterval is `flowrun run FILE --interval X`: one interval, by hand,
+// recorded in the history beside the file; refused when it already
+// succeeded (or is running) unless --force.
+func runInterval(ctx context.Context, reg *op.Registry, path string, f runFlags, stderr io.Writer) error {
+	name, sc, err := readSchedule(path, f.sets)
+	if err != nil {
+		return err
+	}
+	if sc == nil {
+		return fmt.Errorf("%s has no 'schedule:', so it has no intervals: run it without --interval", path)
+	}
+	iv, err := schedule.ParseInterval(sc, f.interval)
+	if err != nil {
+		return err
+	}
+	st, err := schedule.OpenStore(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	run := schedule.Run{Pipeline: name, File: path, Start: iv.Start, End: iv.End, Trigger: "manual",
+		Status: schedule.Running, Started: time.Now(), Host: host, PID: os.Getpid()}
+	err = st.Update(func(h *schedule.History) ([]schedule.Run, error) {
+		if r, ok := h.Succeeded(name, iv.Start); ok && !f.force {
+			return nil, fmt.Errorf("interval %s of %s already succeeded (run %s, ended %s): add --force to run it again",
+				iv, name, r.ID, r.Ended.Format(time.RFC3339))
+		}
+		last, ok := h.Latest(name, iv.Start)
+		if ok && last.Status == schedule.Running && last.Host == host && processAlive(last.PID) {
+			return nil, fmt.Errorf("interval %s of %s is running now (run %s, pid %d)", iv, name, last.ID, last.PID)
+		}
+		run.Attempt = 1
+		if ok {
+			run.Attempt = last.Attempt + 1
+		}
+		run.ID = schedule.RunID(name, iv.Start, run.Attempt)
+		return []schedule.Run{run}, nil
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "run %s: interval %s\n", run.ID, iv)
+	f.once, f.stopIsError = true, true
+	f.vars = iv.Vars()
+	f.rows = func(m map[string]int64) { run.Rows = m }
+	runErr := runPipeline(ctx, reg, path, f, stderr)
+	run.Ended, run.Status = time.Now(), schedule.Succeeded
+	if runErr != nil {
+		run.Status, run.Error = schedule.Failed, runErr.Error()
+		var ee *exitError
+		if errors.As(runErr, &ee) {
+			run.Error = "the pipeline is not valid"
+		}
+	}
+	if err := st.Append(run); err != nil {
+		return errors.Join(runErr, err)
+	}
+	return runErr
+}
+
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+func newRunsCmd() *cobra.Command {
+	var (
+		pipeline string
+		asJSON   bool
+		last     int
+	)
+	cmd := &cobra.Command{
+		Use:   "runs [DIR]",
+		Short: "List the run history of the scheduled pipelines in a directory",
+		Long: `Runs prints the history flowrun schedule and flowrun run --interval record in
+DIR/.flowrun/runs.jsonl (default DIR: the current directory): per run its
+pipeline, interval, attempt, trigger, status, start, duration, rows per node
+and error.`,
+		Example: `  flowrun runs pipelines/
+  flowrun runs pipelines/ --pipeline pinterest-batch --last 10
+  flowrun runs pipelines/ --json`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := "."
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			st, err := schedule.OpenStore(dir)
+			if err != nil {
+				return err
+			}
+			h, err := st.Load()
+			if err != nil {
+				return err
+			}
+			var runs []schedule.Run
+			for _, r := range h.Runs {
+				if pipeline == "" || r.Pipeline == pipeline {
+					runs = append(runs, r)
+				}
+			}
+			if last > 0 && len(runs) > last {
+				runs = runs[len(runs)-last:]
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(w)
+				for _, r := range runs {
+					if err := enc.Encode(r); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			if len(runs) == 0 {
+				fmt.Fprintf(w, "no runs recorded in %s\n", st.Path())
+				return nil
+			}
+			printRuns(w, runs)
+			if h.Torn > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d unreadable line(s) skipped (torn by a crash)\n", h.Torn)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&pipeline, "pipeline", "", "only this pipeline's runs")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per run")
+	cmd.Flags().IntVar(&last, "last", 0, "only the last N runs")
+	return cmd
+}
+
+func printRuns(w io.Writer, runs []schedule.Run) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PIPELINE\tINTERVAL\tATTEMPT\tTRIGGER\tSTATUS\tSTARTED\tDURATION\tROWS\tERROR")
+	for _, r := range runs {
+		dur := "-"
+		if !r.Ended.IsZero() && r.Status != schedule.Skipped {
+			dur = r.Ended.Sub(r.Started).Round(time.Millisecond).String()
+		}
+		var rows []string
+		for n, v := range r.Rows {
+			rows = append(rows, fmt.Sprintf("%s=%d", n, v))
+		}
+		sort.Strings(rows)
+		errText := r.Error
+		if len(errText) > 80 {
+			errText = errText[:77] + "..."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Pipeline,
+			r.Start.Format(time.RFC3339)+" .. "+r.End.Format(time.RFC3339), r.Attempt, r.Trigger, r.Status,
+			r.Started.Local().Format("2006-01-02 15:04:05"), dur, strings.Join(rows, " "), strings.ReplaceAll(errText, "\n", " "))
+	}
+	tw.Flush()
+}
