@@ -5,14 +5,18 @@
 // offset only once every batch up to it has been acknowledged by the sinks:
 // at-least-once delivery with no avoidable duplicates.
 //
-// Batching: messages of one partition are gathered until the node's batch
-// size (Resources.BatchRows) or the linger time (100ms) is reached, then
-// emitted with an ack. Acks may complete out of order; per partition the
+// Batching: a batch holds messages of one partition only, gathered until
+// the node's batch size (Resources.BatchRows) or the linger time (100ms) is
+// reached, then emitted with an ack that carries the partition's offset
+// range as a batch.Position, so a sink can store it with the rows
+// (op.PositionStore). Acks may complete out of order; per partition the
 // committed offset is the end of the longest run of acknowledged batches.
 // A failed ack stops the source with an error (its messages are read again
 // after a restart). When the group rebalances, a partition being given up
 // stops reading, waits (up to drain_timeout) for its in-flight batches,
-// commits, and only then is released.
+// commits, and only then is released. On start and on every assignment the
+// source asks Resources.Resume where sinks that store positions want each
+// partition resumed and seeks there (see handler.Setup).
 //
 // Bounded: at most max_in_flight batches, and max_in_flight_bytes of them,
 // are emitted but not yet committable (acknowledged, with every earlier
@@ -110,9 +114,17 @@ Where a partition starts when the group has no committed offset is set by
 _offset (int64), _timestamp (timestamp) and _headers (string: a JSON object
 of the message headers, null when there are none).
 
+Each batch holds messages of one partition and carries its offset range, so
+sinks that store positions with their rows (postgres) get exactly-once
+output: on start and on every rebalance the source resumes each partition
+from the positions those sinks stored, and still commits offsets to Kafka.
+At most 'max_in_flight' batches (and 'max_in_flight_bytes') are read but not
+yet committable; beyond that reading waits for the sinks.
+
 Undecodable messages go to the node's dead_letter output with the reason
 "topic/partition@offset: ...". With --once the source stops at the end of
-each partition as it was when the run started.`,
+each partition as it was when the run started (also when the partition ends
+with transaction markers).`,
 		Example: `sources:
   posts:
     kafka:
@@ -282,6 +294,9 @@ type Source struct {
 	// tp has marked (-1: nothing yet) and how many of its batches are
 	// acknowledged but not yet committable.
 	onMark func(tp kafkaclient.Partition, marked int64, ackedPending int)
+	// onFinish, when set (tests), is called when a claim starts draining
+	// (its session ended: a rebalance, a stop).
+	onFinish func(tp kafkaclient.Partition)
 }
 
 // New returns a source emitting schema (OutputSchema(cfg)).
@@ -469,7 +484,37 @@ func (s *Source) partDone(p kafkaclient.Partition) {
 
 type handler struct{ s *Source }
 
-func (h *handler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+// Setup runs on every partition assignment, before any claim starts: when
+// sinks downstream store positions (Resources.Resume), each claimed
+// partition they know is moved to the next offset they have not stored, so
+// reading resumes exactly after what they hold; the offset is committed to
+// Kafka too (consumer lag stays visible). Partitions they do not know start
+// from the group's committed offset.
+func (h *handler) Setup(sess sarama.ConsumerGroupSession) error {
+	s := h.s
+	if s.res.Resume == nil {
+		return nil
+	}
+	for topic, parts := range sess.Claims() {
+		next, err := s.res.Resume(sess.Context(), topic, parts)
+		if err != nil {
+			return fmt.Errorf("kafka: positions stored downstream for %s: %w", topic, err)
+		}
+		for _, p := range parts {
+			off, ok := next[p]
+			if !ok {
+				continue
+			}
+			// ResetOffset only moves back and MarkOffset only forward:
+			// together they set the offset the claim starts from.
+			sess.ResetOffset(topic, p, off, "")
+			sess.MarkOffset(topic, p, off, "")
+			s.res.Log.Debug("kafka: resuming from the stored position", "partition", fmt.Sprintf("%s/%d", topic, p), "offset", off)
+		}
+	}
+	return nil
+}
+
 func (h *handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 // endCheckEvery is how long a --once partition short of its end waits
@@ -521,14 +566,14 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			}
 			if c.rows >= s.res.BatchRows {
 				if err := c.flush(true); err != nil {
-					return err
+					return c.stopped(err)
 				}
 				linger = nil
 			}
 		case <-linger:
 			linger = nil
 			if err := c.flush(true); err != nil {
-				return err
+				return c.stopped(err)
 			}
 		case <-endCheck:
 			endCheck = s.res.Clock.After(endCheckEvery)
@@ -678,15 +723,27 @@ func appendJSONString(dst, s []byte) []byte {
 	return jsonenc.AppendString(dst, string(s))
 }
 
+// errRevoked reports that a batch was not delivered because the claim's
+// session ended (a rebalance revoked the partition, or the source stops):
+// its offsets are not committed, and whoever reads the partition next
+// reads them again.
+var errRevoked = errors.New("kafka: partition revoked")
+
 // flush emits the batch being built (with its dead letters) under an ack
 // that reports to the partition's tracker. With wait it first waits for
 // room in the source's in-flight budget (marking acknowledged offsets
-// meanwhile); a claim that is ending does not wait.
+// meanwhile); a claim that is ending does not wait. The emit gives up when
+// the session ends (a sink that holds batches must not hold up the group's
+// rebalance); the batch is then dropped and flush returns errRevoked.
 func (c *claim) flush(wait bool) error {
 	if c.msgs == 0 {
 		return nil
 	}
 	rec := c.record()
+	first, last := c.first, c.last
+	c.msgs, c.rows = 0, 0
+	rej := c.rej
+	c.rej = c.rej[:0]
 	size := batch.Batch{Rec: rec}.Bytes()
 	if wait {
 		if err := c.acquire(size); err != nil {
@@ -696,11 +753,9 @@ func (c *claim) flush(wait bool) error {
 	} else {
 		c.s.budget.take(size)
 	}
-	f := c.tr.add(c.first, c.last, size)
-	ack := batch.NewAck(func(err error) { c.tr.ack(f, err) })
-	c.msgs, c.rows = 0, 0
-	rej := c.rej
-	c.rej = c.rej[:0]
+	f := c.tr.add(first, last, size)
+	ack := batch.NewAck(func(err error) { c.tr.ack(f, err) }).WithPositions(batch.Position{
+		Source: c.s.res.Node, Topic: c.tp.Topic, Partition: c.tp.Partition, First: first, Last: last})
 
 	s := c.s
 	s.outMu.Lock()
@@ -714,7 +769,12 @@ func (c *claim) flush(wait bool) error {
 			return err
 		}
 	}
-	if err := s.out.Emit(s.ctx, batch.Batch{Rec: rec, Ack: ack}); err != nil {
+	sctx := c.sess.Context()
+	if err := s.out.Emit(sctx, batch.Batch{Rec: rec, Ack: ack}); err != nil {
+		if sctx.Err() != nil { // a rebalance or a stop: not delivered, not committed
+			c.tr.drop(f)
+			return errRevoked
+		}
 		s.fail(err)
 		return err
 	}
@@ -722,9 +782,8 @@ func (c *claim) flush(wait bool) error {
 }
 
 // acquire waits until the budget has room for a batch of size bytes,
-// marking offsets as acknowledgements arrive. When the session ends or the
-// source stops meanwhile it takes the room anyway: the batch is emitted
-// and the claim drains.
+// marking offsets as acknowledgements arrive. When the session ends
+// meanwhile it returns errRevoked: the batch is dropped, not committed.
 func (c *claim) acquire(size int64) error {
 	b := c.s.budget
 	for {
@@ -739,11 +798,7 @@ func (c *claim) acquire(size int64) error {
 				return err
 			}
 		case <-c.sess.Context().Done():
-			b.take(size)
-			return nil
-		case <-c.s.ctx.Done():
-			b.take(size)
-			return nil
+			return errRevoked
 		}
 	}
 }
@@ -799,13 +854,22 @@ func (c *claim) mark() error {
 	return nil
 }
 
+// stopped handles a failed flush: a revoked claim drains and commits what
+// it delivered; any other error is the source's.
+func (c *claim) stopped(err error) error {
+	if errors.Is(err, errRevoked) {
+		return c.finish()
+	}
+	return err
+}
+
 // end finishes a --once partition that reached its end offset high: the
 // offsets up to high that were never delivered (transaction markers) are
 // committed with the last batch, then the partition idles until the run
 // stops.
 func (c *claim) end(claim sarama.ConsumerGroupClaim, high int64) error {
 	if err := c.flush(false); err != nil {
-		return err
+		return c.stopped(err)
 	}
 	c.tr.skip(high - 1)
 	if err := c.finish(); err != nil {
@@ -821,7 +885,10 @@ func (c *claim) end(claim sarama.ConsumerGroupClaim, high int64) error {
 // to drain_timeout for the in-flight batches, marks and commits.
 func (c *claim) finish() error {
 	s := c.s
-	if err := c.flush(false); err != nil {
+	if s.onFinish != nil {
+		s.onFinish(c.tp)
+	}
+	if err := c.flush(false); err != nil && !errors.Is(err, errRevoked) {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(c.sess.Context()), s.cfg.Drain)

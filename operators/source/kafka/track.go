@@ -13,6 +13,7 @@ type tracker struct {
 	pending []*inflight
 	next    int64 // offset to commit next (one past the last safe message); -1 none yet
 	err     error // the first failed ack
+	errF    *inflight
 	errEnd  int64 // last offset of the failed batch
 	closed  bool  // the claim ended: the budget of what is pending was given back
 	notify  chan struct{}
@@ -23,6 +24,7 @@ type inflight struct {
 	bytes      int64
 	done       bool
 	skipped    bool // no batch: offsets without records (see skip)
+	dropped    bool // never delivered (see drop)
 }
 
 func newTracker(b *budget) *tracker {
@@ -59,9 +61,11 @@ func (t *tracker) skip(end int64) {
 // nothing at or after it is ever committed.
 func (t *tracker) ack(f *inflight, err error) {
 	t.mu.Lock()
-	if err != nil {
+	if f.dropped {
+		// Its failure is the drop, not the sink's: nothing to report.
+	} else if err != nil {
 		if t.err == nil {
-			t.err, t.errEnd = err, f.end
+			t.err, t.errF, t.errEnd = err, f, f.end
 		}
 	} else {
 		f.done = true
@@ -72,6 +76,18 @@ func (t *tracker) ack(f *inflight, err error) {
 	case t.notify <- struct{}{}:
 	default:
 	}
+}
+
+// drop records that f was never delivered (its emit gave up as the
+// session ended): it stays pending, so nothing from it on is committed, but
+// its failed ack is not an error and the drain does not wait for it.
+func (t *tracker) drop(f *inflight) {
+	t.mu.Lock()
+	f.dropped = true
+	if t.errF == f {
+		t.err, t.errF, t.errEnd = nil, nil, 0
+	}
+	t.mu.Unlock()
 }
 
 // advance moves next over the acknowledged prefix, giving back its budget.
@@ -117,11 +133,16 @@ func (t *tracker) close() {
 }
 
 // state returns the committable offset (-1 for none), the number of
-// batches not yet safely acknowledged, and the first failure.
+// delivered batches not yet acknowledged, and the first failure.
 func (t *tracker) state() (next int64, pending int, err error, errEnd int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.next, len(t.pending), t.err, t.errEnd
+	for _, f := range t.pending {
+		if !f.done && !f.dropped {
+			pending++
+		}
+	}
+	return t.next, pending, t.err, t.errEnd
 }
 
 // ackedPending returns how many batches are acknowledged but wait behind
