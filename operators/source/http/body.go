@@ -20,7 +20,8 @@ import (
 // budget of body bytes before it is used. A connection that announces
 // 1 MiB and sends nothing holds 4 KiB; when the budget is spent, requests
 // wait for it (within read_timeout) and then get 503, so cheap connections
-// cannot grow the process.
+// cannot grow the process. The same bytes are charged to the pipeline's
+// memory budget (op.Resources.Memory), shared with the queues.
 const (
 	minBodyBuf   = 4 << 10
 	firstBodyBuf = 16 << 10 // largest first buffer, even when more is announced
@@ -247,15 +248,42 @@ func (s *Source) readBody(w http.ResponseWriter, r *http.Request) (*body, *readE
 	}
 }
 
-// charge adds n bytes to b's share of the budget, waiting for them (within
-// read_timeout) when the budget is spent.
+// Waits for body memory. The first buffer of a request may wait up to
+// read_timeout: the request holds nothing yet. A buffer that must grow
+// waits at most growWait while holding the bytes already read, then the
+// request gets 503: with many large bodies arriving at once, none waits for
+// the others to finish while holding memory they need (they would all wait
+// for read_timeout, and real clients with them).
+const growWait = time.Second
+
+// charge adds n bytes to b's share of the source's body budget and of the
+// pipeline's memory budget, waiting for them when either is spent.
 func (s *Source) charge(r *http.Request, b *body, n int64) *readError {
+	var ctx context.Context
+	cancel := func() {}
+	defer func() { cancel() }()
+	wait := func() context.Context {
+		if ctx == nil {
+			d := s.cfg.ReadTimeout
+			if b.charged > 0 {
+				d = min(d, growWait)
+			}
+			var stop func() bool
+			c, cancelTimeout := context.WithTimeout(r.Context(), d)
+			stop = context.AfterFunc(s.stopCtx, cancelTimeout) // the source stops: give up
+			ctx, cancel = c, func() { stop(); cancelTimeout() }
+		}
+		return ctx
+	}
 	if !s.budget.tryAcquire(n) {
-		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ReadTimeout)
-		err := s.budget.acquire(ctx, n)
-		cancel()
-		if err != nil {
+		if err := s.budget.acquire(wait(), n); err != nil {
 			return &readError{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("request bodies in flight fill max_body_memory (%d bytes); retry later", s.cfg.MaxBodyMemory)}
+		}
+	}
+	if mem := s.res.Memory; !mem.TryAcquire(n) {
+		if err := mem.Acquire(wait(), n); err != nil {
+			s.budget.release(n)
+			return &readError{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("the pipeline's memory budget (%d bytes) is spent; retry later", mem.Limit())}
 		}
 	}
 	b.charged += n
@@ -268,6 +296,7 @@ func (s *Source) releaseBody(b *body) {
 	}
 	putBodyBuf(b.buf)
 	b.buf = nil
+	s.res.Memory.Release(b.charged)
 	if s.budget.release(b.charged) {
 		s.budget.trim()
 	}

@@ -124,6 +124,13 @@ type harness struct {
 
 func start(t testing.TB, cfg Config, out *fakeOut, batchRows int) *harness {
 	t.Helper()
+	return startWith(t, cfg, out, op.Resources{BatchRows: batchRows})
+}
+
+// startWith starts a source with res (its Node, Alloc, Clock and Log are set
+// here).
+func startWith(t testing.TB, cfg Config, out *fakeOut, res op.Resources) *harness {
+	t.Helper()
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	if cfg.Schema == nil {
 		cfg.Schema = posts.Schema()
@@ -134,7 +141,8 @@ func start(t testing.TB, cfg Config, out *fakeOut, batchRows int) *harness {
 	if cfg.Stamp == "" {
 		cfg.Stamp = DefaultStamp
 	}
-	src, err := New(cfg, op.Resources{Node: "in", Alloc: mem, Clock: fixedClock{}, BatchRows: batchRows, Log: quiet})
+	res.Node, res.Alloc, res.Clock, res.Log = "in", mem, fixedClock{}, quiet
+	src, err := New(cfg, res)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -946,5 +954,66 @@ func TestSlowBodiesDoNotLockOut(t *testing.T) {
 		if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(b), "read_timeout") || strings.Contains(string(b), "127.0.0.1") {
 			t.Fatalf("slow sender %d: %d %s", i, resp.StatusCode, b)
 		}
+	}
+}
+
+// TestBodiesChargeMemoryBudget: request bodies are charged to the
+// pipeline's memory budget while they are read and decoded: with the
+// budget spent, a post waits and gets 503 at read_timeout; with room, posts
+// go through and every byte is given back.
+func TestBodiesChargeMemoryBudget(t *testing.T) {
+	budget := op.NewBudget(1 << 20)
+	out := &fakeOut{}
+	h := startWith(t, Config{ReadTimeout: 300 * time.Millisecond}, out, op.Resources{BatchRows: 1024, Memory: budget})
+	budget.Charge(1 << 20) // the queues hold everything
+	r := h.post(DefaultPath, "application/json", []byte(`{"unique_id":"a"}`))
+	if r.status != 503 || !strings.Contains(r.raw, "memory budget") || r.header.Get("Retry-After") == "" {
+		t.Fatalf("post with the budget spent: %d %s", r.status, r.raw)
+	}
+	budget.Release(1 << 20)
+	bodies, _ := genPosts(11, 20)
+	for i, b := range bodies {
+		if r := h.post(DefaultPath, "application/json", b); r.status != 200 {
+			t.Fatalf("post %d: %d %s", i, r.status, r.raw)
+		}
+	}
+	if budget.Peak() < minBodyBuf {
+		t.Errorf("budget peak %d: bodies were not charged", budget.Peak())
+	}
+	if n := budget.InUse(); n != 0 {
+		t.Errorf("%d bytes still charged after every request finished", n)
+	}
+}
+
+// TestBodyBufferGrowsWithData: a request announcing a large body holds a
+// small buffer until the bytes arrive.
+func TestBodyBufferGrowsWithData(t *testing.T) {
+	out := &fakeOut{}
+	h := start(t, Config{ReadTimeout: 2 * time.Second, MaxBodyMemory: 1 << 20, MaxBody: 1 << 20}, out, 1024)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	// Each announces the whole max_body and sends 10 bytes: with buffers
+	// sized from Content-Length, the second would already wait.
+	for range 20 {
+		c, err := net.Dial("tcp", h.src.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{\"title\":\"", DefaultPath, 1<<20)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for h.src.budget.inUse() < 20*firstBodyBuf && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := h.src.budget.inUse(); n != 20*firstBodyBuf {
+		t.Fatalf("20 stalled bodies hold %d bytes, want %d", n, 20*firstBodyBuf)
+	}
+	if r := h.post(DefaultPath, "application/json", []byte(`{"unique_id":"real"}`)); r.status != 200 {
+		t.Fatalf("real post beside stalled ones: %d %s", r.status, r.raw)
 	}
 }

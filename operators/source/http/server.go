@@ -127,6 +127,8 @@ type Source struct {
 	budget      *budget       // bytes of request bodies in memory
 	stopping    atomic.Bool   // readyz fails; new requests get 503
 	abandon     chan struct{} // closed when waiting requests must give up
+	stopCtx     context.Context
+	stopAll     context.CancelFunc // cancels stopCtx with abandon
 	abandonOnce sync.Once
 	ready       chan struct{}
 	addr        atomic.Pointer[string]
@@ -174,6 +176,7 @@ func New(cfg Config, r op.Resources) (*Source, error) {
 		wake:    make(chan struct{}, 1),
 		decPool: make(chan *jsondec.Decoder, 8),
 	}
+	s.stopCtx, s.stopAll = context.WithCancel(context.Background())
 	if cfg.Stamp != "" {
 		s.stampCol = out.FieldIndices(cfg.Stamp)[0]
 	}
@@ -238,7 +241,7 @@ func (s *Source) Run(ctx context.Context, out op.Output) error {
 	} else {
 		// The pipeline failed: answer every waiting request now.
 		s.failPending(runErr)
-		s.abandonOnce.Do(func() { close(s.abandon) })
+		s.abandonOnce.Do(func() { close(s.abandon); s.stopAll() })
 		<-shutDone
 	}
 	cancel()
@@ -260,7 +263,7 @@ func (s *Source) Run(ctx context.Context, out op.Output) error {
 	if n := s.pendingAcks.Load(); n > 0 {
 		s.log.Warn("stopped with batches not yet acknowledged", "batches", n)
 	}
-	s.abandonOnce.Do(func() { close(s.abandon) })
+	s.abandonOnce.Do(func() { close(s.abandon); s.stopAll() })
 	// Every request holding a slot now finishes promptly; take all slots so
 	// none still uses a decoder when they are released.
 	for range cap(s.sem) {
@@ -611,6 +614,7 @@ func (s *Source) releaseAll() {
 // the decoder of a source that was built but never run. Call it only when
 // Run is not running.
 func (s *Source) Close(context.Context) error {
+	s.stopAll()
 	s.releaseAll()
 	return nil
 }
@@ -691,9 +695,8 @@ func (s *Source) ingest(w http.ResponseWriter, r *http.Request, many bool) {
 	arrived := s.res.Clock.Now()
 	body, rerr := s.readBody(w, r)
 	if rerr != nil {
-		if rerr.status == http.StatusRequestTimeout {
-			w.Header().Set("Connection", "close")
-		}
+		// The rest of the body was not read: the connection cannot be reused.
+		w.Header().Set("Connection", "close")
 		if rerr.status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "1")
 		}
