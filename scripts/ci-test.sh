@@ -32,6 +32,18 @@ if [[ ${FLOWRUN_SKIP_SERVICES:-0} != 1 ]]; then
 	fi
 fi
 
+# The monitoring tests run a real Prometheus (and promtool) and headless
+# Chromium, from Debian's packages.
+missing=()
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if ((${#missing[@]})); then
+	echo "== installing ${missing[*]} (Debian)"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y -q "${missing[@]}" >/dev/null ||
+		{ apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
+fi
+
 # The pre-commit hook test runs the real pre-commit tool (PyPI).
 if ! command -v pre-commit >/dev/null 2>&1; then
 	echo "== installing pre-commit (PyPI)"

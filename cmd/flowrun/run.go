@@ -20,7 +20,9 @@ import (
 	"github.com/flowrun/flowrun/dsl/validate"
 	"github.com/flowrun/flowrun/operators/kafkaclient"
 	"github.com/flowrun/flowrun/runtime/exec"
+	"github.com/flowrun/flowrun/runtime/metrics"
 	"github.com/flowrun/flowrun/runtime/op"
+	"github.com/flowrun/flowrun/runtime/status"
 )
 
 type runFlags struct {
@@ -41,6 +43,8 @@ type runFlags struct {
 	// stopIsError: a stop (signal, cancelled ctx) before the input's end
 	// fails the run (an interval run must not be recorded as done).
 	stopIsError bool
+	metricsAddr string
+	logFormat   string
 }
 
 func newRunCmd(reg *op.Registry) *cobra.Command {
@@ -82,6 +86,8 @@ filtered + dead letters.`,
 	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "no progress line and no summary")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile to this file")
+	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and the live status page at / on this host:port (e.g. 127.0.0.1:9464)")
+	cmd.Flags().StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	cmd.Flags().StringVar(&f.embedded, "embedded-kafka", "", "serve the in-process Kafka broker of 'brokers: embedded' on this host:port, or join the one another flowrun process serves there")
 	return cmd
 }
@@ -105,12 +111,41 @@ func runPipeline(ctx context.Context, reg *op.Registry, path string, f runFlags,
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	p, err := exec.New(res, exec.Options{
+	var handler slog.Handler
+	switch f.logFormat {
+	case "text":
+		handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	case "json":
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	default:
+		return fmt.Errorf("--log-format %q: want text or json", f.logFormat)
+	}
+	log := slog.New(handler).With("pipeline", res.Pipeline.Name)
+	opts := exec.Options{
 		Log: log, BatchRows: f.batchRows, Once: f.once, DrainTimeout: f.drainTimeout, Vars: res.Pipeline.Vars,
-	})
+	}
+	var mreg *metrics.Registry
+	if f.metricsAddr != "" {
+		mreg = metrics.New(log)
+		opts.Metrics = mreg
+	}
+	p, err := exec.New(res, opts)
 	if err != nil {
 		return err
+	}
+	if mreg != nil {
+		srv := status.New(res, p, mreg, log)
+		srv.Recent = recentDeadLetters(p)
+		addr, err := srv.Start(f.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		log.Info("serving metrics and the status page", "url", "http://"+addr+"/")
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			srv.Close(ctx)
+		}()
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -231,4 +266,15 @@ func human(n int64) string {
 		b.WriteRune(c)
 	}
 	return b.String()
+}
+
+// recentDeadLetters adapts the runtime's recent dead letters to the page's.
+func recentDeadLetters(p *exec.Pipeline) func() []status.DeadLetter {
+	return func() []status.DeadLetter {
+		var out []status.DeadLetter
+		for _, d := range p.RecentDeadLetters() {
+			out = append(out, status.DeadLetter{Node: d.Node, Reason: d.Reason, Record: d.Record, Time: d.Time})
+		}
+		return out
+	}
 }

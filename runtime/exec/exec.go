@@ -129,6 +129,8 @@ type Pipeline struct {
 	// hard is the running pipeline's abort context and soft the sources'
 	// context (set by Run), for pushes made from goroutines operators own.
 	hard, soft context.Context
+	// recent keeps the last dead letters for the status page.
+	recent recentDeadLetters
 }
 
 // Memory returns the pipeline-wide memory budget.

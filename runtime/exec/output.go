@@ -199,7 +199,9 @@ func (o *output) Reject(record, reason string) error {
 	if o.dlb == nil {
 		o.dlb = array.NewRecordBuilder(o.p.opts.Alloc, types.DeadLetterSchema)
 	}
-	appendDeadLetter(o.dlb, record, o.node.Name, reason, o.p.opts.Clock.Now().UnixMicro())
+	now := o.p.opts.Clock.Now()
+	appendDeadLetter(o.dlb, record, o.node.Name, reason, now.UnixMicro())
+	o.p.recent.add(o.node.Name, reason, record, now)
 	o.dlRow++
 	return nil
 }
@@ -289,7 +291,9 @@ func (d *sinkDeadLetters) Reject(ack *batch.Ack, record, reason string) error {
 	d.node.metrics.rejected.Add(1)
 	b := array.NewRecordBuilder(d.p.opts.Alloc, types.DeadLetterSchema)
 	defer b.Release()
-	appendDeadLetter(b, record, d.node.Name, reason, d.p.opts.Clock.Now().UnixMicro())
+	now := d.p.opts.Clock.Now()
+	appendDeadLetter(b, record, d.node.Name, reason, now.UnixMicro())
+	d.p.recent.add(d.node.Name, reason, record, now)
 	// One dead letter of several under ack: not the final piece.
 	bt := batch.Batch{Rec: b.NewRecordBatch(), Ack: ack}
 	if err := d.node.dead.push(d.p.hard, d.p.hard, bt); err != nil {

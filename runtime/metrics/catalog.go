@@ -1,0 +1,53 @@
+package metrics
+
+// Family documents one metric family flowrun exports: the contract that
+// docs/metrics.md, the Grafana dashboard and the alert rules are written
+// against. Tests check that a real run registers nothing outside it and
+// that the dashboard and rules use nothing outside it.
+type Family struct {
+	Name   string
+	Type   string // counter, gauge, histogram
+	Labels []string
+	Help   string
+}
+
+// Catalog lists every flowrun_ family. Every instrument also carries the
+// labels pipeline and node (added by the runtime); Labels are the rest.
+var Catalog = []Family{
+	{"flowrun_node_rows_in_total", "counter", []string{"type"}, "Rows the node received (sources: produced)."},
+	{"flowrun_node_rows_out_total", "counter", []string{"type"}, "Rows the node emitted (sinks: wrote)."},
+	{"flowrun_node_batches_in_total", "counter", []string{"type"}, "Batches the node received."},
+	{"flowrun_node_batches_out_total", "counter", []string{"type"}, "Batches the node emitted."},
+	{"flowrun_node_bytes_in_total", "counter", []string{"type"}, "Bytes of the batches the node received."},
+	{"flowrun_node_rejected_total", "counter", []string{"type"}, "Records sent to the dead-letter output."},
+	{"flowrun_node_errors_total", "counter", []string{"type"}, "Times the node failed."},
+	{"flowrun_ack_latency_seconds", "histogram", []string{"type"}, "Time from a source emitting a batch to its acknowledgement."},
+	{"flowrun_queue_bytes", "gauge", nil, "Bytes held by the node's input queue."},
+	{"flowrun_queue_batches", "gauge", nil, "Batches in the node's input queue."},
+	{"flowrun_kafka_consumer_lag", "gauge", []string{"topic", "partition"}, "Messages between the consumer's position and the partition's end."},
+	{"flowrun_kafka_commit_latency_seconds", "histogram", nil, "Time to commit offsets to Kafka."},
+	{"flowrun_kafka_produce_latency_seconds", "histogram", nil, "Time from sending a batch to Kafka to its acknowledgement."},
+	{"flowrun_sink_rows_written_total", "counter", []string{"type"}, "Rows a sink stored."},
+	{"flowrun_sink_write_latency_seconds", "histogram", []string{"type"}, "Time a sink took to store one batch."},
+	{"flowrun_sink_retries_total", "counter", []string{"type"}, "Writes a sink retried after a retryable error."},
+	{"flowrun_sink_connections_in_use", "gauge", []string{"type"}, "Connections a sink holds open."},
+	{"flowrun_window_open_windows", "gauge", nil, "Windows holding state."},
+	{"flowrun_window_state_bytes", "gauge", nil, "Bytes of window state."},
+	{"flowrun_window_watermark_seconds", "gauge", nil, "The window's watermark, in Unix seconds."},
+	{"flowrun_window_watermark_lag_seconds", "gauge", nil, "Processing time minus the window's watermark."},
+	{"flowrun_window_late_records_total", "counter", nil, "Records that arrived after their window was emitted."},
+	{"flowrun_http_requests_total", "counter", []string{"status"}, "Ingest API requests by HTTP status."},
+	{"flowrun_http_request_duration_seconds", "histogram", nil, "Ingest API request latency."},
+	{"flowrun_schedule_runs_total", "counter", []string{"status"}, "Scheduled runs by final status."},
+	{"flowrun_schedule_last_success_timestamp_seconds", "gauge", nil, "When the pipeline's last scheduled run succeeded."},
+}
+
+// Lookup returns the catalogue entry of name.
+func Lookup(name string) (Family, bool) {
+	for _, f := range Catalog {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Family{}, false
+}

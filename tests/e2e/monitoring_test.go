@@ -1,0 +1,152 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowrun/flowrun/internal/testenv"
+)
+
+// startMonitored runs testdata/monitored.yaml with --metrics-addr and waits
+// until /metrics answers.
+func startMonitored(t *testing.T) (addr string) {
+	t.Helper()
+	addr = freeAddr(t)
+	p := flowrun(t, "flowrun", "tests/e2e/testdata/monitored.yaml", nil, nil, "--metrics-addr", addr)
+	client := &http.Client{Timeout: time.Second}
+	if !eventually(20*time.Second, func() bool {
+		resp, err := client.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}) {
+		t.Fatalf("/metrics never answered (flowrun exited: %v)", p.exited())
+	}
+	return addr
+}
+
+// TestPrometheusScrapesFlowrun: a real Prometheus scrapes a running flowrun;
+// its query API then returns the node series with plausible values.
+func TestPrometheusScrapesFlowrun(t *testing.T) {
+	prom := testenv.Tool(t, "prometheus", "apt-get install -y prometheus")
+	addr := startMonitored(t)
+	promAddr := freeAddr(t)
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n  - job_name: flowrun\n    static_configs: [{targets: [%q]}]\n", addr)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start(t, "prometheus", nil, prom, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+promAddr)
+
+	query := func(q string) (map[string]float64, error) {
+		resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(q))
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Status string
+			Data   struct {
+				Result []struct {
+					Metric map[string]string
+					Value  [2]any
+				}
+			}
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			return nil, err
+		}
+		out := map[string]float64{}
+		for _, s := range r.Data.Result {
+			v, _ := strconv.ParseFloat(fmt.Sprint(s.Value[1]), 64)
+			out[s.Metric["node"]] = v
+		}
+		return out, nil
+	}
+	var rows map[string]float64
+	if !eventually(60*time.Second, func() bool {
+		var err error
+		rows, err = query(`rate(flowrun_node_rows_in_total{pipeline="monitored"}[5s])`)
+		return err == nil && rows["posts"] > 0 && rows["out"] > 0
+	}) {
+		t.Fatalf("Prometheus has no rising flowrun_node_rows_in_total: %v", rows)
+	}
+	// The source runs at 2,000 posts/s: the scraped rate must say so.
+	if r := rows["posts"]; r < 500 || r > 4000 {
+		t.Errorf("rows/s of posts = %.0f, want about 2000", r)
+	}
+	dl, err := query(`flowrun_node_rejected_total{pipeline="monitored"}`)
+	if err != nil || dl["valid"] <= 0 {
+		t.Errorf("dead letters of valid = %v (%v), want > 0", dl, err)
+	}
+	up, err := query(`up{job="flowrun"}`)
+	if err != nil || len(up) != 1 {
+		t.Errorf("up = %v (%v)", up, err)
+	}
+}
+
+// TestStatusPageInChromium loads the status page in headless Chromium
+// against a running pipeline: the nodes are drawn and the counters move.
+func TestStatusPageInChromium(t *testing.T) {
+	chromium := testenv.Tool(t, "chromium", "apt-get install -y chromium")
+	addr := startMonitored(t)
+	profile := t.TempDir()
+	dump := func() string {
+		t.Helper()
+		cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+			"--disable-component-update", "--no-first-run", "--user-data-dir="+profile,
+			"--virtual-time-budget=3000", "--dump-dom", "http://"+addr+"/")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("chromium --dump-dom: %v", err)
+		}
+		return string(out)
+	}
+	total := func(dom string) int64 {
+		_, rest, ok := strings.Cut(dom, `id="total-rows">`)
+		if !ok {
+			return -1
+		}
+		n, _ := strconv.ParseInt(strings.ReplaceAll(strings.SplitN(rest, "<", 2)[0], ",", ""), 10, 64)
+		return n
+	}
+	first := dump()
+	for _, node := range []string{"posts", "valid", "out", "dead_letters"} {
+		if !strings.Contains(first, `data-node="`+node+`"`) || !strings.Contains(first, `id="rows-`+node+`"`) {
+			t.Errorf("the page lacks node %s in the graph or the table", node)
+		}
+	}
+	a := total(first)
+	time.Sleep(1500 * time.Millisecond)
+	second := dump()
+	b := total(second)
+	if a <= 0 || b <= a {
+		t.Errorf("records read did not move: %d then %d", a, b)
+	}
+	// A screenshot as an artefact for people to look at.
+	shot := filepath.Join(os.TempDir(), "flowrun-status-page.png")
+	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--user-data-dir="+profile,
+		"--virtual-time-budget=3000", "--window-size=1280,900", "--screenshot="+shot, "http://"+addr+"/")
+	cmd.Dir = t.TempDir()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("screenshot: %v\n%s", err, out)
+	} else if st, err := os.Stat(shot); err != nil || st.Size() < 1000 {
+		t.Errorf("screenshot %s missing or empty: %v", shot, err)
+	} else {
+		t.Logf("status page screenshot: %s", shot)
+	}
+	_ = io.Discard
+}
