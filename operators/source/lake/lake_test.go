@@ -1,0 +1,213 @@
+package lake
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"gopkg.in/yaml.v3"
+
+	"github.com/flowrun/flowrun/dsl/source"
+	"github.com/flowrun/flowrun/dsl/spec"
+	"github.com/flowrun/flowrun/dsl/types"
+	"github.com/flowrun/flowrun/dsl/validate"
+	"github.com/flowrun/flowrun/internal/testenv"
+	"github.com/flowrun/flowrun/operators/lakeio"
+	sink "github.com/flowrun/flowrun/operators/sink/lake"
+	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
+)
+
+var full = arrow.NewSchema([]arrow.Field{
+	{Name: "off", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	{Name: "name", Type: arrow.BinaryTypes.String, Nullable: true},
+	{Name: "at", Type: types.Timestamp, Nullable: true},
+}, nil)
+
+var base = time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+
+// writeLake writes n rows, row o at base + o*10 minutes (so 6 an hour,
+// across n/144 days), with the lake sink.
+func writeLake(t *testing.T, path, s3 string, n int64) {
+	t.Helper()
+	text := `{path: "` + path + `", partition_by: {dt: 'at.Format("2006-01-02")', hour: 'at.Format("15")'}` + s3 + `}`
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var errs source.Errors
+	v := spec.Decode(source.NewFile("p.yaml", []byte(text)), doc.Content[0], sink.Plugin.Spec.Config, &errs)
+	_, ctor := sink.Plugin.Prepare(&validate.Check{Config: v, Errs: &errs, Inputs: []validate.Input{{Name: "in", Schema: full}}})
+	if ctor == nil {
+		t.Fatal(errs.Error())
+	}
+	s, err := ctor(op.Resources{Node: "lake"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := array.NewRecordBuilder(memory.DefaultAllocator, full)
+	for o := int64(0); o < n; o++ {
+		b.Field(0).(*array.Int64Builder).Append(o)
+		b.Field(1).(*array.StringBuilder).Append(fmt.Sprintf("post %d", o))
+		ts, _ := arrow.TimestampFromTime(base.Add(time.Duration(o)*10*time.Minute), arrow.Microsecond)
+		b.Field(2).(*array.TimestampBuilder).Append(ts)
+	}
+	rec := b.NewRecordBatch()
+	b.Release()
+	ack := batch.NewAck(nil).WithPositions(batch.Position{Topic: "pins", Partition: 0, First: 0, Last: n - 1})
+	if err := s.(op.Sink).Write(context.Background(), batch.Batch{Rec: rec, Ack: ack}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.(op.Closer).Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type collect struct {
+	mu     sync.Mutex
+	schema *arrow.Schema
+	offs   []int64
+	cols   int
+}
+
+func (c *collect) Schema() *arrow.Schema { return c.schema }
+func (c *collect) Reject(string, string) error {
+	return fmt.Errorf("unexpected reject")
+}
+func (c *collect) Emit(ctx context.Context, b batch.Batch) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cols = int(b.Rec.NumCols())
+	c.offs = append(c.offs, b.Rec.Column(0).(*array.Int64).Int64Values()...)
+	b.Release(nil)
+	return nil
+}
+
+func prep(t *testing.T, text string) (*arrow.Schema, op.Constructor, source.Errors) {
+	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var errs source.Errors
+	v := spec.Decode(source.NewFile("p.yaml", []byte(text)), doc.Content[0], Plugin.Spec.Config, &errs)
+	c := &validate.Check{Config: v, Errs: &errs, Schema: func(*spec.Value) *arrow.Schema { return arrow.NewSchema(full.Fields()[:2], nil) }}
+	s, ctor := Plugin.Prepare(c)
+	return s, ctor, errs
+}
+
+func TestPrepareErrors(t *testing.T) {
+	tests := []struct{ cfg, err string }{
+		{`{path: x, schema: slim, from: "25/11/2026"}`, `p.yaml:1:31: 'from': "25/11/2026" is not a date (2006-01-02) or an RFC 3339 time`},
+		{`{path: x, schema: slim, from: "2026-11-26", to: "2026-11-25"}`, `'to' (2026-11-25T00:00:00Z) must be after 'from' (2026-11-26T00:00:00Z)`},
+		{`{path: "s3://b/x"}`, `reading s3://b/x needs a declared schema`},
+		{`{path: "` + filepath.Join(t.TempDir(), "none") + `"}`, `no parquet file in`},
+		{`{path: x, schema: slim, time_partitions: {dt: "nothing"}}`, `time_partitions dt: "nothing" is not a usable Go time layout`},
+	}
+	for _, tt := range tests {
+		_, _, errs := prep(t, tt.cfg)
+		if !strings.Contains(errs.Error(), tt.err) {
+			t.Errorf("%s: errors %q, want %q", tt.cfg, errs.Error(), tt.err)
+		}
+	}
+}
+
+func TestReadRangeProjection(t *testing.T) {
+	locs := map[string][2]string{"folder": {filepath.Join(t.TempDir(), "lake"), ""}}
+	if !testing.Short() {
+		ep := testenv.S3(t)
+		req, _ := http.NewRequest(http.MethodPut, ep+"/flowrun-test", nil)
+		if resp, err := http.DefaultClient.Do(req); err != nil {
+			t.Fatal(err)
+		} else {
+			resp.Body.Close()
+		}
+		locs["s3"] = [2]string{fmt.Sprintf("s3://flowrun-test/src%d", time.Now().UnixNano()), `, s3: {endpoint: "` + ep + `", path_style: true}`}
+	}
+	for name, loc := range locs {
+		t.Run(name, func(t *testing.T) {
+			writeLake(t, loc[0], loc[1], 3*144) // three days
+			tests := []struct {
+				name, rng string
+				first, n  int64
+			}{
+				{"all", ``, 0, 432},
+				{"one day", `, from: "2026-11-26", to: "2026-11-27"`, 144, 144},
+				{"an interval", `, from: "2026-11-25T13:00:00Z", to: "2026-11-25T15:00:00Z"`, 13 * 6, 12},
+				{"open end", `, from: "2026-11-27T23:00:00Z"`, 3*144 - 6, 6},
+				{"nothing", `, from: "2027-01-01"`, 0, 0},
+			}
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					schema, ctor, errs := prep(t, `{path: "`+loc[0]+`", schema: slim`+tt.rng+loc[1]+`}`)
+					if len(errs) > 0 {
+						t.Fatal(errs.Error())
+					}
+					src, _ := ctor(op.Resources{BatchRows: 50})
+					out := &collect{schema: schema}
+					if err := src.(op.Source).Run(context.Background(), out); err != nil {
+						t.Fatal(err)
+					}
+					if int64(len(out.offs)) != tt.n {
+						t.Fatalf("%d rows, want %d", len(out.offs), tt.n)
+					}
+					for i, o := range out.offs {
+						if o != tt.first+int64(i) {
+							t.Fatalf("row %d is offset %d, want %d", i, o, tt.first+int64(i))
+						}
+					}
+					if tt.n > 0 && out.cols != 2 {
+						t.Fatalf("%d columns read, want the 2 of the schema", out.cols)
+					}
+				})
+			}
+			// Pruning: a one-hour plan lists one file.
+			st, err := lakeio.Open(context.Background(), loc[0], lakeio.S3Options{Endpoint: strings.TrimSuffix(strings.TrimPrefix(loc[1], `, s3: {endpoint: "`), `", path_style: true}`), PathStyle: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			from, _ := ParseTime("2026-11-26T05:00:00Z")
+			to, _ := ParseTime("2026-11-26T06:00:00Z")
+			files, err := Plan(context.Background(), st, Config{From: from, To: to, Layouts: DefaultLayouts})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(files) != 1 || !strings.HasPrefix(files[0].Key, "dt=2026-11-26/hour=05/") {
+				t.Fatalf("plan %v", files)
+			}
+		})
+	}
+}
+
+func TestReadSkipsUploadsInProgress(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "lake")
+	writeLake(t, dir, "", 6)
+	st, _ := lakeio.Open(context.Background(), dir, lakeio.S3Options{})
+	up, err := st.Create(context.Background(), "dt=2026-11-25/hour=00/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.Write([]byte("PAR1 partial"))
+	defer up.Abort()
+	schema, ctor, errs := prep(t, `{path: "`+dir+`", schema: slim}`)
+	if len(errs) > 0 {
+		t.Fatal(errs.Error())
+	}
+	src, _ := ctor(op.Resources{})
+	out := &collect{schema: schema}
+	if err := src.(op.Source).Run(context.Background(), out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.offs) != 6 {
+		t.Fatalf("%d rows", len(out.offs))
+	}
+}
