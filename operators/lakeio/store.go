@@ -278,7 +278,7 @@ func openS3(ctx context.Context, location string, o S3Options) (Store, error) {
 		if o.Endpoint != "" {
 			so.BaseEndpoint = aws.String(o.Endpoint)
 		}
-		so.UsePathStyle = o.PathStyle
+		so.UsePathStyle = o.PathStyle || o.Endpoint != ""
 		// Third-party stores do not all accept the newer default checksums.
 		so.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired

@@ -45,7 +45,7 @@ func s3Field() *spec.Field {
 	f := spec.Obj(
 		spec.F("endpoint", spec.String, "Endpoint URL of an S3-compatible store (default: AWS, or AWS_ENDPOINT_URL_S3).").Ex("http://127.0.0.1:8333"),
 		spec.F("region", spec.String, "Region (default AWS_REGION, else us-east-1)."),
-		spec.F("path_style", spec.Bool, "Put the bucket in the path instead of the host name (SeaweedFS, MinIO).").Def(false),
+		spec.F("path_style", spec.Bool, "Put the bucket in the path instead of the host name (always so with an endpoint).").Def(false),
 		spec.F("access_key", spec.String, "Access key id (default AWS_ACCESS_KEY_ID or the AWS config files; anonymous with an endpoint and no key)."),
 		spec.F("secret_key", spec.String, "Secret access key (default AWS_SECRET_ACCESS_KEY)."),
 	)
@@ -556,7 +556,7 @@ func (s *Sink) replayFrom(ctx context.Context, src srcKey, from int64) error {
 			if err := s.store.Delete(ctx, f.Key); err != nil {
 				return fmt.Errorf("removing %s before its offsets are read again: %w", f.Key, err)
 			}
-			s.res.Log.Info("lake: removed a file its replay rewrites", "key", f.Key, "from", from)
+			s.res.Log.Warn("lake: removed a file its replay rewrites", "key", f.Key, "from", from)
 			continue
 		}
 		nf, err := s.cut(ctx, f, from)
@@ -658,7 +658,7 @@ func (s *Sink) cut(ctx context.Context, f lakeio.RecordFile, from int64) (*lakei
 			return nil, err
 		}
 	}
-	s.res.Log.Info("lake: cut a file back before its replayed offsets", "key", f.Key, "now", nf.Key)
+	s.res.Log.Warn("lake: cut a file back before its replayed offsets", "key", f.Key, "now", nf.Key)
 	return &nf, nil
 }
 

@@ -30,7 +30,7 @@ func s3Field() *spec.Field {
 	f := spec.Obj(
 		spec.F("endpoint", spec.String, "Endpoint URL of an S3-compatible store (default: AWS, or AWS_ENDPOINT_URL_S3).").Ex("http://127.0.0.1:8333"),
 		spec.F("region", spec.String, "Region (default AWS_REGION, else us-east-1)."),
-		spec.F("path_style", spec.Bool, "Put the bucket in the path instead of the host name (SeaweedFS, MinIO).").Def(false),
+		spec.F("path_style", spec.Bool, "Put the bucket in the path instead of the host name (always so with an endpoint).").Def(false),
 		spec.F("access_key", spec.String, "Access key id (default AWS_ACCESS_KEY_ID or the AWS config files; anonymous with an endpoint and no key)."),
 		spec.F("secret_key", spec.String, "Secret access key (default AWS_SECRET_ACCESS_KEY)."),
 	)
