@@ -36,6 +36,13 @@ var schema = arrow.NewSchema([]arrow.Field{
 
 func prep(t *testing.T, text string) (op.Constructor, source.Errors) {
 	t.Helper()
+	return prepWith(t, text, schema)
+}
+
+func opResources() op.Resources { return op.Resources{Node: "lake"} }
+
+func prepWith(t *testing.T, text string, schema *arrow.Schema) (op.Constructor, source.Errors) {
+	t.Helper()
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
 		t.Fatal(err)
