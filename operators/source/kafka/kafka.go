@@ -328,7 +328,9 @@ func New(r op.Resources, cfg Config, schema *arrow.Schema) *Source {
 	if cfg.MaxInFlightBytes < 1 {
 		cfg.MaxInFlightBytes = 256 << 20
 	}
-	return &Source{cfg: cfg, res: r, schema: schema, budget: newBudget(cfg.MaxInFlight, cfg.MaxInFlightBytes)}
+	src := &Source{cfg: cfg, res: r, schema: schema, budget: newBudget(cfg.MaxInFlight, cfg.MaxInFlightBytes)}
+	src.budget.measure(r.MetricsOrNop())
+	return src
 }
 
 func (s *Source) fail(err error) {
@@ -528,6 +530,9 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	c := newClaim(s, tp, sess)
 	defer c.release()
 	c.next = claim.InitialOffset()
+	c.hwm = claim.HighWaterMarkOffset
+	c.lag = s.res.MetricsOrNop().Gauge("flowrun_kafka_source_lag", "Records of the partition after the last one read (high-water mark minus next offset), as of the last batch.",
+		op.Label{Name: "topic", Value: tp.Topic}, op.Label{Name: "partition", Value: fmt.Sprint(tp.Partition)})
 	var high int64 = -1
 	var endCheck <-chan time.Time
 	if s.once != nil {
@@ -624,6 +629,8 @@ type claim struct {
 	marked int64
 	rej    []reject
 	hdr    []byte
+	hwm    func() int64 // the partition's high-water mark as of the last fetch
+	lag    op.Gauge
 }
 
 type reject struct{ record, reason string }
@@ -741,6 +748,9 @@ func (c *claim) flush(wait bool) error {
 	}
 	rec := c.record()
 	first, last := c.first, c.last
+	if c.hwm != nil {
+		c.lag.Set(float64(max(c.hwm()-c.next, 0)))
+	}
 	c.msgs, c.rows = 0, 0
 	rej := c.rej
 	c.rej = c.rej[:0]

@@ -513,7 +513,10 @@ func TestInFlightBound(t *testing.T) {
 			defer out.Release()
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			src := New(resources(t, memory.DefaultAllocator, 2, false), cfg, schema)
+			r := resources(t, memory.DefaultAllocator, 2, false)
+			gauges := &gaugeMetrics{}
+			r.Metrics = gauges
+			src := New(r, cfg, schema)
 			errc := make(chan error, 1)
 			go func() { errc <- src.Run(ctx, out) }()
 
@@ -535,11 +538,21 @@ func TestInFlightBound(t *testing.T) {
 					if n, _ := src.budget.inFlight(); n != tc.expected {
 						t.Fatalf("%d batches in flight, want %d", n, tc.expected)
 					}
+					if g := gauges.get("flowrun_kafka_source_in_flight_batches"); g != float64(tc.expected) {
+						t.Fatalf("in-flight gauge %v, want %d", g, tc.expected)
+					}
+					// The batch waiting for room was read: want+1 batches.
+					if g := gauges.get("flowrun_kafka_source_lag", "0"); g != float64(20-2*(want+1)) {
+						t.Fatalf("lag gauge %v after %d batches of 2 of 20 records read, want %d", g, want+1, 20-2*(want+1))
+					}
 				}
 				out.Ack(acked, nil)
 			}
 			waitCommitted(t, addrs, group, topic, 20)
 			waitUntil(t, 15*time.Second, "the budget empty", func() bool { n, b := src.budget.inFlight(); return n == 0 && b == 0 })
+			if g := gauges.get("flowrun_kafka_source_in_flight_bytes"); g != 0 {
+				t.Fatalf("in-flight bytes gauge %v at the end", g)
+			}
 			cancel()
 			if err := <-errc; err != nil {
 				t.Fatal(err)
@@ -582,4 +595,57 @@ func TestDroppedAckIsNotAFailure(t *testing.T) {
 	if got := committed(t, addrs, "g-dropped", topic, 0); got != 2 {
 		t.Fatalf("committed %d, want 2: the dropped batch is read again on restart", got)
 	}
+}
+
+// gaugeMetrics records gauges by name and label values, for tests.
+type gaugeMetrics struct {
+	mu     sync.Mutex
+	gauges map[string]*gauge
+}
+
+type gauge struct {
+	mu sync.Mutex
+	v  float64
+}
+
+func (g *gauge) Set(v float64) { g.mu.Lock(); g.v = v; g.mu.Unlock() }
+func (g *gauge) Add(v float64) { g.mu.Lock(); g.v += v; g.mu.Unlock() }
+
+func gaugeKey(name string, values ...string) string { return name + "|" + strings.Join(values, "|") }
+
+func (m *gaugeMetrics) Gauge(name, _ string, ls ...op.Label) op.Gauge {
+	var values []string
+	for _, l := range ls {
+		if l.Name != "topic" {
+			values = append(values, l.Value)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.gauges == nil {
+		m.gauges = map[string]*gauge{}
+	}
+	k := gaugeKey(name, values...)
+	if m.gauges[k] == nil {
+		m.gauges[k] = &gauge{}
+	}
+	return m.gauges[k]
+}
+
+func (m *gaugeMetrics) get(name string, values ...string) float64 {
+	g := m.Gauge(name, "", func() []op.Label {
+		var ls []op.Label
+		for _, v := range values {
+			ls = append(ls, op.Label{Name: "v", Value: v})
+		}
+		return ls
+	}()...).(*gauge)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.v
+}
+
+func (m *gaugeMetrics) Counter(string, string, ...op.Label) op.Counter { return op.NopMetrics{}.Counter("", "") }
+func (m *gaugeMetrics) Histogram(string, string, []float64, ...op.Label) op.Histogram {
+	return op.NopMetrics{}.Histogram("", "", nil)
 }

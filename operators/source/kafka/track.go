@@ -1,6 +1,10 @@
 package kafka
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/flowrun/flowrun/runtime/op"
+)
 
 // tracker follows the batches emitted from one partition claim, in order,
 // and computes the offset that may be committed: the end of the longest
@@ -168,10 +172,25 @@ type budget struct {
 	bytes, maxBytes     int64
 	freed               chan struct{} // closed when room is given back, if someone waits
 	waiting             bool
+	gBatches, gBytes    op.Gauge // nil: not measured
 }
 
 func newBudget(maxBatches int, maxBytes int64) *budget {
 	return &budget{maxBatches: maxBatches, maxBytes: maxBytes}
+}
+
+// measure reports the budget's use through m.
+func (b *budget) measure(m op.Metrics) {
+	b.gBatches = m.Gauge("flowrun_kafka_source_in_flight_batches", "Batches the kafka source emitted that are not yet committable (bounded by max_in_flight).")
+	b.gBytes = m.Gauge("flowrun_kafka_source_in_flight_bytes", "Bytes of those batches (bounded by max_in_flight_bytes).")
+}
+
+// report updates the gauges; b.mu is held.
+func (b *budget) report() {
+	if b.gBatches != nil {
+		b.gBatches.Set(float64(b.batches))
+		b.gBytes.Set(float64(b.bytes))
+	}
 }
 
 // tryTake takes room for one batch of size bytes if there is some;
@@ -182,6 +201,7 @@ func (b *budget) tryTake(size int64) (<-chan struct{}, bool) {
 	if b.batches == 0 || b.batches < b.maxBatches && b.bytes+size <= b.maxBytes {
 		b.batches++
 		b.bytes += size
+		b.report()
 		return nil, true
 	}
 	if b.freed == nil {
@@ -197,6 +217,7 @@ func (b *budget) take(size int64) {
 	b.mu.Lock()
 	b.batches++
 	b.bytes += size
+	b.report()
 	b.mu.Unlock()
 }
 
@@ -205,6 +226,7 @@ func (b *budget) give(n int, bytes int64) {
 	b.mu.Lock()
 	b.batches -= n
 	b.bytes -= bytes
+	b.report()
 	if b.waiting {
 		close(b.freed)
 		b.freed, b.waiting = nil, false
