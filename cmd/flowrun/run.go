@@ -64,6 +64,7 @@ At the end a summary accounts for every record: rows in = rows out +
 filtered + dead letters.`,
 		Example: `  flowrun run examples/pinterest_local.yaml
   flowrun run pipelines/pinterest_ingest.yaml --set KAFKA_BROKERS=127.0.0.1:9092
+  flowrun run pipelines/pinterest_streaming.yaml --set KAFKA_BROKERS=127.0.0.1:9092 --set POSTGRES_URL=postgres://...
   flowrun run pipelines/pinterest_clean.yaml --set KAFKA_BROKERS=127.0.0.1:9092
   flowrun run pipelines/pinterest_clean.yaml --once --set OUT=/tmp/clean`,
 		Args: cobra.ExactArgs(1),

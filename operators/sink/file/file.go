@@ -132,7 +132,7 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 		ok = false
 	}
 	if cfg.Format == "parquet" && !c.RequireBounded("the parquet file sink acknowledges only when the run ends",
-		"write JSON lines to a .jsonl path, or run with --once") {
+		"use the lake sink, which commits file by file, or JSON lines to a .jsonl path; or run with --once") {
 		ok = false
 	}
 	if !ok {

@@ -81,7 +81,7 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 		cfg.specs = append(cfg.specs, s)
 	}
 	if !c.RequireBounded("aggregate emits its result and acknowledges its input only when the input ends",
-		"aggregate a bounded input: run with --once, or use a window") {
+		"use a window (windows: tumbling) for a stream, or run with --once") {
 		ok = false
 	}
 	if !ok {
