@@ -35,6 +35,7 @@ import (
 	"github.com/flowrun/flowrun/dsl/exprc"
 	"github.com/flowrun/flowrun/dsl/spec"
 	"github.com/flowrun/flowrun/dsl/validate"
+	"github.com/flowrun/flowrun/operators/codec/jsonenc"
 	"github.com/flowrun/flowrun/operators/lakeio"
 	"github.com/flowrun/flowrun/runtime/batch"
 	"github.com/flowrun/flowrun/runtime/op"
@@ -95,6 +96,7 @@ without positions go to part-RUN-SEQ.parquet.`,
 			spec.F("file_size", spec.Size, "Commit a file when this many bytes are written (compressed).").Def(int64(128<<20)),
 			spec.F("file_age", spec.Duration, "Commit a file this long after it was opened.").Def(time.Minute),
 			spec.F("max_open_files", spec.Int, "Most files open at once; opening one more commits the oldest.").Def(int64(16)),
+			spec.F("max_held_bytes", spec.Size, "Most bytes (of the Arrow batches) held unacknowledged in open files; beyond it the oldest file is committed. Keep it below the source's in-flight limit (kafka: max_in_flight_bytes, 256MiB).").Def(int64(64<<20)),
 			s3Field(),
 		),
 	},
@@ -120,6 +122,7 @@ type Config struct {
 	FileBytes    int64
 	FileAge      time.Duration
 	MaxOpen      int
+	MaxHeld      int64
 	// Schema is the input schema; nil means the first batch's.
 	Schema *arrow.Schema
 }
@@ -138,10 +141,10 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 	cfg := Config{
 		Path: v.String("path"), S3: S3Options(v.Get("s3")), Compression: v.String("compression"),
 		RowGroupRows: v.Int64("row_group_rows"), FileRows: v.Int64("file_rows"), FileBytes: v.Int64("file_size"),
-		FileAge: v.Duration("file_age"), MaxOpen: int(v.Int64("max_open_files")), Schema: c.In(),
+		FileAge: v.Duration("file_age"), MaxOpen: int(v.Int64("max_open_files")), MaxHeld: v.Int64("max_held_bytes"), Schema: c.In(),
 	}
 	ok := true
-	for _, f := range []string{"row_group_rows", "file_rows", "file_size", "max_open_files"} {
+	for _, f := range []string{"row_group_rows", "file_rows", "file_size", "max_open_files", "max_held_bytes"} {
 		if v.Int64(f) <= 0 {
 			c.Errorf(v.PosOf(f), "'%s' must be positive", f)
 			ok = false
@@ -198,6 +201,7 @@ type writer struct {
 	pw     *pqarrow.FileWriter
 	opened time.Time
 	rows   int64
+	held   int64 // Arrow bytes of the batch rows whose acks it holds
 	segs   []lakeio.Segment
 	acks   []*batch.Ack
 }
@@ -217,8 +221,13 @@ type Sink struct {
 	files   []lakeio.RecordFile
 	evs     []*exprc.Evaluator
 	seq     int
+	held    int64 // sum of the open writers' held
 	closed  bool
 	err     error
+	enc     *jsonenc.Encoder
+
+	mFiles, mRows, mBytes op.Counter
+	mOpen                 op.Gauge
 
 	// Stats, for tests and the benchmark.
 	Committed int // files committed
@@ -266,6 +275,14 @@ func New(ctx context.Context, r op.Resources, cfg Config) (*Sink, error) {
 	for _, p := range cfg.PartitionBy {
 		s.evs = append(s.evs, p.Prog.NewEvaluator())
 	}
+	if cfg.MaxHeld <= 0 {
+		s.cfg.MaxHeld = 64 << 20
+	}
+	m := r.MetricsOrNop()
+	s.mFiles = m.Counter("lake_files_committed_total", "Parquet files committed to the lake.")
+	s.mRows = m.Counter("lake_rows_committed_total", "Rows in the files committed to the lake.")
+	s.mBytes = m.Counter("lake_bytes_committed_total", "Bytes of the files committed to the lake.")
+	s.mOpen = m.Gauge("lake_open_files", "Files being written.")
 	return s, nil
 }
 
@@ -326,11 +343,12 @@ func (s *Sink) write(ctx context.Context, b batch.Batch) error {
 		}
 		s.seen[src] = pos.Last
 	}
-	runs, err := s.partitionRuns(rec)
+	runs, rejects, err := s.partitionRuns(rec)
 	if err != nil {
 		b.Release(err)
 		return err
 	}
+	batchBytes := b.Bytes()
 	// One reference of the ack per file the batch's rows go to.
 	files := map[string]*writer{}
 	var order []*writer
@@ -352,6 +370,9 @@ func (s *Sink) write(ctx context.Context, b batch.Batch) error {
 		}
 		n := int64(r.to - r.from)
 		w.rows += n
+		share := batchBytes * n / rec.NumRows()
+		w.held += share
+		s.held += share
 		if keyed {
 			if l := len(w.segs); l > 0 && w.segs[l-1].First == pos.First && w.segs[l-1].Last == pos.Last {
 				w.segs[l-1].Rows += n
@@ -360,18 +381,30 @@ func (s *Sink) write(ctx context.Context, b batch.Batch) error {
 			}
 		}
 	}
-	rec.Release()
 	if err != nil {
 		// The rows written so far are in files that can no longer be
 		// trusted: abort them all, failing their acks.
+		rec.Release()
 		b.Ack.Done(err)
 		s.abortAll(err)
 		return err
 	}
-	b.Ack.Retain(len(order) - 1)
+	// One reference per file the rows went to and per dead letter.
+	b.Ack.Retain(len(order) + len(rejects) - 1)
 	for _, w := range order {
 		w.acks = append(w.acks, b.Ack)
 	}
+	for _, rj := range rejects {
+		if s.enc == nil {
+			s.enc = jsonenc.NewEncoder(rec.Schema())
+		}
+		row := string(s.enc.AppendRow(nil, rec, rj.row))
+		if err := s.res.DeadLetters.Reject(b.Ack, row, rj.reason); err != nil {
+			rec.Release()
+			return err
+		}
+	}
+	rec.Release()
 	for _, w := range order {
 		if w.rows >= s.cfg.FileRows || w.up.Written()+w.pw.RowGroupTotalCompressedBytes() >= s.cfg.FileBytes {
 			if err := s.commit(ctx, w); err != nil {
@@ -379,12 +412,18 @@ func (s *Sink) write(ctx context.Context, b batch.Batch) error {
 			}
 		}
 	}
-	for len(s.writers) > s.cfg.MaxOpen {
+	for len(s.writers) > s.cfg.MaxOpen || (s.held > s.cfg.MaxHeld && len(s.writers) > 0) {
 		if err := s.commit(ctx, s.oldest()); err != nil {
 			return err
 		}
 	}
+	s.mOpen.Set(float64(len(s.writers)))
 	return nil
+}
+
+type reject struct {
+	row    int
+	reason string
 }
 
 type run struct {
@@ -393,23 +432,31 @@ type run struct {
 }
 
 // partitionRuns splits rec into runs of consecutive rows with the same
-// partition folder.
-func (s *Sink) partitionRuns(rec arrow.RecordBatch) ([]run, error) {
+// partition folder. A row whose partition expression fails goes to the
+// dead letters (or, without a dead-letter output, fails the write).
+func (s *Sink) partitionRuns(rec arrow.RecordBatch) ([]run, []reject, error) {
 	n := int(rec.NumRows())
 	if len(s.cfg.PartitionBy) == 0 {
-		return []run{{dir: "", from: 0, to: n}}, nil
+		return []run{{dir: "", from: 0, to: n}}, nil, nil
 	}
 	for _, ev := range s.evs {
 		ev.Bind(rec)
 	}
 	var runs []run
+	var rejects []reject
 	var sb strings.Builder
+rows:
 	for i := 0; i < n; i++ {
 		sb.Reset()
 		for j, p := range s.cfg.PartitionBy {
 			v, err := s.evs[j].Eval(i)
 			if err != nil {
-				return nil, fmt.Errorf("partition %s of row %d: %w", p.Name, i, err)
+				reason := fmt.Sprintf("lake: partition %s: %v", p.Name, err)
+				if s.res.DeadLetters == nil {
+					return nil, nil, fmt.Errorf("row %d: %s", i, reason)
+				}
+				rejects = append(rejects, reject{row: i, reason: reason})
+				continue rows
 			}
 			sb.WriteString(p.Name)
 			sb.WriteByte('=')
@@ -424,13 +471,13 @@ func (s *Sink) partitionRuns(rec arrow.RecordBatch) ([]run, error) {
 			sb.WriteByte('/')
 		}
 		d := sb.String()
-		if l := len(runs); l > 0 && runs[l-1].dir == d {
+		if l := len(runs); l > 0 && runs[l-1].dir == d && runs[l-1].to == i {
 			runs[l-1].to = i + 1
 			continue
 		}
 		runs = append(runs, run{dir: d, from: i, to: i + 1})
 	}
-	return runs, nil
+	return runs, rejects, nil
 }
 
 func (s *Sink) writer(ctx context.Context, k wkey) (*writer, error) {
@@ -497,6 +544,10 @@ func (s *Sink) commit(ctx context.Context, w *writer) error {
 		s.files = append(s.files, rf)
 	}
 	s.Committed++
+	s.held -= w.held
+	s.mFiles.Add(1)
+	s.mRows.Add(float64(w.rows))
+	s.mBytes.Add(float64(w.up.Written()))
 	for _, a := range w.acks {
 		a.Done(nil)
 	}
@@ -507,6 +558,7 @@ func (s *Sink) commit(ctx context.Context, w *writer) error {
 
 func (s *Sink) abort(w *writer, err error) error {
 	delete(s.writers, w.key)
+	s.held -= w.held
 	w.up.Abort()
 	for _, a := range w.acks {
 		a.Done(err)
@@ -532,6 +584,7 @@ func (s *Sink) replayFrom(ctx context.Context, src srcKey, from int64) error {
 		if k.keyed && k.src == src {
 			w.pw.Close()
 			delete(s.writers, k)
+			s.held -= w.held
 			w.up.Abort()
 			for _, a := range w.acks {
 				a.Done(batch.ErrDropped)

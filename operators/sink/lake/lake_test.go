@@ -421,3 +421,102 @@ func storeOf(t *testing.T, loc string) lakeio.Store {
 	t.Cleanup(func() { st.Close() })
 	return st
 }
+
+type deadLetters struct {
+	mu      sync.Mutex
+	records []string
+	reasons []string
+}
+
+func (d *deadLetters) Reject(ack *batch.Ack, record, reason string) error {
+	d.mu.Lock()
+	d.records = append(d.records, record)
+	d.reasons = append(d.reasons, reason)
+	d.mu.Unlock()
+	ack.Done(nil)
+	return nil
+}
+
+// TestPartitionFailureGoesToDeadLetters: a row whose partition expression
+// fails (a null time here) is a dead letter with the reason; the others
+// are written, and the batch is acked once both are stored.
+func TestPartitionFailureGoesToDeadLetters(t *testing.T) {
+	mem := memory.NewGoAllocator()
+	dir := filepath.Join(t.TempDir(), "lake")
+	ctor, errs := prep(t, config(dir, ""))
+	if len(errs) > 0 {
+		t.Fatal(errs.Error())
+	}
+	dl := &deadLetters{}
+	si, err := ctor(op.Resources{Node: "lake", DeadLetters: dl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := si.(*Sink)
+	b := array.NewRecordBuilder(mem, schema)
+	for i := 0; i < 3; i++ {
+		b.Field(0).(*array.Int64Builder).Append(int64(i))
+		b.Field(1).(*array.StringBuilder).Append("p")
+		if i == 1 {
+			b.Field(2).AppendNull()
+		} else {
+			ts, _ := arrow.TimestampFromTime(base, arrow.Microsecond)
+			b.Field(2).(*array.TimestampBuilder).Append(ts)
+		}
+	}
+	var a acks
+	if err := s.Write(context.Background(), batch.Batch{Rec: b.NewRecordBatch(), Ack: a.ack(0, 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if len(dl.records) != 1 || !strings.Contains(dl.records[0], `"off":1`) || !strings.HasPrefix(dl.reasons[0], "lake: partition dt: ") {
+		t.Fatalf("dead letters %q %q", dl.records, dl.reasons)
+	}
+	if _, ok := a.get(0); ok {
+		t.Fatal("acked before the file is committed")
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err, ok := a.get(0); !ok || err != nil {
+		t.Fatalf("acked %v err %v", ok, err)
+	}
+	_, offs := readBack(t, storeOf(t, dir))
+	if len(offs) != 2 || offs[0] != 0 || offs[1] != 2 {
+		t.Fatalf("stored offsets %v", offs)
+	}
+
+	// Without a dead-letter output the write fails, naming the row.
+	s2 := open(t, mem, config(filepath.Join(t.TempDir(), "lake"), ""))
+	b2 := array.NewRecordBuilder(mem, schema)
+	b2.Field(0).(*array.Int64Builder).Append(9)
+	b2.Field(1).AppendNull()
+	b2.Field(2).AppendNull()
+	err = s2.Write(context.Background(), batch.Batch{Rec: b2.NewRecordBatch(), Ack: a.ack(9, 9)})
+	if err == nil || !strings.Contains(err.Error(), "row 0: lake: partition dt: ") {
+		t.Fatalf("write error %v", err)
+	}
+	if aerr, ok := a.get(9); !ok || aerr == nil {
+		t.Fatalf("ack of the failed batch: %v %v", ok, aerr)
+	}
+}
+
+// TestHeldBytesBound: beyond max_held_bytes of unacknowledged batches the
+// oldest file is committed, so a source's in-flight limit is never reached.
+func TestHeldBytesBound(t *testing.T) {
+	mem := memory.NewGoAllocator()
+	s := open(t, mem, config(filepath.Join(t.TempDir(), "lake"), ", max_held_bytes: 3000"))
+	var a acks
+	for i := int64(0); i < 20; i++ {
+		write(t, s, &a, mem, i*10, i*10+9)
+		if s.held > 3000 {
+			t.Fatalf("after batch %d: %d bytes held", i, s.held)
+		}
+	}
+	if s.Committed == 0 {
+		t.Fatal("nothing committed")
+	}
+	if err, ok := a.get(0); !ok || err != nil {
+		t.Fatalf("first batch: %v %v", ok, err)
+	}
+	s.Close(context.Background())
+}
