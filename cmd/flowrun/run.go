@@ -114,7 +114,7 @@ func runPipeline(ctx context.Context, reg *op.Registry, path string, f runFlags,
 	}
 	var handler slog.Handler
 	switch f.logFormat {
-	case "text":
+	case "text", "":
 		handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
 	case "json":
 		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
