@@ -964,7 +964,7 @@ func TestSlowBodiesDoNotLockOut(t *testing.T) {
 func TestBodiesChargeMemoryBudget(t *testing.T) {
 	budget := op.NewBudget(1 << 20)
 	out := &fakeOut{}
-	h := startWith(t, Config{ReadTimeout: 300 * time.Millisecond}, out, op.Resources{BatchRows: 1024, Memory: budget})
+	h := startWith(t, Config{ReadTimeout: time.Second}, out, op.Resources{BatchRows: 1024, Memory: budget})
 	budget.Charge(1 << 20) // the queues hold everything
 	r := h.post(DefaultPath, "application/json", []byte(`{"unique_id":"a"}`))
 	if r.status != 503 || !strings.Contains(r.raw, "memory budget") || r.header.Get("Retry-After") == "" {
@@ -989,7 +989,7 @@ func TestBodiesChargeMemoryBudget(t *testing.T) {
 // small buffer until the bytes arrive.
 func TestBodyBufferGrowsWithData(t *testing.T) {
 	out := &fakeOut{}
-	h := start(t, Config{ReadTimeout: 2 * time.Second, MaxBodyMemory: 1 << 20, MaxBody: 1 << 20}, out, 1024)
+	h := start(t, Config{ReadTimeout: 10 * time.Second, MaxBodyMemory: 1 << 20, MaxBody: 1 << 20}, out, 1024)
 	var conns []net.Conn
 	defer func() {
 		for _, c := range conns {
