@@ -2,7 +2,7 @@
 // would: it posts Pinterest records drawn from the seeded posts generator
 // (the same seed sends the same records), at a chosen overall rate with
 // random (exponential) gaps, from several concurrent posters, and retries
-// with exponential back-off and jitter on 429, 502-504 and connection
+// with exponential back-off and jitter on 408, 429, 502-504 and connection
 // errors, honouring Retry-After. One failed request never stops a run: a
 // post that still fails after MaxRetries retries is counted as failed with
 // its reason. Run returns a Report of what was sent, accepted, rejected,
@@ -121,7 +121,7 @@ type Latency struct {
 type Report struct {
 	Sent     int64 `json:"sent"`     // posts sent at least once
 	Accepted int64 `json:"accepted"` // posts the API confirmed (200)
-	Rejected int64 `json:"rejected"` // posts refused for good (4xx other than 429)
+	Rejected int64 `json:"rejected"` // posts refused for good (4xx other than 408 and 429)
 	// RejectedBy counts rejected posts by "status reason".
 	RejectedBy map[string]int64 `json:"rejected_by,omitempty"`
 	Requests   int64            `json:"requests"` // HTTP attempts, retries included
@@ -335,7 +335,8 @@ func (r *run) send(ctx context.Context, rng *rand.Rand, j job) {
 			r.hist.add(took)
 			r.mu.Unlock()
 			return
-		case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable || status == http.StatusBadGateway || status == http.StatusGatewayTimeout:
+		case status == http.StatusTooManyRequests || status == http.StatusRequestTimeout ||
+			status == http.StatusServiceUnavailable || status == http.StatusBadGateway || status == http.StatusGatewayTimeout:
 			reason, detail = strconv.Itoa(status), fmt.Sprintf("%d %s", status, why)
 		default:
 			r.rejected.Add(int64(j.n))

@@ -315,3 +315,34 @@ func (s *syncBuf) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestRequestTimeoutRetried: 408 (the server did not get the body in time)
+// is retried; 422 (a post the pipeline can never store) is not.
+func TestRequestTimeoutRetried(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		switch {
+		case n == 1:
+			w.WriteHeader(http.StatusRequestTimeout)
+		case n == 2:
+			w.WriteHeader(http.StatusUnprocessableEntity)
+		default:
+			w.WriteHeader(http.StatusOK)
+		}
+		_, _ = w.Write([]byte(`{"error":"x"}`))
+	}))
+	defer srv.Close()
+	rep, err := Run(context.Background(), Config{URL: srv.URL + "/v1/posts", Count: 2, Posters: 1, Seed: 1, Backoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.RetriedBy["408"] != 1 || rep.Rejected != 1 || rep.Accepted != 1 || rep.Failed != 0 {
+		t.Fatalf("report: retried by %v, rejected %d, accepted %d, failed %d", rep.RetriedBy, rep.Rejected, rep.Accepted, rep.Failed)
+	}
+}
