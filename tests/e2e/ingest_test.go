@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -487,4 +489,100 @@ func TestUnstorablePostFailsOnlyItsRequest(t *testing.T) {
 	if stored != int64(len(msgs)) {
 		t.Errorf("summary: sink rows out %d (rows in %d), the topic holds %d", stored, in, len(msgs))
 	}
+}
+
+// TestInexactNumbersDeadLettered: every input decoded by the JSON decoder
+// (files, Kafka) parses integer fields exactly: 1e-999 and 1.5 in an int64
+// field, and an object in a string field, become dead letters naming the
+// field instead of being stored changed; 9007199254740993.0 is stored as
+// 9007199254740993, not rounded through a float64.
+func TestInexactNumbersDeadLettered(t *testing.T) {
+	lines := []string{
+		`{"unique_id":"good-1","index":1}`,
+		`{"unique_id":"bad-tiny","index":1e-999}`,
+		`{"unique_id":"bad-frac","index":1.5}`,
+		`{"unique_id":"bad-object","index":2,"title":{"an":"object"}}`,
+		`{"unique_id":"good-big","index":9007199254740993.0}`,
+	}
+	wantDead := map[string]string{"bad-tiny": "field 'index'", "bad-frac": "field 'index'", "bad-object": "field 'title'"}
+	check := func(t *testing.T, dir string) {
+		t.Helper()
+		out, _ := os.ReadFile(filepath.Join(dir, "out.jsonl"))
+		var got []string
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if l != "" {
+				got = append(got, l)
+			}
+		}
+		if len(got) != 2 || !strings.Contains(got[0], `"index":1,`) || !strings.Contains(got[1], `"index":9007199254740993,`) {
+			t.Errorf("stored rows:\n%s", out)
+		}
+		dead, _ := os.ReadFile(filepath.Join(dir, "dead.jsonl"))
+		n := 0
+		for _, l := range strings.Split(strings.TrimSpace(string(dead)), "\n") {
+			var d struct{ Record, Reason string }
+			if err := json.Unmarshal([]byte(l), &d); err != nil {
+				t.Fatalf("dead letter %q: %v", l, err)
+			}
+			for id, field := range wantDead {
+				if strings.Contains(d.Record, `"`+id+`"`) {
+					n++
+					if !strings.Contains(d.Reason, field) {
+						t.Errorf("dead letter for %s: reason %q does not name %s", id, d.Reason, field)
+					}
+				}
+			}
+		}
+		if n != len(wantDead) {
+			t.Errorf("%d of %d bad records dead-lettered:\n%s", n, len(wantDead), dead)
+		}
+	}
+	const pipeline = `flowrun: 1
+name: numbers
+schemas:
+  post: {unique_id: string, index: int64, title: string}
+sources:
+  in:
+    %s
+    dead_letter: dead
+sinks:
+  out: {from: in, file: {path: "%s/out.jsonl"}}
+  dead: {file: {path: "%s/dead.jsonl"}}
+`
+	t.Run("file", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "in.jsonl"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		src := fmt.Sprintf(`file: {path: "%s/in.jsonl", schema: post}`, dir)
+		p := filepath.Join(dir, "p.yaml")
+		if err := os.WriteFile(p, []byte(fmt.Sprintf(pipeline, src, dir, dir)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		proc := flowrun(t, "numbers-file", p, nil, nil)
+		if code := proc.wait(t, 60*time.Second); code != 0 {
+			t.Fatalf("exit %d", code)
+		}
+		check(t, dir)
+	})
+	t.Run("kafka", func(t *testing.T) {
+		brokers := testenv.Kafka(t)
+		kafkatest.Kcat(t)
+		topic := kafkatest.Topic(t)
+		if err := kafkaclient.CreateTopics(brokers, 1, topic); err != nil {
+			t.Fatal(err)
+		}
+		kafkatest.Produce(t, brokers, topic, lines)
+		dir := t.TempDir()
+		src := fmt.Sprintf(`kafka: {brokers: [%q], topic: %q, group: %q, schema: post}`, brokers[0], topic, topic)
+		p := filepath.Join(dir, "p.yaml")
+		if err := os.WriteFile(p, []byte(fmt.Sprintf(pipeline, src, dir, dir)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		proc := flowrun(t, "numbers-kafka", p, nil, nil, "--once")
+		if code := proc.wait(t, 90*time.Second); code != 0 {
+			t.Fatalf("exit %d", code)
+		}
+		check(t, dir)
+	})
 }
