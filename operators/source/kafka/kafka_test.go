@@ -645,7 +645,9 @@ func (m *gaugeMetrics) get(name string, values ...string) float64 {
 	return g.v
 }
 
-func (m *gaugeMetrics) Counter(string, string, ...op.Label) op.Counter { return op.NopMetrics{}.Counter("", "") }
+func (m *gaugeMetrics) Counter(string, string, ...op.Label) op.Counter {
+	return op.NopMetrics{}.Counter("", "")
+}
 func (m *gaugeMetrics) Histogram(string, string, []float64, ...op.Label) op.Histogram {
 	return op.NopMetrics{}.Histogram("", "", nil)
 }
