@@ -121,6 +121,29 @@ func TestRestartKeepsRows(t *testing.T) {
 	})
 }
 
+// TestPublishWithoutHardLinks: on a file system without hard links the
+// parquet file is renamed to the first free name, still never over an
+// existing file.
+func TestPublishWithoutHardLinks(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	old := linkFile
+	defer func() { linkFile = old }()
+	linkFile = func(string, string) error { return &os.LinkError{Op: "link", Err: syscall.EPERM} }
+	dir := t.TempDir()
+	path := filepath.Join(dir, "pins.parquet")
+	cfg := `{path: "` + path + `"}`
+	writeRun(t, mem, cfg, lines...)
+	writeRun(t, mem, cfg, lines[0])
+	want := map[string]int64{"pins.parquet": 3, "pins-1.parquet": 1}
+	if got := parquetFiles(t, path); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("files %v, want %v", got, want)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) > 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
+}
+
 // TestPartialLineCut: a line a crash interrupted is cut off before the next
 // run appends, so it does not merge with the next row.
 func TestPartialLineCut(t *testing.T) {

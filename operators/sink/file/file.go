@@ -59,7 +59,9 @@ and at the end. An existing file is appended to.
 
 parquet writes row groups of row_group_rows rows with the chosen compression
 to a hidden temporary file; when the pipeline ends the file is synced,
-published under its name and its rows acknowledged. Because of that, a
+published under its name and its rows acknowledged (a run killed before
+that leaves only the hidden .name.*.tmp file, never a half-written
+name.parquet). Because of that, a
 parquet file sink behind an unbounded source (kafka, http) is refused unless
 the run uses --once. An existing file is kept: the run writes name-1.parquet,
 name-2.parquet, ... beside it.
@@ -148,11 +150,12 @@ type handle interface {
 	Close() error
 }
 
-// Hooks for tests: how files are opened and directories synced.
+// Hooks for tests: how files are opened, linked and directories synced.
 var (
 	openFile = func(name string, flag int, perm fs.FileMode) (handle, error) {
 		return os.OpenFile(name, flag, perm)
 	}
+	linkFile   = os.Link
 	createTemp = func(dir, pattern string) (handle, string, error) {
 		f, err := os.CreateTemp(dir, pattern)
 		if err != nil {
@@ -501,12 +504,21 @@ func (s *Sink) publish() error {
 		}
 		// A hard link fails when the name exists, so two runs never
 		// publish over each other.
-		err := os.Link(s.tmp, name)
+		err := linkFile(s.tmp, name)
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, fs.ErrExist) {
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		// A file system without hard links: rename to a name that is free
+		// now (another run publishing the same name at this instant could
+		// still lose; one writer per path is the supported setup).
+		if _, serr := os.Lstat(name); serr == nil {
+			continue
+		} else if !errors.Is(serr, fs.ErrNotExist) {
 			return err
 		}
+		return os.Rename(s.tmp, name)
 	}
 }
