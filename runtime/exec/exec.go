@@ -289,7 +289,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer n.running.Store(false)
-			if err := p.runNode(soft, hard, n); err != nil {
+			out := &output{node: n, p: p, ctx: hard, soft: soft}
+			stopped, err := p.runNode(soft, hard, n, out)
+			if err != nil {
+				fail(err) // before Close, which may take until its deadline
+			}
+			if err := p.finishNode(hard, n, out, err, stopped); err != nil {
 				fail(err)
 			}
 		}()
@@ -357,33 +362,12 @@ func (p *Pipeline) close(ctx context.Context) {
 }
 
 // runNode runs one node to completion; soft ends sources, hard aborts all.
-// It closes the node (op.Closer, exactly once) before closing the node's
-// outputs, so a sink's dead letters stay writable until its Close returns.
-func (p *Pipeline) runNode(soft, hard context.Context, n *Node) (err error) {
-	out := &output{node: n, p: p, ctx: hard, soft: soft}
-	stopped := false // ended on a graceful stop, not at the end of its input
+// stopped reports that the node ended on a graceful stop rather than at the
+// end of its input.
+func (p *Pipeline) runNode(soft, hard context.Context, n *Node, out *output) (stopped bool, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = &NodeError{Node: n.Name, Err: fmt.Errorf("panic: %v\n%s", r, debug.Stack())}
-		}
-		out.release()
-		if cerr := p.closeNode(hard, n, err); cerr != nil && err == nil {
-			err = &NodeError{Node: n.Name, Err: cerr}
-		}
-		if sr, ok := n.inst.(op.StoredRows); ok {
-			n.Stats.RowsOut.Store(sr.StoredRows())
-		}
-		if n.sinkDL != nil {
-			n.sinkDL.close()
-		}
-		for _, q := range n.outs {
-			q.producerDone(stopped)
-		}
-		if n.dead != nil {
-			n.dead.producerDone(stopped)
-		}
-		if n.late != nil {
-			n.late.producerDone(stopped)
 		}
 		if err != nil {
 			n.Stats.Errors.Add(1)
@@ -406,7 +390,7 @@ func (p *Pipeline) runNode(soft, hard context.Context, n *Node) (err error) {
 		err = p.runSink(hard, n, inst)
 	}
 	if err != nil && hard.Err() != nil && errors.Is(err, context.Canceled) {
-		return nil // aborted because another node failed; that error is reported
+		return stopped, nil // aborted because another node failed; that error is reported
 	}
 	if err != nil {
 		var ne *NodeError
@@ -414,7 +398,38 @@ func (p *Pipeline) runNode(soft, hard context.Context, n *Node) (err error) {
 			err = &NodeError{Node: n.Name, Err: err}
 		}
 	}
-	return err
+	return stopped, err
+}
+
+// finishNode closes a node that is done (op.Closer, exactly once) and only
+// then closes its outputs, so a sink's dead letters stay writable until its
+// Close returns. It returns Close's error on the normal path.
+func (p *Pipeline) finishNode(hard context.Context, n *Node, out *output, runErr error, stopped bool) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &NodeError{Node: n.Name, Err: fmt.Errorf("panic in Close: %v\n%s", r, debug.Stack())}
+		}
+		if sr, ok := n.inst.(op.StoredRows); ok {
+			n.Stats.RowsOut.Store(sr.StoredRows())
+		}
+		if n.sinkDL != nil {
+			n.sinkDL.close()
+		}
+		for _, q := range n.outs {
+			q.producerDone(stopped)
+		}
+		if n.dead != nil {
+			n.dead.producerDone(stopped)
+		}
+		if n.late != nil {
+			n.late.producerDone(stopped)
+		}
+	}()
+	out.release()
+	if cerr := p.closeNode(hard, n, runErr); cerr != nil {
+		return &NodeError{Node: n.Name, Err: fmt.Errorf("close: %w", cerr)}
+	}
+	return nil
 }
 
 // closeNode calls the node's Close once. After a failure or an abort it
