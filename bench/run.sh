@@ -5,6 +5,7 @@
 #   bash bench/run.sh                 # 1,000,000 posts, each case once
 #   N=100000 REPEAT=3 bash bench/run.sh
 #   CASES=file DATA=/tmp/bench N=20000 bash bench/run.sh
+#   CASES="discard metrics" REPEAT=5 bash bench/run.sh   # the cost of --metrics-addr
 #
 # Builds both binaries into bench/data/bin, generates bench/data/posts.jsonl
 # when missing (or of another size), runs every case under /usr/bin/time -v,
@@ -74,6 +75,12 @@ flowrun_file() {
 flowrun_discard() { # both sinks `discard`: no encoding, as Benthos's `drop`
 	"$bin/flowrun" run bench/pinterest_clean_discard.yaml --set "IN=$in"
 }
+# metrics: the discard case with Prometheus metrics and the status page on,
+# to measure what they cost beside the same run without them.
+flowrun_metrics() {
+	"$bin/flowrun" run bench/pinterest_clean_discard.yaml --set "IN=$in" --metrics-addr 127.0.0.1:0
+}
+benthos_metrics() { benthos_discard; }
 benthos_file() {
 	IN="$in" OUT="$data/benthos.jsonl" DEAD="$data/benthos_dead.jsonl" BENTHOS_DIR="$here/benthos" \
 		"$bin/benthos" -c "$here/benthos/config.yaml"
@@ -81,7 +88,7 @@ benthos_file() {
 benthos_discard() {
 	IN="$in" BENTHOS_DIR="$here/benthos" "$bin/benthos" -c "$here/benthos/config_discard.yaml"
 }
-export -f flowrun_file flowrun_discard benthos_file benthos_discard
+export -f flowrun_file flowrun_discard flowrun_metrics benthos_file benthos_discard benthos_metrics
 export bin in data here
 
 for r in $(seq "$REPEAT"); do
