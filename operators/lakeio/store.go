@@ -83,6 +83,9 @@ type Store interface {
 	// Exists reports whether key is a committed object.
 	Exists(ctx context.Context, key string) (bool, error)
 	Delete(ctx context.Context, key string) error
+	// CleanUploads removes uploads left (by a crash) in folder dir that
+	// were last written before before; it returns how many.
+	CleanUploads(ctx context.Context, dir string, before time.Time) (int, error)
 	// URL is the location for messages ("out/lake", "s3://b/prefix").
 	URL() string
 	Close() error
@@ -459,3 +462,41 @@ func WriteAll(ctx context.Context, s Store, key string, data []byte) error {
 
 // Base is the last element of a key.
 func Base(key string) string { return path.Base(strings.TrimSuffix(key, "/")) }
+
+func (s *localStore) CleanUploads(ctx context.Context, dir string, before time.Time) (int, error) {
+	ents, err := s.List(ctx, dir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range ents {
+		b := Base(e.Key)
+		if !e.Dir && strings.HasPrefix(b, ".upload-") && e.ModTime.Before(before) {
+			if err := s.Delete(ctx, e.Key); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// CleanUploads on S3 removes the temporary objects under TempDir (dir is
+// ignored: uploads in progress are not listed, and a multipart upload a
+// crash abandoned is for the bucket's lifecycle rule to abort).
+func (s *s3Store) CleanUploads(ctx context.Context, dir string, before time.Time) (int, error) {
+	ents, err := s.List(ctx, TempDir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range ents {
+		if !e.Dir && e.ModTime.Before(before) {
+			if err := s.Delete(ctx, e.Key); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}

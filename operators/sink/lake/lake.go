@@ -215,16 +215,19 @@ type Sink struct {
 	recs  *lakeio.Records
 	run   string
 
-	mu      sync.Mutex
-	writers map[wkey]*writer
-	seen    map[srcKey]int64 // last offset received per source partition
-	files   []lakeio.RecordFile
-	evs     []*exprc.Evaluator
-	seq     int
-	held    int64 // sum of the open writers' held
-	closed  bool
-	err     error
-	enc     *jsonenc.Encoder
+	mu        sync.Mutex
+	writers   map[wkey]*writer
+	seen      map[srcKey]int64 // last offset received per source partition
+	cleaned   map[string]bool  // folders whose crash leftovers were removed
+	started   time.Time
+	lastSweep time.Time
+	files     []lakeio.RecordFile
+	evs       []*exprc.Evaluator
+	seq       int
+	held      int64 // sum of the open writers' held
+	closed    bool
+	err       error
+	enc       *jsonenc.Encoder
 
 	mFiles, mRows, mBytes op.Counter
 	mOpen                 op.Gauge
@@ -271,7 +274,8 @@ func New(ctx context.Context, r op.Resources, cfg Config) (*Sink, error) {
 	}
 	s := &Sink{cfg: cfg, res: r, alloc: r.Alloc, store: store, recs: recs,
 		run:     fmt.Sprintf("%x", time.Now().UnixNano()),
-		writers: map[wkey]*writer{}, seen: map[srcKey]int64{}, files: recs.Files}
+		writers: map[wkey]*writer{}, seen: map[srcKey]int64{}, files: recs.Files,
+		cleaned: map[string]bool{}, started: time.Now(), lastSweep: time.Now()}
 	for _, p := range cfg.PartitionBy {
 		s.evs = append(s.evs, p.Prog.NewEvaluator())
 	}
@@ -483,6 +487,10 @@ rows:
 func (s *Sink) writer(ctx context.Context, k wkey) (*writer, error) {
 	if w := s.writers[k]; w != nil {
 		return w, nil
+	}
+	if !s.cleaned[k.dir] {
+		s.cleaned[k.dir] = true
+		s.cleanUploads(ctx, k.dir)
 	}
 	// max_open_files is enforced once the batch is written (the oldest
 	// file may be one this batch is writing to).
@@ -715,12 +723,36 @@ func (s *Sink) cut(ctx context.Context, f lakeio.RecordFile, from int64) (*lakei
 	return &nf, nil
 }
 
-// Flush implements op.SinkFlusher: files older than file_age are committed.
+// staleUpload is how long an upload must have been left unwritten before
+// it counts as abandoned by a crashed run: a live writer (of this or
+// another process) writes every batch and commits within file_age.
+func (s *Sink) staleUpload() time.Duration { return s.cfg.FileAge + 10*time.Second }
+
+// cleanUploads removes uploads a crashed run left in folder dir (hidden
+// from readers, but taking space).
+func (s *Sink) cleanUploads(ctx context.Context, dir string) {
+	n, err := s.store.CleanUploads(ctx, dir, time.Now().Add(-s.staleUpload()))
+	if err != nil {
+		s.res.Log.Warn("lake: removing uploads left by a crash", "folder", dir, "err", err)
+	} else if n > 0 {
+		s.res.Log.Info("lake: removed uploads left by a crash", "folder", dir, "count", n)
+	}
+}
+
+// Flush implements op.SinkFlusher: files older than file_age are committed,
+// and now and then the open files' folders are swept for uploads a crash
+// left.
 func (s *Sink) Flush(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil || s.closed {
 		return s.err
+	}
+	if time.Since(s.lastSweep) > s.staleUpload() {
+		s.lastSweep = time.Now()
+		for k := range s.writers {
+			s.cleanUploads(ctx, k.dir)
+		}
 	}
 	now := s.res.Clock.Now()
 	var old []*writer

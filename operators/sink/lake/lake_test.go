@@ -520,3 +520,29 @@ func TestHeldBytesBound(t *testing.T) {
 	}
 	s.Close(context.Background())
 }
+
+// TestCleanUploads: an upload left by a crash is removed once it is older
+// than file_age + 10s; a live one is left alone.
+func TestCleanUploads(t *testing.T) {
+	mem := memory.NewGoAllocator()
+	dir := filepath.Join(t.TempDir(), "lake")
+	hour := filepath.Join(dir, "dt=2026-11-25", "hour=13")
+	if err := os.MkdirAll(hour, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old, fresh := filepath.Join(hour, ".upload-dead.tmp"), filepath.Join(hour, ".upload-live.tmp")
+	os.WriteFile(old, []byte("PAR1"), 0o644)
+	os.WriteFile(fresh, []byte("PAR1"), 0o644)
+	past := time.Now().Add(-2 * time.Minute)
+	os.Chtimes(old, past, past)
+	s := open(t, mem, config(dir, ", file_age: 1m"))
+	var a acks
+	write(t, s, &a, mem, 0, 0)
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Fatalf("the crash's upload is still there: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Fatalf("a live upload was removed: %v", err)
+	}
+	s.Close(context.Background())
+}
