@@ -44,6 +44,7 @@ func Common() []*spec.Field {
 		spec.F("event_time", spec.Expr, "A timestamp column, or an expression giving a timestamp, e.g. to_timestamp(ts). Required unless processing_time is true."),
 		spec.F("processing_time", spec.Bool, "Assign rows to windows by the clock when they arrive instead of by event time.").Def(false),
 		spec.F("allowed_lateness", spec.Duration, "How far behind the highest event time seen in a partition a record may be and still count; the watermark is that highest time minus this.").Def(time.Duration(0)),
+		spec.F("per_partition", spec.Bool, "Keep separate windows per source partition, each closed by that partition's own watermark, with a source_partition output column: results that do not depend on which process reads which partition, for several processes in one consumer group (see docs/windows.md).").Def(false),
 		spec.F("idle_timeout", spec.Duration, "A source partition that delivers nothing for this long (on the clock) stops holding the watermark back.").Def(30 * time.Second),
 		spec.F("aggregate", spec.StringMap, "Output column: aggregate call, e.g. posts: count(), avg_followers: avg(follower_count), p90: quantile(follower_count, 0.9).").Req(),
 		spec.F("max_state_rows", spec.Int, "Most open (window, key) groups held; more stops the pipeline with an error.").Def(int64(DefaultMaxRows)),
@@ -59,6 +60,7 @@ type Config struct {
 	TimeCol          int // input column of the event time, -1 for an expression or processing time
 	TimeExpr         *exprc.Program
 	Processing       bool
+	PerPartition     bool
 	Lateness         int64 // microseconds
 	Idle             time.Duration
 	Aggs             []AggSpec
@@ -88,7 +90,7 @@ func check(kind Kind, c *validate.Check) (*Config, bool) {
 	v := c.Config
 	cfg := &Config{Kind: kind, In: in, TimeCol: -1, Idle: v.Duration("idle_timeout"),
 		Lateness: micros(v.Duration("allowed_lateness")), MaxRows: int(v.Int64("max_state_rows")), MaxBytes: v.Int64("max_state_bytes"),
-		Processing: v.Boolean("processing_time")}
+		Processing: v.Boolean("processing_time"), PerPartition: v.Boolean("per_partition")}
 	ok := true
 	positive := func(name string) int64 {
 		d := v.Duration(name)
@@ -121,6 +123,9 @@ func check(kind Kind, c *validate.Check) (*Config, bool) {
 	case cfg.Processing && et != nil && et.Set:
 		e := c.Errorf(et.Pos, "%s window: choose event_time or processing_time: true, not both", kind)
 		e.Hint = "remove one of them"
+		ok = false
+	case cfg.Processing && cfg.PerPartition:
+		c.Errorf(v.PosOf("per_partition"), "%s window: per_partition needs event time; with processing_time every process has its own clock", kind)
 		ok = false
 	case cfg.Processing:
 		if lv := v.Get("allowed_lateness"); lv != nil && lv.Set {
@@ -173,8 +178,8 @@ func check(kind Kind, c *validate.Check) (*Config, bool) {
 	for _, e := range v.Get("aggregate").Entries {
 		s, good := ParseAgg(e.Key, e.Value.Str, in, e.Value.Pos, c.Errs)
 		if good {
-			if _, dup := seen[e.Key]; dup || e.Key == "window_start" || e.Key == "window_end" {
-				c.Errorf(e.KeyPos, "aggregate '%s': the output already has a column '%s' (keys, window_start and window_end come first)", e.Key, e.Key)
+			if _, dup := seen[e.Key]; dup || e.Key == "window_start" || e.Key == "window_end" || (cfg.PerPartition && e.Key == "source_partition") {
+				c.Errorf(e.KeyPos, "aggregate '%s': the output already has a column '%s' (keys, source_partition, window_start and window_end come first)", e.Key, e.Key)
 				good = false
 			}
 			seen[e.Key] = e.KeyPos
@@ -189,6 +194,9 @@ func check(kind Kind, c *validate.Check) (*Config, bool) {
 	for _, k := range cfg.Keys {
 		f := in.Field(k)
 		fields = append(fields, arrow.Field{Name: f.Name, Type: f.Type, Nullable: true})
+	}
+	if cfg.PerPartition {
+		fields = append(fields, arrow.Field{Name: "source_partition", Type: arrow.BinaryTypes.String})
 	}
 	fields = append(fields,
 		arrow.Field{Name: "window_start", Type: types.Timestamp},

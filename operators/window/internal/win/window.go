@@ -59,6 +59,8 @@ func partName(p batch.Position) string {
 }
 
 type part struct {
+	name string
+	idx  int32     // watermark group in per_partition mode
 	max  int64     // highest event time seen, noTime before the first
 	seen time.Time // clock time of the last batch
 }
@@ -71,11 +73,13 @@ type keyEntry struct {
 	// without boxing.
 	str  string
 	null bool
+	part string // per_partition: the source partition
 }
 
 type slot struct {
 	start, end int64
 	key        int32
+	group      int32 // watermark group: 0, or the partition in per_partition mode
 	live       bool
 	ver        uint32
 	stamp      uint64       // batch that last added its ack (sessions)
@@ -83,8 +87,10 @@ type slot struct {
 	acks       []*batch.Ack // held inputs (sessions)
 }
 
-// unit is one tumbling or sliding window over every key.
+// unit is one tumbling or sliding window over every key (of one partition
+// in per_partition mode).
 type unit struct {
+	group      int32
 	start, end int64
 	slots      []int32
 	acks       []*batch.Ack
@@ -94,6 +100,11 @@ type unit struct {
 type skey struct {
 	start int64
 	key   int32
+}
+
+type ukey struct {
+	group int32
+	start int64
 }
 
 // Window is a running window node.
@@ -115,7 +126,7 @@ type Window struct {
 	live  int
 
 	bySK  map[skey]int32
-	units map[int64]*unit
+	units map[ukey]*unit
 	last  *unit
 
 	sess    map[int32][]int32
@@ -124,9 +135,12 @@ type Window struct {
 	dead    []int32         // their frees, deferred past the batch's adds
 	touched []int32         // sessions this batch added to
 
-	strKey  bool // one key column, a string
+	strKey  bool   // one key column, a string
+	curPart string // the partition of the batch being processed
 	parts   map[string]*part
-	wm      int64
+	byIdx   []*part
+	wm      int64   // the node's watermark (the lowest of wms)
+	wms     []int64 // per watermark group: [0] alone, or one per partition
 	seq     uint64
 	stopped bool
 	late    int64
@@ -147,8 +161,8 @@ func New(cfg *Config, r op.Resources) *Window {
 		r.BatchRows = 1024
 	}
 	w := &Window{cfg: cfg, res: r, keyIDs: map[string]int32{}, bySK: map[skey]int32{},
-		units: map[int64]*unit{}, sess: map[int32][]int32{}, fwd: map[int32]int32{},
-		parts: map[string]*part{}, wm: noTime, fixed: 96}
+		units: map[ukey]*unit{}, sess: map[int32][]int32{}, fwd: map[int32]int32{},
+		parts: map[string]*part{}, wm: noTime, wms: []int64{noTime}, fixed: 96}
 	w.strKey = len(cfg.Keys) == 1 && cfg.In.Field(cfg.Keys[0]).Type.ID() == arrow.STRING
 	for i := range cfg.Aggs {
 		a := newAcc(&cfg.Aggs[i])
@@ -204,8 +218,9 @@ func (w *Window) Process(ctx context.Context, in batch.Batch, out op.Output) err
 		in.Ack.Done(err)
 		return err
 	}
-	w.keyIDsFor(in.Rec)
 	p := w.part(PartitionOf(in), now)
+	w.keyIDsFor(in.Rec, p)
+	g := w.group(p)
 	other := w.otherMin(p, now)
 	run := p.max
 	w.rows, w.slotOf = w.rows[:0], w.slotOf[:0]
@@ -214,14 +229,16 @@ func (w *Window) Process(ctx context.Context, in batch.Batch, out op.Output) err
 		if t == noTime {
 			continue
 		}
-		wmRow := w.wm
+		wmRow := w.wms[g]
 		if !w.cfg.Processing {
 			run = max(run, t)
-			if c := min(other, run) - w.cfg.Lateness; c > wmRow {
-				wmRow = c
+			c := run - w.cfg.Lateness
+			if !w.cfg.PerPartition {
+				c = min(other, run) - w.cfg.Lateness
 			}
+			wmRow = max(wmRow, c)
 		}
-		if err := w.assign(in.Rec, int32(r), t, w.keyOf[r], wmRow, in.Ack, out); err != nil {
+		if err := w.assign(in.Rec, int32(r), t, w.keyOf[r], g, wmRow, in.Ack, out); err != nil {
 			in.Ack.Done(err)
 			return err
 		}
@@ -340,11 +357,23 @@ func toMicros(v int64, u arrow.TimeUnit) int64 {
 func (w *Window) part(name string, now time.Time) *part {
 	p := w.parts[name]
 	if p == nil {
-		p = &part{max: noTime}
+		p = &part{name: name, max: noTime, idx: int32(len(w.byIdx))}
 		w.parts[name] = p
+		w.byIdx = append(w.byIdx, p)
+		if w.cfg.PerPartition && p.idx > 0 {
+			w.wms = append(w.wms, noTime)
+		}
 	}
 	p.seen = now
 	return p
+}
+
+// group is the watermark group of p's rows.
+func (w *Window) group(p *part) int32 {
+	if w.cfg.PerPartition {
+		return p.idx
+	}
+	return 0
 }
 
 func (w *Window) idle(p *part, now time.Time) bool { return now.Sub(p.seen) >= w.cfg.Idle }
@@ -388,19 +417,56 @@ func (w *Window) watermark(now time.Time) int64 {
 }
 
 func (w *Window) advance(ctx context.Context, now time.Time, out op.Output) error {
-	if wm := w.watermark(now); wm > w.wm {
-		w.wm = wm
-		return w.emit(ctx, wm, out)
+	if !w.cfg.PerPartition || w.cfg.Processing {
+		if wm := w.watermark(now); wm > w.wm {
+			w.wm = wm
+			for i := range w.wms {
+				w.wms[i] = wm
+			}
+			return w.emit(ctx, out)
+		}
+		return nil
+	}
+	// Each partition's windows close by its own watermark; an idle
+	// partition's windows close at its highest event time.
+	moved := false
+	lo := int64(math.MaxInt64)
+	for _, p := range w.byIdx {
+		if p.max == noTime {
+			continue
+		}
+		c := p.max - w.cfg.Lateness
+		if w.idle(p, now) {
+			c = p.max
+		}
+		if c > w.wms[p.idx] {
+			w.wms[p.idx], moved = c, true
+		}
+		lo = min(lo, w.wms[p.idx])
+	}
+	if lo != math.MaxInt64 {
+		w.wm = lo
+	}
+	if moved {
+		return w.emit(ctx, out)
 	}
 	return nil
 }
 
 // keyIDsFor fills w.keyOf with each row's key id, creating keys as needed.
-func (w *Window) keyIDsFor(rec arrow.RecordBatch) {
+func (w *Window) keyIDsFor(rec arrow.RecordBatch, p *part) {
 	n := int(rec.NumRows())
 	w.keyOf = grow(w.keyOf[:0], n)
+	prefix := ""
+	if w.cfg.PerPartition {
+		prefix = p.name + "\x00"
+	}
+	w.curPart = p.name
 	if len(w.cfg.Keys) == 0 {
-		id := w.keyID("", rec, 0)
+		id, ok := w.keyIDs[prefix]
+		if !ok {
+			id = w.keyID(prefix, rec, 0)
+		}
 		for i := range w.keyOf {
 			w.keyOf[i] = id
 		}
@@ -411,7 +477,7 @@ func (w *Window) keyIDsFor(rec arrow.RecordBatch) {
 		views[i] = newView(rec.Column(k))
 	}
 	for r := range n {
-		b := w.buf[:0]
+		b := append(w.buf[:0], prefix...)
 		for i := range views {
 			b = encodeKey(b, &views[i], int32(r))
 		}
@@ -455,6 +521,9 @@ func (w *Window) keyID(enc string, rec arrow.RecordBatch, r int) int32 {
 		vals[i] = arrowx.NewGetter(rec.Column(k))(r)
 	}
 	e := keyEntry{enc: enc, vals: vals}
+	if w.cfg.PerPartition {
+		e.part = w.curPart
+	}
 	if len(vals) == 1 {
 		e.str, _ = vals[0].(string)
 		e.null = vals[0] == nil
@@ -492,7 +561,7 @@ func (w *Window) dropKey(id int32) {
 	w.freeKeys = append(w.freeKeys, id)
 }
 
-func (w *Window) newSlot(start, end int64, key int32) int32 {
+func (w *Window) newSlot(start, end int64, key, group int32) int32 {
 	var s int32
 	if n := len(w.free); n > 0 {
 		s = w.free[n-1]
@@ -505,7 +574,7 @@ func (w *Window) newSlot(start, end int64, key int32) int32 {
 		}
 	}
 	sl := &w.slots[s]
-	sl.start, sl.end, sl.key, sl.live = start, end, key, true
+	sl.start, sl.end, sl.key, sl.group, sl.live = start, end, key, group, true
 	sl.ver++
 	sl.acks, sl.stamp, sl.heapEnd = sl.acks[:0], 0, 0
 	w.keys[key].refs++
@@ -532,7 +601,7 @@ func (w *Window) freeSlot(s int32) {
 
 // assign places row r (event time t, key k) into its windows, or sends it
 // to the late output when the windows it belongs to were already emitted.
-func (w *Window) assign(rec arrow.RecordBatch, r int32, t int64, k int32, wm int64, ack *batch.Ack, out op.Output) error {
+func (w *Window) assign(rec arrow.RecordBatch, r int32, t int64, k, g int32, wm int64, ack *batch.Ack, out op.Output) error {
 	switch w.cfg.Kind {
 	case Tumbling:
 		start := floorDiv(t, w.cfg.Size) * w.cfg.Size
@@ -540,7 +609,7 @@ func (w *Window) assign(rec arrow.RecordBatch, r int32, t int64, k int32, wm int
 		if end <= wm {
 			return w.lateRow(rec, r, t, wm, out, [][2]int64{{start, end}})
 		}
-		w.addTo(start, end, k, r, ack)
+		w.addTo(start, end, k, g, r, ack)
 	case Sliding:
 		last := floorDiv(t, w.cfg.Every) * w.cfg.Every
 		var missed [][2]int64
@@ -550,14 +619,14 @@ func (w *Window) assign(rec arrow.RecordBatch, r int32, t int64, k int32, wm int
 				missed = append(missed, [2]int64{start, end})
 				continue
 			}
-			w.addTo(start, end, k, r, ack)
+			w.addTo(start, end, k, g, r, ack)
 		}
 		if len(missed) > 0 {
 			slices.Reverse(missed)
 			return w.lateRow(rec, r, t, wm, out, missed)
 		}
 	case Session:
-		return w.addSession(rec, r, t, k, wm, ack, out)
+		return w.addSession(rec, r, t, k, g, wm, ack, out)
 	}
 	return nil
 }
@@ -571,13 +640,13 @@ func floorDiv(a, b int64) int64 {
 }
 
 // addTo adds row r to the (start, key) group of a tumbling or sliding window.
-func (w *Window) addTo(start, end int64, k, r int32, ack *batch.Ack) {
+func (w *Window) addTo(start, end int64, k, g, r int32, ack *batch.Ack) {
 	u := w.last
-	if u == nil || u.start != start {
-		u = w.units[start]
+	if u == nil || u.start != start || u.group != g {
+		u = w.units[ukey{g, start}]
 		if u == nil {
-			u = &unit{start: start, end: end}
-			w.units[start] = u
+			u = &unit{group: g, start: start, end: end}
+			w.units[ukey{g, start}] = u
 		}
 		w.last = u
 	}
@@ -589,7 +658,7 @@ func (w *Window) addTo(start, end int64, k, r int32, ack *batch.Ack) {
 	sk := skey{start, k}
 	s, ok := w.bySK[sk]
 	if !ok {
-		s = w.newSlot(start, end, k)
+		s = w.newSlot(start, end, k, g)
 		w.bySK[sk] = s
 		u.slots = append(u.slots, s)
 	}
@@ -599,7 +668,7 @@ func (w *Window) addTo(start, end int64, k, r int32, ack *batch.Ack) {
 
 // addSession adds row r to key k's session around t, merging the sessions
 // it bridges.
-func (w *Window) addSession(rec arrow.RecordBatch, r int32, t int64, k int32, wm int64, ack *batch.Ack, out op.Output) error {
+func (w *Window) addSession(rec arrow.RecordBatch, r int32, t int64, k, g int32, wm int64, ack *batch.Ack, out op.Output) error {
 	lo, hi := t, t+w.cfg.Gap
 	list := w.sess[k]
 	target := int32(-1)
@@ -637,7 +706,7 @@ func (w *Window) addSession(rec arrow.RecordBatch, r int32, t int64, k int32, wm
 		if hi <= wm {
 			return w.lateRow(rec, r, t, wm, out, [][2]int64{{lo, hi}})
 		}
-		target = w.newSlot(lo, hi, k)
+		target = w.newSlot(lo, hi, k, g)
 	}
 	tg := &w.slots[target]
 	tg.start, tg.end = min(tg.start, lo), max(tg.end, hi)
@@ -672,19 +741,28 @@ func (w *Window) lateRow(rec arrow.RecordBatch, r int32, t, wm int64, out op.Out
 func ts(us int64) string { return time.UnixMicro(us).UTC().Format(time.RFC3339Nano) }
 
 // emit writes every window that ends at or before wm.
-func (w *Window) emit(ctx context.Context, wm int64, out op.Output) error {
+func (w *Window) emit(ctx context.Context, out op.Output) error {
 	var done []int32
 	var acks []*batch.Ack
 	if w.cfg.Kind == Session {
-		for w.ends.Len() > 0 && w.ends[0].end <= wm {
+		hi := slices.Max(w.wms)
+		var later []endEntry // of partitions whose watermark is behind
+		for w.ends.Len() > 0 && w.ends[0].end <= hi {
 			e := heap.Pop(&w.ends).(endEntry)
 			sl := &w.slots[e.slot]
 			if !sl.live || sl.ver != e.ver {
 				continue // stale: the session grew or was merged
 			}
+			if e.end > w.wms[sl.group] {
+				later = append(later, e)
+				continue
+			}
 			done = append(done, e.slot)
 			acks = append(acks, sl.acks...)
 			sl.acks = sl.acks[:0]
+		}
+		for _, e := range later {
+			heap.Push(&w.ends, e)
 		}
 		slices.SortFunc(done, func(a, b int32) int {
 			if c := cmp.Compare(w.slots[a].start, w.slots[b].start); c != 0 {
@@ -695,16 +773,21 @@ func (w *Window) emit(ctx context.Context, wm int64, out op.Output) error {
 	} else {
 		var us []*unit
 		for _, u := range w.units {
-			if u.end <= wm {
+			if u.end <= w.wms[u.group] {
 				us = append(us, u)
 			}
 		}
-		slices.SortFunc(us, func(a, b *unit) int { return cmp.Compare(a.start, b.start) })
+		slices.SortFunc(us, func(a, b *unit) int {
+			if c := cmp.Compare(a.start, b.start); c != 0 {
+				return c
+			}
+			return cmp.Compare(w.byIdx[a.group].name, w.byIdx[b.group].name)
+		})
 		for _, u := range us {
 			slices.SortFunc(u.slots, func(a, b int32) int { return w.keyCmp(w.slots[a].key, w.slots[b].key) })
 			done = append(done, u.slots...)
 			acks = append(acks, u.acks...)
-			delete(w.units, u.start)
+			delete(w.units, ukey{u.group, u.start})
 			if w.last == u {
 				w.last = nil
 			}
@@ -769,6 +852,11 @@ func (w *Window) build(slotsOut []int32) (arrow.RecordBatch, error) {
 	for i := range apps {
 		apps[i] = arrowx.NewAppender(b.Field(i))
 	}
+	var parts *array.StringBuilder
+	if w.cfg.PerPartition {
+		parts = b.Field(nk).(*array.StringBuilder)
+		nk++
+	}
 	starts := b.Field(nk).(*array.TimestampBuilder)
 	ends := b.Field(nk + 1).(*array.TimestampBuilder)
 	for _, s := range slotsOut {
@@ -777,6 +865,9 @@ func (w *Window) build(slotsOut []int32) (arrow.RecordBatch, error) {
 			if err := apps[i](v); err != nil {
 				return nil, err
 			}
+		}
+		if parts != nil {
+			parts.Append(w.keys[sl.key].part)
 		}
 		starts.Append(arrow.Timestamp(sl.start))
 		ends.Append(arrow.Timestamp(sl.end))
@@ -789,6 +880,13 @@ func (w *Window) build(slotsOut []int32) (arrow.RecordBatch, error) {
 
 // keyCmp orders keys column by column, nulls first.
 func (w *Window) keyCmp(a, b int32) int {
+	if c := w.keyValCmp(a, b); c != 0 || !w.cfg.PerPartition {
+		return c
+	}
+	return strings.Compare(w.keys[a].part, w.keys[b].part)
+}
+
+func (w *Window) keyValCmp(a, b int32) int {
 	if w.strKey {
 		x, y := &w.keys[a], &w.keys[b]
 		switch {
@@ -879,7 +977,7 @@ func (w *Window) drop(err error) {
 		}
 		w.slots[i].acks = nil
 	}
-	w.units, w.last = map[int64]*unit{}, nil
+	w.units, w.last = map[ukey]*unit{}, nil
 	w.bySK, w.sess, w.ends = map[skey]int32{}, map[int32][]int32{}, nil
 	w.slots, w.free, w.live = nil, nil, 0
 	w.keyIDs, w.keys, w.freeKeys, w.keyBytes = map[string]int32{}, nil, nil, 0
@@ -894,7 +992,10 @@ func (w *Window) drop(err error) {
 func (w *Window) End(ctx context.Context, reason op.EndReason, out op.Output) error {
 	if reason == op.EndOfInput && !w.stopped {
 		w.wm = math.MaxInt64
-		return w.emit(ctx, math.MaxInt64, out)
+		for i := range w.wms {
+			w.wms[i] = math.MaxInt64
+		}
+		return w.emit(ctx, out)
 	}
 	w.drop(batch.ErrDropped)
 	w.stopped = true
@@ -924,7 +1025,7 @@ func (w *Window) NextTimer() (time.Time, bool) {
 	}
 	// Event time: wake when an active partition would turn idle, if that
 	// can move the watermark.
-	if len(w.parts) < 2 {
+	if len(w.parts) < 2 && !w.cfg.PerPartition {
 		return time.Time{}, false
 	}
 	var at time.Time

@@ -612,3 +612,84 @@ func reference(kind string, evs []ev, size, every, gap, lateness int64) ([]strin
 	sort.Strings(out)
 	return out, lateN
 }
+
+// TestPerPartitionSameResultsWhoeverReadsWhat: with per_partition, the rows
+// do not depend on how partitions are spread over processes, nor on how the
+// partitions interleave or where batches start: one window reading three
+// partitions, three windows reading one each, and two windows splitting
+// them all write the same rows.
+func TestPerPartitionSameResultsWhoeverReadsWhat(t *testing.T) {
+	for seed := range uint64(10) {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		const nparts = 3
+		evs := make([][]ev, nparts)
+		for p := range evs {
+			now := 0.0
+			for range 200 + rng.IntN(200) {
+				now += rng.Float64() * 2
+				evs[p] = append(evs[p], ev{float64(int64(now - rng.Float64()*rng.Float64()*60)), string(rune('a' + rng.IntN(3))), int64(rng.IntN(100))})
+			}
+		}
+		kind := []*op.Plugin{tumbling.Plugin, sliding.Plugin, session.Plugin}[seed%3]
+		cfg := map[*op.Plugin]string{tumbling.Plugin: "{size: 30s", sliding.Plugin: "{size: 30s, every: 10s", session.Plugin: "{gap: 15s"}[kind] +
+			", key: [category], event_time: ts, per_partition: true, allowed_lateness: 5s, aggregate: {n: count(), s: sum(followers)}}"
+		// run feeds the given partitions, interleaved at random in batches
+		// of random sizes, into one window; it returns the sorted rows.
+		run := func(parts []int) ([]string, int64) {
+			w := build(t, kind, cfg, op.NewManualClock(t0))
+			o := &out{}
+			next := make([]int, nparts)
+			offset := make([]int64, nparts)
+			for {
+				var live []int
+				for _, p := range parts {
+					if next[p] < len(evs[p]) {
+						live = append(live, p)
+					}
+				}
+				if len(live) == 0 {
+					break
+				}
+				p := live[rng.IntN(len(live))]
+				j := min(len(evs[p]), next[p]+1+rng.IntN(30))
+				chunk := evs[p][next[p]:j]
+				ack := batch.NewAck(nil).WithPositions(batch.Position{Source: "posts", Topic: "pins", Partition: int32(p), First: offset[p], Last: offset[p] + int64(len(chunk)) - 1})
+				if err := w.Process(context.Background(), batch.Batch{Rec: record(t, chunk), Ack: ack}, o); err != nil {
+					t.Fatal(err)
+				}
+				next[p], offset[p] = j, offset[p]+int64(len(chunk))
+			}
+			if err := w.End(context.Background(), op.EndOfInput, o); err != nil {
+				t.Fatal(err)
+			}
+			var rows []string
+			for _, r := range o.rows {
+				rows = append(rows, fmt.Sprint(r))
+			}
+			o.take()
+			return rows, w.LateCount()
+		}
+		var spreads [][][]int = [][][]int{{{0, 1, 2}}, {{0}, {1}, {2}}, {{2, 0}, {1}}}
+		var want []string
+		var wantLate int64
+		for i, spread := range spreads {
+			var rows []string
+			var late int64
+			for _, parts := range spread {
+				r, l := run(parts)
+				rows, late = append(rows, r...), late+l
+			}
+			sort.Strings(rows)
+			if i == 0 {
+				want, wantLate = rows, late
+				if len(want) == 0 || !strings.Contains(want[0], "posts/pins/") {
+					t.Fatalf("rows %v", want)
+				}
+				continue
+			}
+			if !slices.Equal(rows, want) || late != wantLate {
+				t.Fatalf("seed %d: partitions spread as %v give %d rows (%d late), one reader %d rows (%d late)", seed, spread, len(rows), late, len(want), wantLate)
+			}
+		}
+	}
+}
