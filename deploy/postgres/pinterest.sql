@@ -44,3 +44,34 @@ create table if not exists flowrun_offsets (
     updated_at  timestamptz not null default now(),
     primary key (pipeline, sink, topic, partition)
 );
+
+-- Posts per category and minute of ingested_at, one row per Kafka partition
+-- (the window category_counts keeps windows per partition, so several
+-- processes in one consumer group write the same rows as one; see
+-- docs/windows.md). Written once, when the partition's watermark passes the
+-- minute's end; a replay finds the row there and keeps it.
+create table if not exists category_counts_by_partition (
+    category         text not null,
+    source_partition text not null,      -- source/topic/partition
+    window_start     timestamptz not null,
+    window_end       timestamptz not null,
+    posts            bigint not null,
+    total_followers  bigint,
+    followers_known  bigint not null,    -- posts with a follower_count
+    videos           bigint not null,
+    stories          bigint not null,
+    primary key (category, window_start, source_partition)
+);
+
+-- The per-category minute counts: the partitions' rows added up.
+create or replace view category_counts as
+select category,
+       window_start,
+       max(window_end)                                            as window_end,
+       sum(posts)::bigint                                         as posts,
+       sum(total_followers)::bigint                               as total_followers,
+       sum(total_followers)::float8 / nullif(sum(followers_known), 0) as avg_followers,
+       sum(videos)::float8 / sum(posts)                           as video_share,
+       sum(stories)::float8 / sum(posts)                          as story_share
+from category_counts_by_partition
+group by category, window_start;

@@ -102,7 +102,10 @@ func (s *fixtureSource) Run(ctx context.Context, out op.Output) error {
 				n := pr.rec.NumRows()
 				s.offsets[pr.partition] = first + n
 				s.pending.Add(1)
-				ack := batch.NewAck(func(error) { s.pending.Add(-1) })
+				// Positions name the partition, so windows keep a
+				// watermark per partition as they do behind Kafka.
+				ack := batch.NewAck(func(error) { s.pending.Add(-1) }).WithPositions(batch.Position{
+					Source: s.name, Partition: pr.partition, First: first, Last: first + n - 1})
 				if err = out.Emit(ctx, batch.Batch{Rec: pr.rec, Ack: ack}); err != nil {
 					for _, rest := range it.recs[i+1:] {
 						rest.rec.Release()

@@ -55,6 +55,9 @@ var PartitionOf = func(b batch.Batch) string {
 }
 
 func partName(p batch.Position) string {
+	if p.Topic == "" {
+		return p.Source + "/" + strconv.Itoa(int(p.Partition))
+	}
 	return p.Source + "/" + p.Topic + "/" + strconv.Itoa(int(p.Partition))
 }
 
