@@ -22,8 +22,9 @@ func newGraphCmd(reg *op.Registry) *cobra.Command {
 		Use:   "graph FILE",
 		Short: "Draw a pipeline's node graph as Mermaid or Graphviz dot",
 		Long: `Graph validates a pipeline and prints its node graph: one box per node
-labelled with its name and operator type, an arrow for each 'from', and a
-dashed arrow from each node to its dead-letter sink. Mermaid output renders
+labelled with its name, operator type and description (if any), an arrow for
+each 'from', and a dashed arrow from each node to its dead-letter sink. The
+pipeline's name and description are the title. Mermaid output renders
 in GitHub and most Markdown viewers; dot output feeds Graphviz.
 
 An invalid pipeline is reported as by 'flowrun validate' and nothing is drawn.`,
@@ -60,10 +61,16 @@ func writeMermaid(w io.Writer, res *validate.Result) {
 	for i, n := range res.Nodes {
 		ids[n] = "n" + strconv.Itoa(i)
 	}
+	if title := pipelineTitle(res.Pipeline); title != "" {
+		fmt.Fprintf(w, "---\ntitle: %s\n---\n", strconv.Quote(title))
+	}
 	fmt.Fprintln(w, "flowchart LR")
 	for _, n := range res.Nodes {
 		label := strings.ReplaceAll(n.Name()+"\n("+n.AST.Type+")", `"`, "#quot;")
 		label = strings.ReplaceAll(label, "\n", "<br/>")
+		if d := n.AST.Description; d != "" {
+			label += "<br/><i>" + strings.ReplaceAll(shorten(d, 60), `"`, "#quot;") + "</i>"
+		}
 		open, closing := "[", "]"
 		switch n.AST.Section {
 		case ast.Sources:
@@ -90,6 +97,9 @@ func writeMermaid(w io.Writer, res *validate.Result) {
 
 func writeDot(w io.Writer, res *validate.Result) {
 	fmt.Fprintf(w, "digraph %s {\n  rankdir=LR;\n  node [shape=box];\n", strconv.Quote(res.Pipeline.Name))
+	if title := pipelineTitle(res.Pipeline); title != "" {
+		fmt.Fprintf(w, "  labelloc=t;\n  label=%s;\n", strconv.Quote(title))
+	}
 	for _, n := range res.Nodes {
 		shape := "box"
 		switch n.AST.Section {
@@ -100,7 +110,11 @@ func writeDot(w io.Writer, res *validate.Result) {
 		case ast.Windows:
 			shape = "box3d"
 		}
-		fmt.Fprintf(w, "  %s [label=%s, shape=%s];\n", strconv.Quote(n.Name()), strconv.Quote(n.Name()+"\n("+n.AST.Type+")"), shape)
+		tooltip := ""
+		if d := n.AST.Description; d != "" {
+			tooltip = ", tooltip=" + strconv.Quote(d)
+		}
+		fmt.Fprintf(w, "  %s [label=%s, shape=%s%s];\n", strconv.Quote(n.Name()), strconv.Quote(n.Name()+"\n("+n.AST.Type+")"), shape, tooltip)
 	}
 	for _, n := range res.Nodes {
 		for _, in := range n.Inputs {
@@ -114,4 +128,24 @@ func writeDot(w io.Writer, res *validate.Result) {
 		}
 	}
 	fmt.Fprintln(w, "}")
+}
+
+// pipelineTitle is "name: description", either part when only one is set.
+func pipelineTitle(p *ast.Pipeline) string {
+	switch {
+	case p.Name != "" && p.Description != "":
+		return p.Name + ": " + p.Description
+	case p.Name != "":
+		return p.Name
+	}
+	return p.Description
+}
+
+// shorten cuts s to at most n characters, marking the cut with "…".
+func shorten(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }

@@ -41,10 +41,11 @@ func testRegistry(t *testing.T) *op.Registry {
 
 const goodPipeline = `flowrun: 1
 name: good
+description: A "good" pipeline.
 sources:
   a: {gen: {rows: 5}, dead_letter: dead}
 transforms:
-  b: {from: a, pass: {}}
+  b: {from: a, pass: {}, description: 'Passes rows on unchanged, as "pass" does.'}
 sinks:
   c: {from: b, out: {path: "${DIR:-x}/c"}}
   dead: {out: {path: d}}
@@ -155,9 +156,12 @@ func TestGraphCmd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `flowchart LR
+	want := `---
+title: "good: A \"good\" pipeline."
+---
+flowchart LR
   n0(["a<br/>(gen)"])
-  n1["b<br/>(pass)"]
+  n1["b<br/>(pass)<br/><i>Passes rows on unchanged, as #quot;pass#quot; does.</i>"]
   n2[("c<br/>(out)")]
   n3[("dead<br/>(out)")]
   n0 -. dead letters .-> n3
@@ -168,7 +172,7 @@ func TestGraphCmd(t *testing.T) {
 		t.Errorf("mermaid:\n%s\nwant:\n%s", out, want)
 	}
 	out, _, err = execute(t, reg, "graph", "--format", "dot", good)
-	if err != nil || !strings.Contains(out, `"a" -> "dead" [style=dashed`) || !strings.Contains(out, `"b" [label="b\n(pass)"`) {
+	if err != nil || !strings.Contains(out, `"a" -> "dead" [style=dashed`) || !strings.Contains(out, `"b" [label="b\n(pass)", shape=box, tooltip="Passes rows on unchanged, as \"pass\" does."]`) || !strings.Contains(out, `label="good: A \"good\" pipeline."`) {
 		t.Errorf("dot: %v\n%s", err, out)
 	}
 	if _, _, err := execute(t, reg, "graph", write(t, "bad.yaml", badPipeline)); exitCode(err) != 1 {
