@@ -358,8 +358,11 @@ type worker struct {
 // closes tells whether a transaction may end after b: b is the last piece
 // of its ack's rows, or carries no positions. An ack's pieces are committed
 // together, so its rows are never stored without its positions.
-func closes(b batch.Batch) bool {
-	return b.Final || len(positionsOf(b.Ack)) == 0
+// A dead-letter sink hears of one input from several nodes, some of whose
+// pieces are never final (a sink's refused rows): it commits any batch,
+// and writes replays without duplicates instead (see readStored).
+func (s *Sink) closes(b batch.Batch) bool {
+	return s.deadLetterInput || b.Final || len(positionsOf(b.Ack)) == 0
 }
 
 func (w *worker) run() {
@@ -376,11 +379,14 @@ func (w *worker) run() {
 	commit := func(all bool) {
 		end := len(pend)
 		if !all {
-			for end > 0 && !closes(pend[end-1].b) {
+			for end > 0 && !w.s.closes(pend[end-1].b) {
 				end--
 			}
 		}
 		if end == 0 {
+			if len(pend) > 0 {
+				timer.Reset(w.s.cfg.FlushInterval) // look again later
+			}
 			return
 		}
 		timer.Stop()
@@ -821,7 +827,7 @@ func (s *Sink) plan(pend []batch.Batch, eo *eoState) (rows, dd []rowRef) {
 	if len(last) == len(rows) {
 		return rows, dd
 	}
-	out := rows[:0]
+	out := make([]rowRef, 0, len(last))
 	for i, ref := range rows {
 		if nullKey[i] || last[keys[i]] == i {
 			if !nullKey[i] {
