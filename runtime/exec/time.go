@@ -91,7 +91,6 @@ func (p *Pipeline) runTimed(ctx context.Context, n *Node, t op.Transform, out *o
 				}
 				return stopped, nil
 			}
-			n.in.release(it)
 			switch {
 			case it.b.Rec == nil:
 				// A position marker: the rows it stands for were dropped
@@ -102,10 +101,14 @@ func (p *Pipeline) runTimed(ctx context.Context, n *Node, t op.Transform, out *o
 				// now stays uncommitted, to be read again on restart.
 				it.b.Release(batch.ErrDropped)
 			default:
-				if err := p.processOne(ctx, n, t, out, it); err != nil {
+				err := p.processOne(ctx, n, t, out, it)
+				n.in.release(it) // charged until the node is done with it
+				if err != nil {
 					return false, err
 				}
+				continue
 			}
+			n.in.release(it)
 		case now := <-timer:
 			timer, armed = nil, time.Time{}
 			if err := call(func() error { return tm.OnTimer(ctx, now, out) }); err != nil {
