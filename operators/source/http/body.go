@@ -259,6 +259,17 @@ const growWait = time.Second
 // charge adds n bytes to b's share of the source's body budget and of the
 // pipeline's memory budget, waiting for them when either is spent.
 func (s *Source) charge(r *http.Request, b *body, n int64) *readError {
+	if s.budget.tryAcquire(n) {
+		if s.res.Memory.TryAcquire(n) {
+			b.charged += n
+			return nil
+		}
+		s.budget.release(n)
+	}
+	return s.chargeWait(r, b, n)
+}
+
+func (s *Source) chargeWait(r *http.Request, b *body, n int64) *readError {
 	var ctx context.Context
 	cancel := func() {}
 	defer func() { cancel() }()
