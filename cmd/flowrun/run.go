@@ -36,6 +36,7 @@ type runFlags struct {
 	embedded     string
 	interval     string
 	force        bool
+	history      string
 	// vars take precedence over --set and the environment (INTERVAL_*).
 	vars map[string]string
 	// rows, when set, receives the rows per node at the end of the run.
@@ -80,6 +81,7 @@ filtered + dead letters.`,
 	}
 	cmd.Flags().StringVar(&f.interval, "interval", "", "run one interval of the pipeline's schedule by hand (backfill): its start, e.g. 2026-11-24 for @daily; implies --once and records the run in the history")
 	cmd.Flags().BoolVar(&f.force, "force", false, "with --interval: run an interval that already succeeded again")
+	cmd.Flags().StringVar(&f.history, "history", os.Getenv("FLOWRUN_HISTORY"), "with --interval: directory of the run history (.flowrun/runs.jsonl); default $FLOWRUN_HISTORY, else the pipeline's directory")
 	cmd.Flags().StringArrayVar(&f.sets, "set", nil, "override a variable: NAME=VALUE (repeatable)")
 	cmd.Flags().BoolVar(&f.once, "once", false, "read unbounded sources up to their current end, then stop (batch mode)")
 	cmd.Flags().IntVar(&f.batchRows, "batch-rows", 1024, "rows per batch emitted by sources")

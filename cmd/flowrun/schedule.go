@@ -109,6 +109,7 @@ that crashed.`,
 	cmd.Flags().StringArrayVar(&f.run.sets, "set", nil, "override a variable of every pipeline: NAME=VALUE (repeatable)")
 	cmd.Flags().BoolVar(&f.once, "once", false, "run what is due now (and what becomes due as runs end), then exit")
 	cmd.Flags().IntVar(&f.maxActive, "max-active", 2, "runs at once over all pipelines")
+	cmd.Flags().StringVar(&f.run.history, "history", os.Getenv("FLOWRUN_HISTORY"), "directory of the run history (.flowrun/runs.jsonl); default $FLOWRUN_HISTORY, else DIR")
 	cmd.Flags().IntVar(&f.run.batchRows, "batch-rows", 1024, "rows per batch emitted by sources")
 	cmd.Flags().DurationVar(&f.run.drainTimeout, "drain-timeout", 15*time.Second, "how long a stop may take to drain in-flight batches")
 	cmd.Flags().StringVar(&f.run.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -151,7 +152,11 @@ func runSchedule(ctx context.Context, reg *op.Registry, dir string, f scheduleFl
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	st, err := schedule.OpenStore(dir)
+	hdir := f.run.history
+	if hdir == "" {
+		hdir = dir
+	}
+	st, err := schedule.OpenStore(hdir)
 	if err != nil {
 		return err
 	}
@@ -194,7 +199,11 @@ func runInterval(ctx context.Context, reg *op.Registry, path string, f runFlags,
 	if err != nil {
 		return err
 	}
-	st, err := schedule.OpenStore(filepath.Dir(path))
+	hdir := f.history
+	if hdir == "" {
+		hdir = filepath.Dir(path)
+	}
+	st, err := schedule.OpenStore(hdir)
 	if err != nil {
 		return err
 	}
@@ -257,7 +266,8 @@ func newRunsCmd() *cobra.Command {
 		Use:   "runs [DIR]",
 		Short: "List the run history of the scheduled pipelines in a directory",
 		Long: `Runs prints the history flowrun schedule and flowrun run --interval record in
-DIR/.flowrun/runs.jsonl (default DIR: the current directory): per run its
+DIR/.flowrun/runs.jsonl (default DIR: $FLOWRUN_HISTORY, else the current
+directory): per run its
 pipeline, interval, attempt, trigger, status, start, duration, rows per node
 and error.`,
 		Example: `  flowrun runs pipelines/
@@ -268,6 +278,8 @@ and error.`,
 			dir := "."
 			if len(args) == 1 {
 				dir = args[0]
+			} else if h := os.Getenv("FLOWRUN_HISTORY"); h != "" {
+				dir = h
 			}
 			st, err := schedule.OpenStore(dir)
 			if err != nil {

@@ -136,6 +136,27 @@ func (c *Config) Families() []string {
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
 
 func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
+	cfg := decode(c)
+	in := c.In()
+	if in == nil {
+		return nil, nil
+	}
+	return nil, func(r op.Resources) (any, error) { return New(context.Background(), r, cfg, in) }
+}
+
+// ConfigOf decodes a checked hbase sink's configuration v for rows of
+// schema in: how `flowrun hbase scan` finds a sink's table, columns and
+// their encodings.
+func ConfigOf(v *spec.Value, in *arrow.Schema) (Config, error) {
+	var errs source.Errors
+	cfg := decode(&validate.Check{Config: v, Inputs: []validate.Input{{Schema: in}}, Errs: &errs})
+	if len(errs) > 0 {
+		return cfg, errors.New(errs.Render())
+	}
+	return cfg, nil
+}
+
+func decode(c *validate.Check) Config {
 	v := c.Config
 	cfg := Config{
 		Thrift:       strings.TrimSpace(v.String("thrift")),
@@ -168,7 +189,7 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 	}
 	in := c.In()
 	if in == nil {
-		return nil, nil
+		return cfg
 	}
 	if v.Has("row_key") {
 		p, errs := exprc.Compile(v.Get("row_key").Expr, in, exprc.Name("row_key"))
@@ -213,7 +234,7 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 	if len(cfg.Columns) == 0 {
 		c.Errorf(v.Pos, "hbase sink writes no column: map some in 'columns' or name a 'family' for all")
 	}
-	return nil, func(r op.Resources) (any, error) { return New(context.Background(), r, cfg, in) }
+	return cfg
 }
 
 // Sink writes to HBase. Write, Flush and Close are called from the node's
