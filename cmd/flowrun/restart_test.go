@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -140,5 +142,34 @@ func TestKillAndRestartKeepsEveryRow(t *testing.T) {
 	}
 	if len(missing) > 0 || len(got) != len(want) {
 		t.Fatalf("%d valid posts produced, %d distinct in the file; missing %d, e.g. %v", len(want), len(got), len(missing), missing[:min(3, len(missing))])
+	}
+}
+
+// TestFullDiskFailsTheRun: a sink that cannot write (a full disk) fails the
+// run with exit status 1 and a message naming the file and the reason.
+func TestFullDiskFailsTheRun(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full on this system")
+	}
+	file := filepath.Join(t.TempDir(), "p.yaml")
+	const text = `flowrun: 1
+sources:
+  posts: {generate: {count: 5000, seed: 1}}
+sinks:
+  out: {from: posts, file: {path: /dev/full, format: json}}
+`
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := flowrunCmd(t, "run", file, "-q")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var xe *exec.ExitError
+	if !errors.As(err, &xe) || xe.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want exit status 1:\n%s", err, stderr.String())
+	}
+	if msg := stderr.String(); !strings.Contains(msg, "file sink /dev/full") || !strings.Contains(msg, "no space left on device") {
+		t.Fatalf("stderr does not name the file and the reason:\n%s", msg)
 	}
 }
