@@ -552,20 +552,24 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	}
 	var linger <-chan time.Time
 	received := false // since the last end check
+	msgs := claim.Messages()
 	for {
 		select {
-		case msg, ok := <-claim.Messages():
+		case msg, ok := <-msgs:
 			if !ok {
 				return c.finish()
 			}
-			if err := c.add(msg); err != nil {
-				s.fail(err)
-				return err
-			}
-			received = true
-			if c.msgs == 1 {
+			if c.msgs == 0 {
 				linger = s.res.Clock.After(s.cfg.Linger)
 			}
+			c.add(msg)
+			// Take what is already buffered with plain receives (this
+			// goroutine is the channel's only reader) rather than one
+			// select per message.
+			for len(msgs) > 0 && c.rows < s.res.BatchRows && (high < 0 || c.next < high) {
+				c.add(<-msgs)
+			}
+			received = true
 			if high >= 0 && c.next >= high {
 				return c.end(claim, high)
 			}
@@ -663,8 +667,9 @@ func (c *claim) release() {
 	}
 }
 
-// add decodes one message into the batch being built.
-func (c *claim) add(m *sarama.ConsumerMessage) error {
+// add decodes one message into the batch being built (an undecodable one
+// becomes a dead letter of the batch).
+func (c *claim) add(m *sarama.ConsumerMessage) {
 	if c.msgs == 0 {
 		c.first = m.Offset
 	}
@@ -679,18 +684,17 @@ func (c *claim) add(m *sarama.ConsumerMessage) error {
 		}
 	} else {
 		if m.Value == nil {
-			return nil // a tombstone
+			return // a tombstone
 		}
 		if err := c.dec.Append(m.Value); err != nil {
 			c.rej = append(c.rej, reject{string(m.Value), fmt.Sprintf("%s/%d@%d: %v", m.Topic, m.Partition, m.Offset, err)})
-			return nil
+			return
 		}
 	}
 	c.rows++
 	if c.meta != nil {
 		c.appendMeta(m)
 	}
-	return nil
 }
 
 func (c *claim) appendMeta(m *sarama.ConsumerMessage) {
