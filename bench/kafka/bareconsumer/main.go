@@ -17,9 +17,11 @@ import (
 	"flag"
 	"log"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -35,6 +37,7 @@ type Result struct {
 	Records int64   `json:"records"`
 	Bytes   int64   `json:"bytes"`
 	Seconds float64 `json:"seconds"`
+	CPU     float64 `json:"cpu_seconds"`
 	RPS     float64 `json:"records_per_s"`
 	MBps    float64 `json:"mb_per_s"`
 }
@@ -55,12 +58,31 @@ var postSchema = func() *arrow.Schema {
 	return arrow.NewSchema(fields, nil)
 }()
 
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
 func main() {
 	brokers := flag.String("brokers", "127.0.0.1:9092", "bootstrap brokers, comma-separated")
 	topic := flag.String("topic", "bench.bare", "topic")
 	decode := flag.Bool("decode", false, "also decode every value into Arrow with flowrun's jsondec")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the timed part here")
 	flag.Parse()
 
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	cpu0 := cpuSeconds()
 	start := time.Now()
 	cfg := sarama.NewConfig()
 	cfg.Version = sarama.V2_8_0_0
@@ -129,11 +151,12 @@ func main() {
 	}
 	wg.Wait()
 	secs := time.Since(start).Seconds()
+	cpu := cpuSeconds() - cpu0
 	tool := "bareconsumer"
 	if *decode {
 		tool = "bareconsumer-decode"
 	}
-	r := Result{Tool: tool, Records: records.Load(), Bytes: bytes.Load(), Seconds: secs,
+	r := Result{Tool: tool, Records: records.Load(), Bytes: bytes.Load(), Seconds: secs, CPU: cpu,
 		RPS: float64(records.Load()) / secs, MBps: float64(bytes.Load()) / secs / 1e6}
 	_ = json.NewEncoder(os.Stdout).Encode(r)
 }

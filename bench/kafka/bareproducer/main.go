@@ -28,7 +28,9 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"runtime/pprof"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -42,8 +44,15 @@ type Result struct {
 	Records int64   `json:"records"`
 	Bytes   int64   `json:"bytes"`
 	Seconds float64 `json:"seconds"`
+	CPU     float64 `json:"cpu_seconds"`
 	RPS     float64 `json:"records_per_s"`
 	MBps    float64 `json:"mb_per_s"`
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 func main() {
@@ -55,6 +64,7 @@ func main() {
 	parts := flag.Int("partitions", 4, "partitions when creating")
 	pregen := flag.Bool("pregen", false, "generate and encode every post before the clock starts")
 	linger := flag.Duration("linger", 0, "producer Flush.Frequency (0: none, as the kafka sink)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the timed part here")
 	flag.Parse()
 	addrs := strings.Split(*brokers, ",")
 	if *create {
@@ -99,6 +109,18 @@ func main() {
 	cfg.Producer.Compression = sarama.CompressionSnappy
 	cfg.Producer.Partitioner = sarama.NewHashPartitioner
 
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	cpu0 := cpuSeconds()
 	start := time.Now()
 	prod, err := sarama.NewAsyncProducer(addrs, cfg)
 	if err != nil {
@@ -171,12 +193,13 @@ func main() {
 		log.Fatalf("delivery failed: %v", err)
 	}
 	secs := time.Since(start).Seconds()
+	cpu := cpuSeconds() - cpu0
 	_ = prod.Close()
 	tool := "bareproducer"
 	if *pregen {
 		tool = "bareproducer-pregen"
 	}
-	r := Result{Tool: tool, Records: int64(*n), Bytes: nbytes, Seconds: secs,
+	r := Result{Tool: tool, Records: int64(*n), Bytes: nbytes, Seconds: secs, CPU: cpu,
 		RPS: float64(*n) / secs, MBps: float64(nbytes) / secs / 1e6}
 	_ = json.NewEncoder(os.Stdout).Encode(r)
 }

@@ -165,7 +165,8 @@ type Sink struct {
 	release  func()
 
 	slots    chan struct{} // one token per batch in flight
-	trackers sync.Pool     // of *tracker, with their buffers
+	trackers chan *tracker // free trackers with their buffers (at most max_in_flight)
+	rowBytes int           // encoded bytes per row of the last batch (Write only)
 	wg       sync.WaitGroup
 	err      atomic.Pointer[error] // first delivery failure
 	stored   atomic.Int64          // messages the broker acknowledged
@@ -206,7 +207,10 @@ func (t *tracker) done(err error) {
 		s := t.s
 		t.ack.Done(err)
 		t.ack, t.err = nil, nil
-		s.trackers.Put(t)
+		select {
+		case s.trackers <- t:
+		default:
+		}
 		<-s.slots
 	}
 }
@@ -274,7 +278,7 @@ func New(r op.Resources, cfg Config, in *arrow.Schema) (*Sink, error) {
 		return nil, fmt.Errorf("kafka: producer for %s: %w", strings.Join(addrs, ","), err)
 	}
 	s := &Sink{cfg: cfg, res: r, enc: jsonenc.NewEncoder(in), producer: p, release: release,
-		slots: make(chan struct{}, cfg.MaxInFlight)}
+		slots: make(chan struct{}, cfg.MaxInFlight), trackers: make(chan *tracker, cfg.MaxInFlight)}
 	if cfg.Key != nil {
 		s.key = cfg.Key.NewEvaluator()
 	}
@@ -357,8 +361,10 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 	}
 	rec := b.Rec
 	defer rec.Release()
-	t, _ := s.trackers.Get().(*tracker)
-	if t == nil {
+	var t *tracker
+	select {
+	case t = <-s.trackers:
+	default:
 		t = &tracker{s: s}
 	}
 	t.ack = b.Ack
@@ -367,10 +373,14 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 	// buffers first; the messages point into them once they stop growing.
 	t.buf, t.keys = t.buf[:0], t.keys[:0]
 	t.ends, t.kend = t.ends[:0], t.kend[:0]
+	if want := s.rowBytes * n * 9 / 8; cap(t.buf) < want {
+		t.buf = make([]byte, 0, want) // rather than growing it row by row
+	}
 	for row := range n {
 		t.buf = s.enc.AppendRow(t.buf, rec, row)
 		t.ends = append(t.ends, len(t.buf))
 	}
+	s.rowBytes = len(t.buf)/n + 1
 	if s.key != nil {
 		s.key.Bind(rec)
 		for row := range n {
