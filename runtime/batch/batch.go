@@ -156,7 +156,7 @@ type Ack struct {
 	mu        sync.Mutex
 	err       error
 	fn        func(error)
-	onDone    func(error)
+	onDone    atomic.Pointer[func(error)]
 	pos       []Position
 }
 
@@ -186,11 +186,11 @@ func (a *Ack) Positions() []Position {
 }
 
 // OnDone installs f to run, with the ack's error, just before the callback
-// (the runtime measures ack latency with it). One per ack; call it before
-// the ack is shared.
+// (the runtime measures ack latency with it). One per ack: only the first
+// call installs anything.
 func (a *Ack) OnDone(f func(error)) {
 	if a != nil {
-		a.onDone = f
+		a.onDone.CompareAndSwap(nil, &f)
 	}
 }
 
@@ -231,8 +231,8 @@ func (a *Ack) finish() {
 		a.mu.Lock()
 		err := a.err
 		a.mu.Unlock()
-		if a.onDone != nil {
-			a.onDone(err)
+		if f := a.onDone.Load(); f != nil {
+			(*f)(err)
 		}
 		if a.fn != nil {
 			a.fn(err)
