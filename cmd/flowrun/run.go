@@ -46,6 +46,7 @@ type runFlags struct {
 	stopIsError bool
 	metricsAddr string
 	logFormat   string
+	memoryMiB   int
 }
 
 func newRunCmd(reg *op.Registry) *cobra.Command {
@@ -86,6 +87,7 @@ filtered + dead letters.`,
 	cmd.Flags().BoolVar(&f.once, "once", false, "read unbounded sources up to their current end, then stop (batch mode)")
 	cmd.Flags().IntVar(&f.batchRows, "batch-rows", 1024, "rows per batch emitted by sources")
 	cmd.Flags().DurationVar(&f.drainTimeout, "drain-timeout", 15*time.Second, "how long a stop may take to drain in-flight batches")
+	cmd.Flags().IntVar(&f.memoryMiB, "memory-mib", op.DefaultMemoryBytes>>20, "pipeline-wide memory budget in MiB: batches in queues, operator buffers, request bodies in flight")
 	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "no progress line and no summary")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile to this file")
@@ -126,6 +128,7 @@ func runPipeline(ctx context.Context, reg *op.Registry, path string, f runFlags,
 	log := slog.New(handler).With("pipeline", res.Pipeline.Name)
 	opts := exec.Options{
 		Log: log, BatchRows: f.batchRows, Once: f.once, DrainTimeout: f.drainTimeout, Vars: res.Pipeline.Vars,
+		MemoryBytes: int64(f.memoryMiB) << 20,
 	}
 	var mreg *metrics.Registry
 	if f.metricsAddr != "" {
