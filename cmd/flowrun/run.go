@@ -248,10 +248,14 @@ func printSummary(w io.Writer, p *exec.Pipeline, elapsed time.Duration) {
 		case ast.Sources:
 			read += out + dead
 			in = out + dead
-		case ast.Transforms, ast.Windows:
+		case ast.Transforms:
 			if d := in - out - dead; d >= 0 {
 				filtered = fmt.Sprint(d)
 			}
+		case ast.Windows:
+			// Rows out are aggregates; late records are counted with the
+			// dead letters (they went to late: or dead_letter:).
+			dead += n.Stats.Late.Load()
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t\n", n.Name, n.Type, in, out, filtered, dead)
 	}

@@ -12,6 +12,7 @@ type nodeMetrics struct {
 	batchesIn, batchesOut op.Counter
 	bytesIn               op.Counter
 	rejected, errors      op.Counter
+	late                  op.Counter   // windows: records that missed their window
 	ackLatency            op.Histogram // sources: emit to acknowledgement
 	clock                 op.Clock
 	timed                 bool // ackLatency is a real instrument
@@ -32,6 +33,7 @@ func newNodeMetrics(m op.Metrics, typ string, clock op.Clock) nodeMetrics {
 		bytesIn:    m.Counter("flowrun_node_bytes_in_total", "Bytes of the batches the node received (sources: emitted).", t),
 		rejected:   m.Counter("flowrun_node_rejected_total", "Records sent to the dead-letter output.", t),
 		errors:     m.Counter("flowrun_node_errors_total", "Times the node failed.", t),
+		late:       m.Counter("flowrun_node_late_total", "Records that arrived after their window was emitted (windows), sent to the late output.", t),
 		ackLatency: m.Histogram("flowrun_ack_latency_seconds", "Time from a source emitting a batch to its acknowledgement.", op.LatencyBuckets, t),
 		clock:      clock,
 		timed:      !nop,

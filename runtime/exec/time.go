@@ -166,8 +166,18 @@ func (p *Pipeline) processOne(ctx context.Context, n *Node, t op.Transform, out 
 // output, or its dead_letter: output, or the run stops.
 func (o *output) Late(record, reason string) error {
 	o.node.Stats.Late.Add(1)
+	o.node.metrics.late.Add(1)
 	if o.node.late == nil {
-		return o.Reject(record, reason)
+		// To the dead letters, counted as late (not also as rejected).
+		if o.node.dead == nil {
+			return &RejectError{Record: record, Reason: reason}
+		}
+		if o.dlb == nil {
+			o.dlb = array.NewRecordBuilder(o.p.opts.Alloc, types.DeadLetterSchema)
+		}
+		appendDeadLetter(o.dlb, record, o.node.Name, reason, o.p.opts.Clock.Now().UnixMicro())
+		o.dlRow++
+		return nil
 	}
 	if o.lb == nil {
 		o.lb = array.NewRecordBuilder(o.p.opts.Alloc, types.DeadLetterSchema)
