@@ -17,6 +17,7 @@ func newGraphCmd(reg *op.Registry) *cobra.Command {
 	var (
 		sets   []string
 		format string
+		once   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "graph FILE",
@@ -35,7 +36,7 @@ An invalid pipeline is reported as by 'flowrun validate' and nothing is drawn.`,
 			if format != "mermaid" && format != "dot" {
 				return fmt.Errorf("--format %q: want mermaid or dot", format)
 			}
-			res, errs, err := loadPipeline(args[0], sets, reg)
+			res, errs, err := loadPipelineFor(validate.Options{Once: once}, args[0], sets, nil, reg)
 			if err != nil {
 				return err
 			}
@@ -53,6 +54,7 @@ An invalid pipeline is reported as by 'flowrun validate' and nothing is drawn.`,
 	}
 	cmd.Flags().StringVar(&format, "format", "mermaid", "mermaid or dot")
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "set a variable: NAME=VALUE (repeatable)")
+	cmd.Flags().BoolVar(&once, "once", false, "check for a run with --once (unbounded sources stop at their current end)")
 	return cmd
 }
 

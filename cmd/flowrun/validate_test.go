@@ -253,9 +253,16 @@ sinks:
 			}
 		})
 	}
-	out, _, err := execute(t, op.Default, "validate", "--once", write(t, "once.yaml", fmt.Sprintf(text, "")))
+	once := write(t, "once.yaml", fmt.Sprintf(text, ""))
+	out, _, err := execute(t, op.Default, "validate", "--once", once)
 	if err != nil || !strings.Contains(out, "ok:") {
 		t.Errorf("validate --once: %v %s", err, out)
+	}
+	if _, _, err := execute(t, op.Default, "graph", once); exitCode(err) != 1 {
+		t.Errorf("graph without --once: %v", err)
+	}
+	if out, _, err := execute(t, op.Default, "graph", "--once", once); err != nil || !strings.Contains(out, "flowchart") {
+		t.Errorf("graph --once: %v %s", err, out)
 	}
 }
 
