@@ -556,3 +556,45 @@ func TestStreamingPostgresOutage(t *testing.T) {
 	t.Logf("after the outage: %d stored offsets during it, connections cut: %d", during, px.Cuts.Load())
 	s.check(t, in, brokers, topic)
 }
+
+// TestQuickstartScript runs the README's first command (scripts/
+// quickstart.sh: emulator → ingest API → embedded Kafka →
+// pinterest_streaming.yaml → PostgreSQL) on 2,000 posts in a schema of its
+// own, and checks that what it prints accounts for every post and matches
+// the tables.
+func TestQuickstartScript(t *testing.T) {
+	url := testenv.Postgres(t)
+	if _, err := exec.LookPath("psql"); err != nil {
+		t.Skip("psql not installed")
+	}
+	s := newPGSchema(t, false)
+	cmd := exec.Command("bash", "scripts/quickstart.sh", "2000")
+	cmd.Dir = repoRoot
+	cmd.Env = append(childEnv(), "POSTGRES_URL="+url, "QS_SCHEMA="+s.name)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("quickstart: %v\n%s", err, out)
+	}
+	num := func(label string) int64 {
+		m := regexp.MustCompile(regexp.QuoteMeta(label) + `\s+(\d+)`).FindSubmatch(out)
+		if m == nil {
+			t.Fatalf("no %q in the output:\n%s", label, out)
+		}
+		n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+		return n
+	}
+	accepted, stored := num("posts accepted by the ingest API:"), num("Kafka messages stored by the sinks:")
+	pins, later, dead := num("pins (one per valid unique_id):"), num("later versions of an existing pin:"), num("dead letters:")
+	if accepted != 2000 || stored != accepted || pins+later+dead != accepted || later < 0 {
+		t.Fatalf("accepted %d, stored %d, pins %d + later %d + dead %d:\n%s", accepted, stored, pins, later, dead, out)
+	}
+	if got := s.int(t, "select count(*) from $S.pins"); got != pins {
+		t.Errorf("pins table %d rows, printed %d", got, pins)
+	}
+	if got := s.int(t, "select count(*) from $S.dead_letters"); got != dead {
+		t.Errorf("dead_letters table %d rows, printed %d", got, dead)
+	}
+	if strings.Contains(string(out), ":flowrun@") {
+		t.Errorf("the output shows a password:\n%s", out)
+	}
+}
