@@ -33,11 +33,13 @@ func (e *RejectedRows) Error() string {
 	return b.String()
 }
 
-// StoredRows is implemented by sinks that learn exactly how many rows
-// reached their store (the kafka sink counts the messages the broker
-// acknowledged). Once the sink is closed, the runtime reports that count as
-// its rows out, instead of the rows its Write accepted, so a run's summary
-// says what was really stored.
+// StoredRows is implemented by nodes that learn exactly how many of their
+// rows were stored: a sink that counts what its store acknowledged (the
+// kafka sink: the messages the broker acknowledged), a source that sends
+// rows again (the http source: the posts whose acks succeeded, each once).
+// Once the node is closed, the runtime reports that count as its rows out,
+// instead of the rows it wrote or emitted, so a run's summary says what was
+// really stored.
 type StoredRows interface {
 	StoredRows() int64
 }

@@ -477,17 +477,20 @@ func TestUnstorablePostFailsOnlyItsRequest(t *testing.T) {
 	if n := strings.Count(out, "post rejected: it can never be stored"); n != rejected {
 		t.Errorf("%d rejections logged, want %d (one per rejected request)", n, rejected)
 	}
-	// The summary line of the sink: "posts_topic  kafka  IN  OUT  -  0".
-	var in, stored int64 = -1, -1
+	// The summary lines: "posts_topic  kafka  IN  OUT  -  0", "api  http ...".
+	var in, stored, accepted int64 = -1, -1, -1
 	for _, l := range strings.Split(out, "\n") {
 		f := strings.Fields(l)
 		if len(f) == 6 && f[0] == "posts_topic" {
 			fmt.Sscan(f[2], &in)
 			fmt.Sscan(f[3], &stored)
 		}
+		if len(f) == 6 && f[0] == "api" {
+			fmt.Sscan(f[3], &accepted)
+		}
 	}
-	if stored != int64(len(msgs)) {
-		t.Errorf("summary: sink rows out %d (rows in %d), the topic holds %d", stored, in, len(msgs))
+	if stored != int64(len(msgs)) || accepted != int64(len(msgs)) {
+		t.Errorf("summary: api rows out %d, sink rows out %d (rows in %d), the topic holds %d", accepted, stored, in, len(msgs))
 	}
 }
 

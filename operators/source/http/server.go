@@ -143,6 +143,7 @@ type Source struct {
 	decPool chan *jsondec.Decoder
 
 	pendingAcks atomic.Int64 // emitted batches whose acks have not run
+	stored      atomic.Int64 // rows whose acks succeeded (op.StoredRows)
 }
 
 // New returns an http source; it listens only when Run starts.
@@ -412,6 +413,7 @@ func (s *Source) settle(em *emission, err error) {
 		}
 	}()
 	if err == nil {
+		s.stored.Add(int64(em.rows))
 		for _, w := range em.waiters {
 			w.done <- nil
 		}
@@ -609,6 +611,10 @@ func (s *Source) releaseAll() {
 		}
 	}
 }
+
+// StoredRows implements op.StoredRows: the posts stored, each counted once
+// however often it was sent.
+func (s *Source) StoredRows() int64 { return s.stored.Load() }
 
 // Close implements op.Closer. Run releases everything itself; Close frees
 // the decoder of a source that was built but never run. Call it only when
