@@ -153,11 +153,12 @@ type Record struct {
 type RecordFile struct {
 	Key string `json:"key"` // relative to the lake root
 	Name
+	At int64 // unix seconds when it was recorded
 }
 
 // MarshalJSON keeps the record small and explicit.
 func (f RecordFile) MarshalJSON() ([]byte, error) {
-	return json.Marshal(map[string]any{"key": f.Key, "topic": f.Topic, "partition": f.Partition, "first": f.First, "last": f.Last})
+	return json.Marshal(map[string]any{"key": f.Key, "topic": f.Topic, "partition": f.Partition, "first": f.First, "last": f.Last, "at": f.At})
 }
 
 // UnmarshalJSON reads MarshalJSON's output.
@@ -168,11 +169,12 @@ func (f *RecordFile) UnmarshalJSON(b []byte) error {
 		Partition int32  `json:"partition"`
 		First     int64  `json:"first"`
 		Last      int64  `json:"last"`
+		At        int64  `json:"at"`
 	}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
-	*f = RecordFile{Key: v.Key, Name: Name{Topic: v.Topic, Partition: v.Partition, First: v.First, Last: v.Last}}
+	*f = RecordFile{Key: v.Key, Name: Name{Topic: v.Topic, Partition: v.Partition, First: v.First, Last: v.Last}, At: v.At}
 	return nil
 }
 

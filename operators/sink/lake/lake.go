@@ -181,6 +181,14 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 	return nil, func(r op.Resources) (any, error) { return New(context.Background(), r, cfg) }
 }
 
+// RecordRetention is how long a committed file stays in the commit
+// records during a run; RecordsCompactAt is how many record objects
+// trigger a compaction (a start compacts too).
+var (
+	RecordRetention  = time.Hour
+	RecordsCompactAt = 256
+)
+
 // srcKey is one partition of one topic.
 type srcKey struct {
 	topic     string
@@ -527,7 +535,7 @@ func (s *Sink) commit(ctx context.Context, w *writer) error {
 	if w.key.keyed {
 		name := lakeio.Name{Topic: w.key.src.topic, Partition: w.key.src.partition, First: w.segs[0].First, Last: w.segs[len(w.segs)-1].Last}
 		key = w.key.dir + name.String()
-		rf = lakeio.RecordFile{Key: key, Name: name}
+		rf = lakeio.RecordFile{Key: key, Name: name, At: time.Now().Unix()}
 		if err := w.pw.AppendKeyValueMetadata(lakeio.SegmentsKey, lakeio.FormatSegments(w.segs)); err != nil {
 			return s.abort(w, err)
 		}
@@ -706,7 +714,7 @@ func (s *Sink) cut(ctx context.Context, f lakeio.RecordFile, from int64) (*lakei
 	}
 	name := f.Name
 	name.Last = keepSegs[len(keepSegs)-1].Last
-	nf := lakeio.RecordFile{Key: dir + name.String(), Name: name}
+	nf := lakeio.RecordFile{Key: dir + name.String(), Name: name, At: time.Now().Unix()}
 	if err := s.recs.Append(ctx, []lakeio.RecordFile{nf}); err != nil {
 		up.Abort()
 		return nil, err
@@ -752,6 +760,22 @@ func (s *Sink) Flush(ctx context.Context) error {
 		s.lastSweep = time.Now()
 		for k := range s.writers {
 			s.cleanUploads(ctx, k.dir)
+		}
+	}
+	if s.recs.Count() > RecordsCompactAt {
+		// Files committed RecordRetention ago hold offsets the source has
+		// long committed: a replay never starts inside them.
+		cut := time.Now().Add(-RecordRetention).Unix()
+		var keep []lakeio.RecordFile
+		for _, f := range s.files {
+			if f.At == 0 || f.At >= cut {
+				keep = append(keep, f)
+			}
+		}
+		if err := s.recs.Compact(ctx, keep); err != nil {
+			s.res.Log.Warn("lake: compacting the commit records", "err", err)
+		} else {
+			s.files = keep
 		}
 	}
 	now := s.res.Clock.Now()

@@ -546,3 +546,29 @@ func TestCleanUploads(t *testing.T) {
 	}
 	s.Close(context.Background())
 }
+
+// TestRecordsCompaction: during a run the commit records are compacted,
+// forgetting files committed longer than RecordRetention ago.
+func TestRecordsCompaction(t *testing.T) {
+	defer func(a int, r time.Duration) { RecordsCompactAt, RecordRetention = a, r }(RecordsCompactAt, RecordRetention)
+	RecordsCompactAt, RecordRetention = 3, -time.Hour // everything is old
+	mem := memory.NewGoAllocator()
+	dir := filepath.Join(t.TempDir(), "lake")
+	s := open(t, mem, config(dir, ", file_rows: 1"))
+	var a acks
+	for i := int64(0); i < 5; i++ {
+		write(t, s, &a, mem, i, i)
+	}
+	recs, _ := filepath.Glob(filepath.Join(dir, "_flowrun", "lake", "*.json"))
+	if len(recs) != 5 {
+		t.Fatalf("%d records before compaction, want 5", len(recs))
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	recs, _ = filepath.Glob(filepath.Join(dir, "_flowrun", "lake", "*.json"))
+	if len(recs) != 1 || len(s.files) != 0 {
+		t.Fatalf("after compaction: %d records, %d files remembered", len(recs), len(s.files))
+	}
+	s.Close(context.Background())
+}
