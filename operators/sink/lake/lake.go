@@ -21,12 +21,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
@@ -109,6 +111,49 @@ func init() { op.MustRegister(Plugin) }
 type PartExpr struct {
 	Name string
 	Prog *exprc.Program
+	// Time formatting fast path: the expression is col.Format("layout")
+	// (or col == nil ? nil : col.Format("layout")) over a timestamp column;
+	// rows in the same span (hour, day) share one formatted value.
+	Col    string
+	Layout string
+	Span   int64 // microseconds; 0: no fast path
+	// NilGuard: the expression maps a null time to null (else a null
+	// goes through the expression, which fails on it).
+	NilGuard bool
+}
+
+var formatRE = regexp.MustCompile(`^\s*(?:(\w+)\s*==\s*nil\s*\?\s*nil\s*:\s*)?(\w+)\.Format\("([^"\\]+)"\)\s*$`)
+
+// timeFast recognises the time-formatting idiom and the span one value of
+// layout covers, when every unit below the span is absent from it.
+func timeFast(src string, in *arrow.Schema) (col, layout string, span int64, guard bool) {
+	m := formatRE.FindStringSubmatch(src)
+	if m == nil || (m[1] != "" && m[1] != m[2]) {
+		return "", "", 0, false
+	}
+	guard = m[1] != ""
+	idx := in.FieldIndices(m[2])
+	if len(idx) == 0 {
+		return "", "", 0, false
+	}
+	ts, ok := in.Field(idx[0]).Type.(*arrow.TimestampType)
+	if !ok || ts.Unit != arrow.Microsecond || (ts.TimeZone != "" && ts.TimeZone != "UTC") {
+		return "", "", 0, false
+	}
+	l := m[3]
+	// The largest span (day, then hour) in which every time formats as
+	// its span's start, checked on sample times.
+	for _, sp := range []time.Duration{24 * time.Hour, time.Hour} {
+		ok := true
+		for k := int64(0); k < 64 && ok; k++ {
+			t := time.Unix(1_700_000_000+k*7_919_173, k*1_234_567).UTC()
+			ok = t.Format(l) == t.Truncate(sp).Format(l)
+		}
+		if ok {
+			return m[2], l, int64(sp / time.Microsecond), guard
+		}
+	}
+	return "", "", 0, false
 }
 
 // Config is the decoded configuration.
@@ -172,7 +217,9 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 				ok = false
 				continue
 			}
-			cfg.PartitionBy = append(cfg.PartitionBy, PartExpr{Name: e.Key, Prog: prog})
+			pe := PartExpr{Name: e.Key, Prog: prog}
+			pe.Col, pe.Layout, pe.Span, pe.NilGuard = timeFast(e.Value.Expr.Src, c.In())
+			cfg.PartitionBy = append(cfg.PartitionBy, pe)
 		}
 	}
 	if !ok {
@@ -236,6 +283,7 @@ type Sink struct {
 	closed    bool
 	err       error
 	enc       *jsonenc.Encoder
+	memo      []memo
 
 	mFiles, mRows, mBytes op.Counter
 	mOpen                 op.Gauge
@@ -438,6 +486,13 @@ type reject struct {
 	reason string
 }
 
+// memo is the last formatted value of a time partition level.
+type memo struct {
+	ok     bool
+	bucket int64
+	text   string
+}
+
 type run struct {
 	dir      string
 	from, to int
@@ -454,6 +509,17 @@ func (s *Sink) partitionRuns(rec arrow.RecordBatch) ([]run, []reject, error) {
 	for _, ev := range s.evs {
 		ev.Bind(rec)
 	}
+	fast := make([]*array.Timestamp, len(s.cfg.PartitionBy))
+	for j, p := range s.cfg.PartitionBy {
+		if p.Span > 0 {
+			if idx := rec.Schema().FieldIndices(p.Col); len(idx) > 0 {
+				fast[j], _ = rec.Column(idx[0]).(*array.Timestamp)
+			}
+		}
+	}
+	if len(s.memo) != len(fast) {
+		s.memo = make([]memo, len(fast))
+	}
 	var runs []run
 	var rejects []reject
 	var sb strings.Builder
@@ -461,6 +527,27 @@ rows:
 	for i := 0; i < n; i++ {
 		sb.Reset()
 		for j, p := range s.cfg.PartitionBy {
+			if col := fast[j]; col != nil && (p.NilGuard || !col.IsNull(i)) {
+				sb.WriteString(p.Name)
+				sb.WriteByte('=')
+				if col.IsNull(i) {
+					sb.WriteString(lakeio.NullPartition)
+				} else {
+					v := int64(col.Value(i))
+					b := v / p.Span
+					if v < 0 && v%p.Span != 0 {
+						b--
+					}
+					m := &s.memo[j]
+					if !m.ok || m.bucket != b {
+						m.ok, m.bucket = true, b
+						m.text = lakeio.EscapeValue(time.UnixMicro(v).UTC().Format(p.Layout))
+					}
+					sb.WriteString(m.text)
+				}
+				sb.WriteByte('/')
+				continue
+			}
 			v, err := s.evs[j].Eval(i)
 			if err != nil {
 				reason := fmt.Sprintf("lake: partition %s: %v", p.Name, err)

@@ -41,7 +41,7 @@ func prep(t *testing.T, text string) (op.Constructor, source.Errors) {
 
 func opResources() op.Resources { return op.Resources{Node: "lake"} }
 
-func prepWith(t *testing.T, text string, schema *arrow.Schema) (op.Constructor, source.Errors) {
+func prepWith(t testing.TB, text string, schema *arrow.Schema) (op.Constructor, source.Errors) {
 	t.Helper()
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
@@ -571,4 +571,28 @@ func TestRecordsCompaction(t *testing.T) {
 		t.Fatalf("after compaction: %d records, %d files remembered", len(recs), len(s.files))
 	}
 	s.Close(context.Background())
+}
+
+func TestTimeFast(t *testing.T) {
+	tests := []struct {
+		src, layout string
+		span        time.Duration
+		guard       bool
+	}{
+		{`at.Format("2006-01-02")`, "2006-01-02", 24 * time.Hour, false},
+		{`at == nil ? nil : at.Format("15")`, "15", time.Hour, true},
+		{`at.Format("2006-01-02T15")`, "2006-01-02T15", time.Hour, false},
+		{`at.Format("2006/01")`, "2006/01", 24 * time.Hour, false},
+		{`at.Format("15:04")`, "", 0, false},          // minutes: no fast path
+		{`at.Format("3PM")`, "3PM", time.Hour, false}, // 12-hour clock
+		{`name.Format("15")`, "", 0, false},           // not a timestamp
+		{`off == nil ? nil : at.Format("15")`, "", 0, false},
+		{`upper(name)`, "", 0, false},
+	}
+	for _, tt := range tests {
+		_, layout, span, guard := timeFast(tt.src, schema)
+		if layout != tt.layout || span != int64(tt.span/time.Microsecond) || guard != tt.guard {
+			t.Errorf("%s: layout %q span %d guard %v", tt.src, layout, span, guard)
+		}
+	}
 }
