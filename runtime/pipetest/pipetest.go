@@ -211,7 +211,8 @@ func RunFile(ctx context.Context, path string, opts Options) (*FileResult, error
 		return "", false
 	}
 	load := func() (*validate.Result, source.Errors) {
-		return validate.Load(pipePath, pipeText, lookup, opts.Catalog)
+		// Fixture inputs are finite: check the pipeline as for a --once run.
+		return validate.Options{Once: true}.Load(pipePath, pipeText, lookup, opts.Catalog)
 	}
 	checked, errs := load()
 	if len(errs) > 0 {
