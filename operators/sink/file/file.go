@@ -59,12 +59,12 @@ and at the end. An existing file is appended to.
 
 parquet writes row groups of row_group_rows rows with the chosen compression
 to a hidden temporary file; when the pipeline ends the file is synced,
-published under its name and its rows acknowledged (a run killed before
-that leaves only the hidden .name.*.tmp file, never a half-written
-name.parquet). Because of that, a
-parquet file sink behind an unbounded source (kafka, http) is refused unless
-the run uses --once. An existing file is kept: the run writes name-1.parquet,
-name-2.parquet, ... beside it.
+published under its name and its rows acknowledged. A run killed before that
+leaves only the hidden .name.*.tmp file, never a half-written name.parquet.
+Because rows are acknowledged only at the end, a parquet file sink behind an
+unbounded source (kafka, http) is refused unless the run uses --once; the
+lake sink writes Parquet behind a stream. An existing file is kept: the run
+writes name-1.parquet, name-2.parquet, ... beside it.
 
 append: false replaces the file instead. It is refused behind a source that
 commits what the sinks acknowledged (kafka with a group, http): a restart
