@@ -43,3 +43,23 @@ func (e *RejectedRows) Error() string {
 type StoredRows interface {
 	StoredRows() int64
 }
+
+// FailedRows is the error a sink finishes a batch's ack with when some of
+// its rows could not be stored (after the sink's retries) while the others
+// were: Index holds the failed rows of the batch the sink received,
+// ascending, Rows that batch's length, Err the first failure. Unlike
+// RejectedRows the failure may pass (an outage), so the rows may be sent
+// again. A source that can tell its rows apart answers for those rows alone
+// (the http source: 503 for their requests, 200 for requests whose rows
+// were all stored); any other source treats it as a failed ack.
+type FailedRows struct {
+	Rows  int
+	Index []int
+	Err   error
+}
+
+func (e *FailedRows) Error() string {
+	return fmt.Sprintf("%d of %d rows not stored: %v", len(e.Index), e.Rows, e.Err)
+}
+
+func (e *FailedRows) Unwrap() error { return e.Err }

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -185,6 +186,9 @@ type tracker struct {
 	err  error
 	ack  *batch.Ack
 	s    *Sink
+	n    int   // rows of the batch
+	rows []int // rows whose delivery failed (for op.FailedRows)
+	all  bool  // a failure of the whole batch, not of single rows
 
 	buf, keys  []byte // encoded values and keys, back to back
 	ends, kend []int  // end of each row's value and key in buf, keys (kend -1: no key)
@@ -192,17 +196,36 @@ type tracker struct {
 	msgs       []sarama.ProducerMessage
 }
 
-func (t *tracker) done(err error) {
+// done counts one message (or, with the left count adjusted, the rest of
+// the batch) as finished; err fails the whole batch.
+func (t *tracker) done(err error) { t.finish(-1, err) }
+
+// finish counts one message as finished; a failure of row (>= 0) fails
+// that row alone: when the others were stored, the ack fails with
+// op.FailedRows naming the failed rows, so a source that can tell its rows
+// apart answers for them alone.
+func (t *tracker) finish(row int, err error) {
 	if err != nil {
 		t.mu.Lock()
 		if t.err == nil {
 			t.err = err
+		}
+		if row >= 0 {
+			t.rows = append(t.rows, row)
+		} else {
+			t.all = true
 		}
 		t.mu.Unlock()
 	}
 	if t.left.Add(-1) == 0 {
 		t.mu.Lock()
 		err := t.err
+		if err != nil && !t.all && len(t.rows) < t.n && t.ack != nil {
+			rows := slices.Clone(t.rows)
+			slices.Sort(rows)
+			err = &op.FailedRows{Rows: t.n, Index: rows, Err: err}
+		}
+		t.rows, t.all = t.rows[:0], false
 		t.mu.Unlock()
 		s := t.s
 		t.ack.Done(err)
@@ -213,6 +236,16 @@ func (t *tracker) done(err error) {
 		}
 		<-s.slots
 	}
+}
+
+// rowOf returns the row of m, one of t's messages (-1 if it is not).
+func (t *tracker) rowOf(m *sarama.ProducerMessage) int {
+	for i := range t.msgs[:t.n] {
+		if &t.msgs[i] == m {
+			return i
+		}
+	}
+	return -1
 }
 
 // bytesRef is a message key or value inside a tracker's buffers; as a
@@ -327,7 +360,7 @@ func (s *Sink) results() {
 			if t.ack == nil {
 				s.err.CompareAndSwap(nil, &err)
 			}
-			t.done(err)
+			t.finish(t.rowOf(e.Msg), err)
 		}
 	}
 }
@@ -367,7 +400,7 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 	default:
 		t = &tracker{s: s}
 	}
-	t.ack = b.Ack
+	t.ack, t.n = b.Ack, n
 	t.left.Store(int64(n))
 	// Values (and keys) are encoded back to back into the tracker's
 	// buffers first; the messages point into them once they stop growing.

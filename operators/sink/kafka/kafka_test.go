@@ -15,7 +15,9 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/flowrun/flowrun/dsl/exprc"
 	"github.com/flowrun/flowrun/dsl/spec"
@@ -434,5 +436,82 @@ func TestOversizeRejectsBatchUnwritten(t *testing.T) {
 	sort.Strings(ids)
 	if strings.Join(ids, ",") != "10,11" {
 		t.Fatalf("topic holds ids %v, want only the second batch's 10,11", ids)
+	}
+}
+
+// TestPartialFailureNamesFailedRows: when the broker refuses the messages
+// of one partition and stores those of the other, the batch's ack fails
+// with op.FailedRows naming exactly the rows that were not stored.
+func TestPartialFailureNamesFailedRows(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(2), kfake.SeedTopics(2, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.MoveTopicPartition("t", 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.MoveTopicPartition("t", 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if c.CurrentNode() != 1 {
+			return nil, nil, false
+		}
+		pr := req.(*kmsg.ProduceRequest)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range pr.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic = rt.Topic
+			for _, p := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = p.Partition
+				sp.ErrorCode = kerr.PolicyViolation.Code // not retriable
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	s, err := New(op.Resources{Node: "out", Alloc: memory.DefaultAllocator},
+		Config{Brokers: c.ListenAddrs(), Topic: "t", Compression: "none", Partitioner: "roundrobin", MaxInFlight: 2, Retries: 1, RetryBackoff: 10 * time.Millisecond}, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a acks
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := s.Write(ctx, batch.Batch{Rec: rows(memory.DefaultAllocator, 0, 20), Ack: a.new()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n, errs := a.get()
+	var fr *op.FailedRows
+	if n != 1 || len(errs) != 1 || !errors.As(errs[0], &fr) {
+		t.Fatalf("acks %d, errors %v; want one op.FailedRows", n, errs)
+	}
+	if fr.Rows != 20 || len(fr.Index) == 0 || len(fr.Index) == 20 || !errors.Is(fr, sarama.ErrPolicyViolation) {
+		t.Fatalf("failed rows %+v", fr)
+	}
+	failed := map[int64]bool{}
+	for _, i := range fr.Index {
+		failed[int64(i)] = true
+	}
+	var stored []int64
+	for _, m := range readAll(t, c.ListenAddrs(), "t") {
+		var r row
+		if err := json.Unmarshal(m.Value, &r); err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, r.ID)
+		if failed[r.ID] {
+			t.Errorf("row %d is named failed but was stored", r.ID)
+		}
+	}
+	if len(stored)+len(fr.Index) != 20 {
+		t.Errorf("%d rows stored and %d named failed, want 20 in all", len(stored), len(fr.Index))
 	}
 }

@@ -781,11 +781,21 @@ func (o *rejectOut) Emit(ctx context.Context, b batch.Batch) error {
 			rj.Reasons = append(rj.Reasons, "message too large for the topic")
 		}
 	}
+	// Rows titled "flaky..." fail to be stored while the others are
+	// (op.FailedRows), as when one partition's broker is down.
+	var fr *op.FailedRows
 	o.mu.Lock()
 	o.batches++
 	o.maxRows = max(o.maxRows, int(b.Rec.NumRows()))
 	if rj == nil {
 		for i := range ids.Len() {
+			if strings.HasPrefix(titles.Value(i), "flaky") {
+				if fr == nil {
+					fr = &op.FailedRows{Rows: int(rec.NumRows()), Err: errors.New("partition 1 is down")}
+				}
+				fr.Index = append(fr.Index, i)
+				continue
+			}
 			o.stored = append(o.stored, ids.Value(i))
 		}
 	}
@@ -800,6 +810,10 @@ func (o *rejectOut) Emit(ctx context.Context, b batch.Batch) error {
 			b.Release(rj)
 			return
 		}
+		if fr != nil {
+			b.Release(fr)
+			return
+		}
 		b.Release(nil)
 	}()
 	return nil
@@ -808,8 +822,9 @@ func (o *rejectOut) Emit(ctx context.Context, b batch.Batch) error {
 // TestRejectedPostsDoNotFailNeighbours: requests coalesced into one batch
 // are answered from the fate of their own posts. The request with a post a
 // sink can never store gets 422 naming it (a batch request all or nothing,
-// none of it stored); every other request gets 200 and its posts are
-// stored once.
+// none of it stored); a post the sink failed to store while storing the
+// others gets 503; every other request gets 200 and its posts are stored
+// once.
 func TestRejectedPostsDoNotFailNeighbours(t *testing.T) {
 	for _, addHead := range []bool{false, true} {
 		t.Run(fmt.Sprint("rows-changed=", addHead), func(t *testing.T) {
@@ -836,6 +851,8 @@ func TestRejectedPostsDoNotFailNeighbours(t *testing.T) {
 				{DefaultPath, `{"unique_id":"a3"}`, 200},
 				{DefaultBatchPath, `[{"unique_id":"b1"},{"unique_id":"b2","title":"huge two"},{"unique_id":"b3"}]`, 422},
 				{DefaultBatchPath, `[{"unique_id":"c1"},{"unique_id":"c2"}]`, 200},
+				{DefaultPath, `{"unique_id":"f1","title":"flaky"}`, 503},
+				{DefaultPath, `{"unique_id":"a4"}`, 200},
 			}
 			// A first post keeps a batch in flight so the others coalesce.
 			if r, err := http.Post(url+DefaultPath, "application/json", strings.NewReader(`{"unique_id":"first"}`)); err != nil {
@@ -884,7 +901,7 @@ func TestRejectedPostsDoNotFailNeighbours(t *testing.T) {
 			defer out.mu.Unlock()
 			stored := append([]string(nil), out.stored...)
 			sort.Strings(stored)
-			want := "a1,a3,c1,c2,first"
+			want := "a1,a3,a4,c1,c2,first"
 			if strings.Join(stored, ",") != want {
 				t.Errorf("stored %v, want %s", stored, want)
 			}

@@ -400,6 +400,8 @@ func (s *Source) emit(ctx context.Context, out op.Output, recs []arrow.RecordBat
 }
 
 // settle answers the requests of an emitted batch from its ack. A sink that
+// stored some rows and failed others (op.FailedRows) fails only the
+// requests of the failed rows. A sink that
 // rejected rows it can never store (op.RejectedRows) stored none of the
 // batch: the requests those rows came from get 422, and the rows of the
 // others are sent again, so one bad post never fails its neighbours. When a
@@ -417,6 +419,29 @@ func (s *Source) settle(em *emission, err error) {
 		for _, w := range em.waiters {
 			w.done <- nil
 		}
+		return
+	}
+	var fr *op.FailedRows
+	if errors.As(err, &fr) && fr.Rows == em.rows && len(em.waiters) > 1 {
+		// Some rows were stored and some not (an outage of part of the
+		// store): requests whose rows were all stored are done; the others
+		// get the failure, and their clients retry.
+		row, k, failed := 0, 0, 0
+		for _, w := range em.waiters {
+			lo, hi := row, row+w.rows
+			row = hi
+			for k < len(fr.Index) && fr.Index[k] < lo {
+				k++
+			}
+			if k < len(fr.Index) && fr.Index[k] < hi {
+				failed++
+				w.done <- err
+				continue
+			}
+			s.stored.Add(int64(w.rows))
+			w.done <- nil
+		}
+		s.log.Warn("posts not stored", "requests", failed, "of_requests", len(em.waiters), "rows", len(fr.Index), "err", fr.Err)
 		return
 	}
 	var rj *op.RejectedRows
