@@ -20,6 +20,7 @@ var Catalog = []Family{
 	{"flowrun_node_batches_out_total", "counter", []string{"type"}, "Batches the node emitted."},
 	{"flowrun_node_bytes_in_total", "counter", []string{"type"}, "Bytes of the batches the node received."},
 	{"flowrun_node_rejected_total", "counter", []string{"type"}, "Records sent to the dead-letter output."},
+	{"flowrun_node_late_total", "counter", []string{"type"}, "Records that arrived after their window was emitted (windows), sent to the late output."},
 	{"flowrun_node_errors_total", "counter", []string{"type"}, "Times the node failed."},
 	{"flowrun_ack_latency_seconds", "histogram", []string{"type"}, "Time from a source emitting a batch to its acknowledgement."},
 	{"flowrun_queue_bytes", "gauge", nil, "Bytes held by the node's input queue."},
