@@ -219,3 +219,37 @@ func TestPositionStoreReachedTwiceIsRefused(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// emptySource emits batches without rows but with positions (a Kafka poll
+// that held only transaction markers, or only records sent to dead letters).
+type emptySource struct{ acks *ackLog }
+
+func (s *emptySource) Run(ctx context.Context, out op.Output) error {
+	for i := range 3 {
+		ack := s.acks.newAck().WithPositions(batch.Position{Source: "src", Topic: "t", First: int64(i), Last: int64(i)})
+		if err := out.Emit(ctx, batch.Batch{Ack: ack}); err != nil {
+			return err
+		}
+	}
+	return out.Emit(ctx, batch.Batch{Ack: s.acks.newAck()}) // no positions: nothing to send
+}
+
+func TestEmptySourceBatchesReachPositionStoresOnly(t *testing.T) {
+	acks := &ackLog{}
+	store, plain := newStoreSink(), &nilRecSink{}
+	res := build(t,
+		spec{name: "src", section: ast.Sources, inst: &emptySource{acks: acks}, output: intSchema},
+		spec{name: "pass", section: ast.Transforms, inst: &passTransform{panicAt: 1}, from: []string{"src"}, output: intSchema},
+		spec{name: "store", section: ast.Sinks, inst: store, from: []string{"pass"}},
+		spec{name: "plain", section: ast.Sinks, inst: plain, from: []string{"src"}},
+	)
+	if _, err := run(t, res, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if store.markers != 3 || store.stored[0] != 3 {
+		t.Fatalf("store got %d markers, stored %v; want 3 and next offset 3", store.markers, store.stored)
+	}
+	if acks.ok.Load() != 4 || acks.failed.Load() != 0 {
+		t.Fatalf("acks ok %d failed %d", acks.ok.Load(), acks.failed.Load())
+	}
+}

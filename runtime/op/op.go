@@ -50,9 +50,11 @@ type Resources struct {
 	// should use MetricsOrNop.
 	Metrics Metrics
 	// Memory is the pipeline-wide memory budget, shared with the queues.
-	// Charge what the node holds beyond the batches it was handed (buffered
-	// rows, request bodies in flight) and release it when done. Nil means
-	// unlimited (tests); the methods of a nil *Budget do nothing.
+	// A batch handed to Process or Write is charged until that call
+	// returns; charge what the node keeps beyond that (batches a sink
+	// buffers until Flush, rows a window holds, request bodies in flight)
+	// and release it when done. Nil means unlimited (tests); the methods of
+	// a nil *Budget do nothing.
 	Memory *Budget
 }
 
