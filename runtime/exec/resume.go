@@ -9,8 +9,8 @@ import (
 	"github.com/flowrun/flowrun/runtime/op"
 )
 
-// reachableSinks lists the sinks src's data can reach, through data edges
-// and dead-letter edges, each once.
+// reachableSinks lists the sinks src's data can reach, through data,
+// dead-letter and late edges, each once.
 func reachableSinks(src *Node, byName map[string]*Node) []*Node {
 	seen := map[string]bool{}
 	var sinks []*Node
@@ -27,6 +27,7 @@ func reachableSinks(src *Node, byName map[string]*Node) []*Node {
 			walk(c)
 		}
 		walk(cn.DeadLetter)
+		walk(cn.Late)
 	}
 	walk(src.checked)
 	return sinks
@@ -77,7 +78,7 @@ func (p *Pipeline) resume(ctx context.Context, src *Node, topic string, parts []
 	return out, nil
 }
 
-// pathsTo counts the paths (data and dead-letter edges) from cn to every
+// pathsTo counts the paths (data, dead-letter and late edges) from cn to every
 // node below it.
 func pathsTo(cn *validate.Node, count map[string]int) {
 	// The graph is acyclic; count by walking every path (pipelines are small).
@@ -85,9 +86,11 @@ func pathsTo(cn *validate.Node, count map[string]int) {
 		count[c.Name()]++
 		pathsTo(c, count)
 	}
-	if dl := cn.DeadLetter; dl != nil {
-		count[dl.Name()]++
-		pathsTo(dl, count)
+	for _, side := range []*validate.Node{cn.DeadLetter, cn.Late} {
+		if side != nil {
+			count[side.Name()]++
+			pathsTo(side, count)
+		}
 	}
 }
 

@@ -25,7 +25,7 @@ type PositionStore interface {
 // partitions (every partition the stores know when partitions is nil), the
 // next offset not yet stored by every sink downstream of the source. A
 // partition is present only when every sink the source's data can reach
-// (through data and dead-letter edges) is a PositionStore that knows it; the
+// (through data, dead-letter and late edges) is a PositionStore that knows it; the
 // value is the minimum over those sinks. An absent partition means "no
 // stored position": the source starts from its own committed offset.
 type ResumeFunc func(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error)
