@@ -637,7 +637,7 @@ func (s *Sink) commit(ctx context.Context, w *writer) error {
 		// The record goes first: a crash after the file appears must
 		// still find it.
 		if err := s.recs.Append(ctx, []lakeio.RecordFile{rf}); err != nil {
-			return s.abort(w, fmt.Errorf("writing the commit record: %w", err))
+			return s.abort(w, fmt.Errorf("writing the commit record of %s: %w", key, err))
 		}
 	}
 	if err := w.up.Commit(ctx, key); err != nil {

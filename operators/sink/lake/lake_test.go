@@ -596,3 +596,45 @@ func TestTimeFast(t *testing.T) {
 		}
 	}
 }
+
+// TestS3Failures: a missing bucket fails the sink's start with the store's
+// reason; a bucket that disappears while the sink runs fails the commit,
+// the write (naming the file) and the batch's ack.
+func TestS3Failures(t *testing.T) {
+	ep := testenv.S3(t)
+	mem := memory.NewGoAllocator()
+	ctor, errs := prep(t, config(fmt.Sprintf("s3://flowrun-missing-%d/lake@%s", time.Now().UnixNano(), ep), ""))
+	if len(errs) > 0 {
+		t.Fatal(errs.Error())
+	}
+	if _, err := ctor(op.Resources{Node: "lake"}); err == nil || !strings.Contains(err.Error(), "NoSuchBucket") {
+		t.Fatalf("start on a missing bucket: %v", err)
+	}
+
+	bucket := fmt.Sprintf("flowrun-gone-%d", time.Now().UnixNano())
+	put, _ := newPut(ep + "/" + bucket)
+	if err := put(); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, mem, config("s3://"+bucket+"/lake@"+ep, ", file_rows: 2"))
+	req, _ := http.NewRequest(http.MethodDelete, ep+"/"+bucket, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("DELETE bucket: %s", resp.Status)
+	}
+	var a acks
+	err = s.Write(context.Background(), batch.Batch{Rec: rows(mem, 0, 2), Ack: a.ack(0, 2)})
+	if err == nil || !strings.Contains(err.Error(), "dt=2026-11-25/hour=13/pins-p3-0000000000000000000-0000000000000000002.parquet") {
+		t.Fatalf("write error %v, want the file's commit failing", err)
+	}
+	if aerr, ok := a.get(0); !ok || aerr == nil {
+		t.Fatalf("ack: %v %v, want a failure", ok, aerr)
+	}
+	if err := s.Close(context.Background()); err == nil {
+		t.Fatal("close after a failed commit returned nil")
+	}
+}

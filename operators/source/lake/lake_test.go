@@ -1,8 +1,10 @@
 package lake
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -209,5 +211,33 @@ func TestReadSkipsUploadsInProgress(t *testing.T) {
 	}
 	if len(out.offs) != 6 {
 		t.Fatalf("%d rows", len(out.offs))
+	}
+}
+
+// TestProgressLine: a read logs files, rows and bytes of the total.
+func TestProgressLine(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "lake")
+	writeLake(t, dir, "", 3*6) // three hour folders
+	schema, ctor, errs := prep(t, `{path: "`+dir+`", schema: slim, progress_every: 1ns}`)
+	if len(errs) > 0 {
+		t.Fatal(errs.Error())
+	}
+	var buf bytes.Buffer
+	src, _ := ctor(op.Resources{Node: "posts", Log: slog.New(slog.NewTextHandler(&buf, nil))})
+	if err := src.(op.Source).Run(context.Background(), &collect{schema: schema}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) < 3 {
+		t.Fatalf("progress lines:\n%s", buf.String())
+	}
+	last := lines[len(lines)-1]
+	for _, want := range []string{"lake read progress", "node=posts", "files=3/3", "rows=18", "bytes="} {
+		if !strings.Contains(last, want) {
+			t.Fatalf("last progress line %q lacks %q", last, want)
+		}
+	}
+	if !strings.Contains(lines[0], "files=1/3") {
+		t.Fatalf("first progress line %q", lines[0])
 	}
 }
