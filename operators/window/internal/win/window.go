@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"strconv"
@@ -63,9 +64,11 @@ func partName(p batch.Position) string {
 
 type part struct {
 	name string
-	idx  int32     // watermark group in per_partition mode
-	max  int64     // highest event time seen, noTime before the first
-	seen time.Time // clock time of the last batch
+	idx  int32      // watermark group in per_partition mode
+	max  int64      // highest event time seen, noTime before the first
+	seen time.Time  // clock time of the last batch
+	next int64      // one past the last source offset seen, -1 unknown
+	ack  *batch.Ack // of the last batch: a transform may emit several pieces of one input under its ack
 }
 
 type keyEntry struct {
@@ -163,6 +166,9 @@ func New(cfg *Config, r op.Resources) *Window {
 	if r.BatchRows <= 0 {
 		r.BatchRows = 1024
 	}
+	if r.Log == nil {
+		r.Log = slog.Default()
+	}
 	w := &Window{cfg: cfg, res: r, keyIDs: map[string]int32{}, bySK: map[skey]int32{},
 		units: map[ukey]*unit{}, sess: map[int32][]int32{}, fwd: map[int32]int32{},
 		parts: map[string]*part{}, wm: noTime, wms: []int64{noTime}, fixed: 96}
@@ -222,6 +228,7 @@ func (w *Window) Process(ctx context.Context, in batch.Batch, out op.Output) err
 		return err
 	}
 	p := w.part(PartitionOf(in), now)
+	w.replayed(p, in.Ack)
 	w.keyIDsFor(in.Rec, p)
 	g := w.group(p)
 	other := w.otherMin(p, now)
@@ -360,7 +367,7 @@ func toMicros(v int64, u arrow.TimeUnit) int64 {
 func (w *Window) part(name string, now time.Time) *part {
 	p := w.parts[name]
 	if p == nil {
-		p = &part{name: name, max: noTime, idx: int32(len(w.byIdx))}
+		p = &part{name: name, max: noTime, idx: int32(len(w.byIdx)), next: -1}
 		w.parts[name] = p
 		w.byIdx = append(w.byIdx, p)
 		if w.cfg.PerPartition && p.idx > 0 {
@@ -965,6 +972,80 @@ func (w *Window) wmText() string {
 		return "not set yet"
 	}
 	return ts(w.wm)
+}
+
+// replayed notices a partition read again from an earlier offset: the
+// source lost it in a rebalance and got it back, and replays from its
+// committed offset, which is at or before the first record of its oldest
+// open window. In per_partition mode the partition's open windows are
+// dropped (their acks, of the lost claim, finish with batch.ErrDropped) and
+// its watermark starts over, so the replay rebuilds them without counting
+// a record twice; windows already written are rebuilt partly and written
+// again, which the sink ignores (see docs/windows.md).
+func (w *Window) replayed(p *part, ack *batch.Ack) {
+	ps := ack.Positions()
+	if len(ps) == 0 || ack == p.ack {
+		return
+	}
+	p.ack = ack
+	first, last := ps[0].First, ps[len(ps)-1].Last
+	for _, q := range ps[1:] {
+		if q.Source != ps[0].Source || q.Topic != ps[0].Topic || q.Partition != ps[0].Partition {
+			return // rows of several partitions: no single offset order
+		}
+	}
+	back := p.next >= 0 && first < p.next
+	p.next = max(p.next, last+1)
+	if !back {
+		return
+	}
+	if !w.cfg.PerPartition {
+		w.res.Log.Warn("window: a partition is read again from an earlier offset (a rebalance gave it back); without per_partition its records already in open windows are counted again",
+			"partition", p.name, "offset", first, "seen up to", p.next-1)
+		return
+	}
+	w.res.Log.Info("window: partition read again from an earlier offset; its open windows are rebuilt from the replay",
+		"partition", p.name, "offset", first, "seen up to", p.next-1)
+	w.dropGroup(p.idx, batch.ErrDropped)
+	p.max, p.next = noTime, last+1
+	w.wms[p.idx] = noTime
+}
+
+// dropGroup forgets the open windows of one watermark group (a partition
+// in per_partition mode), finishing the acks they held with err.
+func (w *Window) dropGroup(g int32, err error) {
+	for k, u := range w.units {
+		if u.group != g {
+			continue
+		}
+		for _, a := range u.acks {
+			a.Done(err)
+		}
+		for _, s := range u.slots {
+			delete(w.bySK, skey{w.slots[s].start, w.slots[s].key})
+			w.freeSlot(s)
+		}
+		delete(w.units, k)
+		if w.last == u {
+			w.last = nil
+		}
+	}
+	if w.cfg.Kind != Session {
+		return
+	}
+	for i := range w.slots {
+		sl := &w.slots[i]
+		if !sl.live || sl.group != g {
+			continue
+		}
+		for _, a := range sl.acks {
+			a.Done(err)
+		}
+		clear(sl.acks)
+		sl.acks = sl.acks[:0]
+		w.unlinkSession(int32(i))
+		w.freeSlot(int32(i))
+	}
 }
 
 // drop forgets every open window, finishing the acks it held with err.
