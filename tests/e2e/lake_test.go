@@ -2,7 +2,8 @@ package e2e
 
 import (
 	"context"
-	"io/fs"
+	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -29,66 +30,75 @@ type lakeScan struct {
 	bad          []string       // visible files that do not read as Parquet
 }
 
-// scanLake reads every visible Parquet file under dir with pqarrow.
-func scanLake(t *testing.T, dir string) lakeScan {
+// scanLake reads every visible Parquet file of the lake with pqarrow.
+func scanLake(t *testing.T, loc, endpoint string) lakeScan {
 	t.Helper()
 	s := lakeScan{ids: map[string]int{}}
-	seenDir := map[string]bool{}
-	st, err := lakeio.Open(context.Background(), dir, lakeio.S3Options{})
+	ctx := context.Background()
+	st, err := lakeio.Open(ctx, loc, lakeio.S3Options{Endpoint: endpoint})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	defer st.Close()
+	var walk func(prefix string)
+	walk = func(prefix string) {
+		ents, err := st.List(ctx, prefix)
 		if err != nil {
-			return nil // a folder removed while walking
+			t.Fatalf("listing %s/%s: %v", loc, prefix, err)
 		}
-		name := d.Name()
-		if d.IsDir() {
-			if name == "_flowrun" {
-				return filepath.SkipDir
+		counted := false
+		for _, e := range ents {
+			name := lakeio.Base(e.Key)
+			if e.Dir {
+				if name != "_flowrun" {
+					walk(e.Key)
+				}
+				continue
 			}
-			return nil
-		}
-		if lakeio.IsTemp(name) {
-			s.temps++
-			return nil
-		}
-		if !strings.HasSuffix(name, ".parquet") {
-			return nil
-		}
-		s.files++
-		rel, _ := filepath.Rel(dir, path)
-		if !seenDir[filepath.Dir(rel)] {
-			seenDir[filepath.Dir(rel)] = true
-			s.folders++
-		}
-		r, err := lakeio.OpenReader(context.Background(), st, filepath.ToSlash(rel), 4096, memory.DefaultAllocator)
-		if err != nil {
-			s.bad = append(s.bad, rel+": "+err.Error())
-			return nil
-		}
-		defer r.Close()
-		sc, _ := r.Schema()
-		col := sc.FieldIndices("unique_id")
-		if len(col) == 0 {
-			s.bad = append(s.bad, rel+": no unique_id column")
-			return nil
-		}
-		err = r.Records(context.Background(), col, func(rec arrow.RecordBatch) error {
-			defer rec.Release()
-			ids := rec.Column(0).(*array.String)
-			for i := 0; i < ids.Len(); i++ {
-				s.ids[ids.Value(i)]++ // null reads as ""
+			if lakeio.IsTemp(name) {
+				s.temps++
+				continue
 			}
-			s.rows += ids.Len()
-			return nil
-		})
-		if err != nil {
-			s.bad = append(s.bad, rel+": "+err.Error())
+			if !strings.HasSuffix(name, ".parquet") {
+				continue
+			}
+			s.files++
+			if !counted {
+				counted = true
+				s.folders++
+			}
+			s.read(t, st, e.Key)
 		}
+	}
+	walk("")
+	return s
+}
+
+func (s *lakeScan) read(t *testing.T, st lakeio.Store, key string) {
+	r, err := lakeio.OpenReader(context.Background(), st, key, 4096, memory.DefaultAllocator)
+	if err != nil {
+		s.bad = append(s.bad, key+": "+err.Error())
+		return
+	}
+	defer r.Close()
+	sc, _ := r.Schema()
+	col := sc.FieldIndices("unique_id")
+	if len(col) == 0 {
+		s.bad = append(s.bad, key+": no unique_id column")
+		return
+	}
+	err = r.Records(context.Background(), col, func(rec arrow.RecordBatch) error {
+		defer rec.Release()
+		ids := rec.Column(0).(*array.String)
+		for i := 0; i < ids.Len(); i++ {
+			s.ids[ids.Value(i)]++ // null reads as ""
+		}
+		s.rows += ids.Len()
 		return nil
 	})
-	return s
+	if err != nil {
+		s.bad = append(s.bad, key+": "+err.Error())
+	}
 }
 
 // TestLakeSurvivesSigkill runs pipelines/pinterest_lake.yaml (Kafka → lake)
@@ -105,6 +115,25 @@ func TestLakeSurvivesSigkill(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	kafkatest.Kcat(t)
 	t.Parallel()
+	t.Run("folder", func(t *testing.T) {
+		t.Parallel()
+		lakeSigkill(t, brokers, filepath.Join(t.TempDir(), "lake"), filepath.Join(t.TempDir(), "dead"), "")
+	})
+	t.Run("s3", func(t *testing.T) {
+		ep := testenv.S3(t)
+		t.Parallel()
+		req, _ := http.NewRequest(http.MethodPut, ep+"/flowrun-test", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		prefix := fmt.Sprintf("s3://flowrun-test/e2e-%d", time.Now().UnixNano())
+		lakeSigkill(t, brokers, prefix+"/lake", prefix+"/dead", ep)
+	})
+}
+
+func lakeSigkill(t *testing.T, brokers []string, lake, dead, endpoint string) {
 	const n, seed, chunk = 6000, 31, 150
 
 	topic := kafkatest.Topic(t)
@@ -131,13 +160,12 @@ func TestLakeSurvivesSigkill(t *testing.T) {
 		}
 	}()
 
-	lake := filepath.Join(t.TempDir(), "lake")
 	sets := map[string]string{
 		"KAFKA_BROKERS": brokers[0], "TOPIC": topic, "GROUP": topic + "-group", "LAKE": lake,
-		"DEAD_LETTERS": filepath.Join(t.TempDir(), "dead"), "FILE_ROWS": "400", "FILE_AGE": "2s",
+		"DEAD_LETTERS": dead, "FILE_ROWS": "400", "FILE_AGE": "2s", "S3_ENDPOINT": endpoint,
 	}
 	a := flowrun(t, "lake A", "pipelines/pinterest_lake.yaml", sets, nil)
-	if !eventually(60*time.Second, func() bool { return scanLake(t, lake).files >= 4 || a.exited() }) || a.exited() {
+	if !eventually(60*time.Second, func() bool { return scanLake(t, lake, endpoint).files >= 4 || a.exited() }) || a.exited() {
 		t.Fatalf("no committed files within 60s (exited %v, produced %d)", a.exited(), produced.Load())
 	}
 	// Let it run on a little so that it holds open files and batches
@@ -146,7 +174,7 @@ func TestLakeSurvivesSigkill(t *testing.T) {
 	a.signal(t, syscall.SIGKILL)
 	a.wait(t, 10*time.Second)
 
-	after := scanLake(t, lake)
+	after := scanLake(t, lake, endpoint)
 	if len(after.bad) > 0 {
 		t.Fatalf("after SIGKILL a reader sees broken files:\n%s", strings.Join(after.bad, "\n"))
 	}
@@ -157,7 +185,7 @@ func TestLakeSurvivesSigkill(t *testing.T) {
 	<-prodDone
 	var last lakeScan
 	if !eventually(90*time.Second, func() bool {
-		last = scanLake(t, lake)
+		last = scanLake(t, lake, endpoint)
 		return last.rows >= n || b.exited()
 	}) {
 		t.Fatalf("the lake holds %d rows after 90s, want %d", last.rows, n)
@@ -165,7 +193,7 @@ func TestLakeSurvivesSigkill(t *testing.T) {
 	// Wait a little more: a duplicate would come in later files.
 	time.Sleep(3 * time.Second)
 	b.stop(t)
-	final := scanLake(t, lake)
+	final := scanLake(t, lake, endpoint)
 	if len(final.bad) > 0 {
 		t.Fatalf("broken files:\n%s", strings.Join(final.bad, "\n"))
 	}
