@@ -65,10 +65,14 @@ func roundBody(n int) int {
 	return n
 }
 
-// budget bounds the bytes of request bodies in memory.
+// budget bounds the bytes of request bodies in memory. First buffers (at
+// most firstBodyBuf each) may also use a reserve of limit/8 beyond limit,
+// which growing bodies cannot touch: when large bodies fill the budget,
+// small posts still get in.
 type budget struct {
 	mu      sync.Mutex
 	limit   int64
+	reserve int64
 	used    int64
 	waiting int
 	changed chan struct{} // closed and replaced on a release while some wait
@@ -78,13 +82,21 @@ type budget struct {
 }
 
 func newBudget(limit int64) *budget {
-	return &budget{limit: limit, changed: make(chan struct{})}
+	return &budget{limit: limit, reserve: limit / 8, changed: make(chan struct{})}
 }
 
-func (b *budget) tryAcquire(n int64) bool {
+// room is what a charge may fill: limit, plus the reserve for first buffers.
+func (b *budget) room(first bool) int64 {
+	if first {
+		return b.limit + b.reserve
+	}
+	return b.limit
+}
+
+func (b *budget) tryAcquire(n int64, first bool) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.used+n > b.limit {
+	if b.used+n > b.room(first) {
 		return false
 	}
 	b.used += n
@@ -95,13 +107,13 @@ func (b *budget) tryAcquire(n int64) bool {
 }
 
 // acquire waits for n bytes until ctx ends.
-func (b *budget) acquire(ctx context.Context, n int64) error {
-	if n > b.limit {
+func (b *budget) acquire(ctx context.Context, n int64, first bool) error {
+	if n > b.room(first) {
 		return fmt.Errorf("%d bytes exceed the whole budget", n)
 	}
 	for {
 		b.mu.Lock()
-		if b.used+n <= b.limit {
+		if b.used+n <= b.room(first) {
 			b.used += n
 			if b.used > b.limit/4 {
 				b.spike.Store(true)
@@ -259,7 +271,7 @@ const growWait = time.Second
 // charge adds n bytes to b's share of the source's body budget and of the
 // pipeline's memory budget, waiting for them when either is spent.
 func (s *Source) charge(r *http.Request, b *body, n int64) *readError {
-	if s.budget.tryAcquire(n) {
+	if s.budget.tryAcquire(n, b.charged == 0) {
 		if s.res.Memory.TryAcquire(n) {
 			b.charged += n
 			return nil
@@ -286,8 +298,8 @@ func (s *Source) chargeWait(r *http.Request, b *body, n int64) *readError {
 		}
 		return ctx
 	}
-	if !s.budget.tryAcquire(n) {
-		if err := s.budget.acquire(wait(), n); err != nil {
+	if first := b.charged == 0; !s.budget.tryAcquire(n, first) {
+		if err := s.budget.acquire(wait(), n, first); err != nil {
 			return &readError{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("request bodies in flight fill max_body_memory (%d bytes); retry later", s.cfg.MaxBodyMemory)}
 		}
 	}

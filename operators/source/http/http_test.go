@@ -1034,3 +1034,47 @@ func TestBodyBufferGrowsWithData(t *testing.T) {
 		t.Fatalf("real post beside stalled ones: %d %s", r.status, r.raw)
 	}
 }
+
+// TestSmallPostsAmongStalledLargeBodies: large bodies that stall just before
+// their end fill max_body_memory; small posts still get in at once (first
+// buffers have a reserve growing bodies cannot use) instead of waiting for
+// the stalled ones to time out.
+func TestSmallPostsAmongStalledLargeBodies(t *testing.T) {
+	out := &fakeOut{}
+	const mib = 1 << 20
+	h := start(t, Config{ReadTimeout: 5 * time.Second, MaxBodyMemory: 2 * mib, MaxBody: mib}, out, 1024)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range 2 {
+		c, err := net.Dial("tcp", h.src.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		body := append([]byte(`{"title":"`), bytes.Repeat([]byte("z"), mib-100-10)...)
+		if _, err := fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", DefaultPath, mib, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for h.src.budget.inUse() < 2*mib && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := h.src.budget.inUse(); n != 2*mib {
+		t.Fatalf("stalled bodies hold %d bytes, want the whole max_body_memory", n)
+	}
+	bodies, _ := genPosts(12, 10)
+	for i, b := range bodies {
+		t0 := time.Now()
+		if r := h.post(DefaultPath, "application/json", b); r.status != 200 {
+			t.Fatalf("post %d: %d %s", i, r.status, r.raw)
+		}
+		if d := time.Since(t0); d > 2*time.Second {
+			t.Fatalf("post %d took %s: it waited for the stalled bodies", i, d)
+		}
+	}
+}
