@@ -151,6 +151,10 @@ type Window struct {
 	stopped bool
 	late    int64
 
+	// Measured state, per batch: open groups, bytes, the watermark.
+	gRows, gBytes, gWM, gLag op.Gauge
+	cLate                    op.Counter
+
 	ts     []int64
 	keyOf  []int32
 	rows   []int32
@@ -172,6 +176,13 @@ func New(cfg *Config, r op.Resources) *Window {
 	w := &Window{cfg: cfg, res: r, keyIDs: map[string]int32{}, bySK: map[skey]int32{},
 		units: map[ukey]*unit{}, sess: map[int32][]int32{}, fwd: map[int32]int32{},
 		parts: map[string]*part{}, wm: noTime, wms: []int64{noTime}, fixed: 96}
+	m := r.MetricsOrNop()
+	// The names and help of runtime/metrics.Catalog.
+	w.gRows = m.Gauge("flowrun_window_open_windows", "Windows holding state.")
+	w.gBytes = m.Gauge("flowrun_window_state_bytes", "Bytes of window state.")
+	w.gWM = m.Gauge("flowrun_window_watermark_seconds", "The window's watermark, in Unix seconds.")
+	w.gLag = m.Gauge("flowrun_window_watermark_lag_seconds", "Processing time minus the window's watermark.")
+	w.cLate = m.Counter("flowrun_window_late_records_total", "Records that arrived after their window was emitted.")
 	w.strKey = len(cfg.Keys) == 1 && cfg.In.Field(cfg.Keys[0]).Type.ID() == arrow.STRING
 	for i := range cfg.Aggs {
 		a := newAcc(&cfg.Aggs[i])
@@ -736,6 +747,7 @@ func (w *Window) addSession(rec arrow.RecordBatch, r int32, t int64, k, g int32,
 
 func (w *Window) lateRow(rec arrow.RecordBatch, r int32, t, wm int64, out op.Output, missed [][2]int64) error {
 	w.late++
+	w.cLate.Add(1)
 	parts := make([]string, len(missed))
 	for i, m := range missed {
 		parts[i] = fmt.Sprintf("[%s, %s)", ts(m[0]), ts(m[1]))
@@ -952,6 +964,12 @@ func compareAny(x, y any) int {
 }
 
 func (w *Window) checkBounds() error {
+	w.gRows.Set(float64(w.live))
+	w.gBytes.Set(float64(w.StateBytes()))
+	if w.wm != noTime && w.wm != math.MaxInt64 {
+		w.gWM.Set(float64(w.wm) / 1e6)
+		w.gLag.Set(float64(w.res.Clock.Now().UnixMicro()-w.wm) / 1e6)
+	}
 	if w.live > w.cfg.MaxRows {
 		err := fmt.Errorf("window state bound reached: %d open (window, key) groups, over max_state_rows %d (watermark %s); raise max_state_rows, use fewer keys or shorter windows, or check for a partition holding the watermark back",
 			w.live, w.cfg.MaxRows, w.wmText())
