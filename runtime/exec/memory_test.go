@@ -85,6 +85,9 @@ func TestByteBoundsBlockTheProducer(t *testing.T) {
 			// while that no more are made: a bound that does not block lets
 			// the source run through all 50 within microseconds.
 			var bad string
+			for wait := time.Now().Add(10 * time.Second); acks.created.Load() < 4 && time.Now().Before(wait); {
+				time.Sleep(time.Millisecond)
+			}
 			deadline := time.Now().Add(300 * time.Millisecond)
 			for time.Now().Before(deadline) && bad == "" {
 				if n := acks.created.Load(); n > 4 {
