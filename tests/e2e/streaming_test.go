@@ -397,10 +397,7 @@ func (s *pgSchema) waitStored(t *testing.T, brokers []string, topic string, proc
 func TestStreamingSigkillExactlyOnce(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	testenv.Postgres(t)
-	Kcat := exec.Command("kcat", "-V")
-	if err := Kcat.Run(); err != nil {
-		t.Skip("kcat missing")
-	}
+	testenv.Tool(t, "kcat", "apt-get install -y kcat") // produceKeyed
 	n := 200_000
 	if v, err := strconv.Atoi(os.Getenv("FLOWRUN_KILL_TEST_POSTS")); err == nil && v > 0 {
 		n = v
@@ -564,9 +561,7 @@ func TestStreamingPostgresOutage(t *testing.T) {
 // the tables.
 func TestQuickstartScript(t *testing.T) {
 	url := testenv.Postgres(t)
-	if _, err := exec.LookPath("psql"); err != nil {
-		t.Skip("psql not installed")
-	}
+	testenv.Tool(t, "psql", "apt-get install -y postgresql-client") // scripts/quickstart.sh
 	s := newPGSchema(t, false)
 	cmd := exec.Command("bash", "scripts/quickstart.sh", "2000")
 	cmd.Dir = repoRoot
