@@ -638,3 +638,31 @@ func TestS3Failures(t *testing.T) {
 		t.Fatal("close after a failed commit returned nil")
 	}
 }
+
+// TestSizeRoll: a file is committed once file_size bytes are written.
+func TestSizeRoll(t *testing.T) {
+	mem := memory.NewGoAllocator()
+	dir := filepath.Join(t.TempDir(), "lake")
+	s := open(t, mem, config(dir, ", file_size: 1KiB, row_group_rows: 16"))
+	var a acks
+	write(t, s, &a, mem, 0, 9)
+	if _, ok := a.get(0); ok {
+		t.Fatal("10 rows already reached 1KiB")
+	}
+	for i := int64(1); i < 20 && s.Committed == 0; i++ {
+		write(t, s, &a, mem, i*10, i*10+9)
+	}
+	if s.Committed == 0 {
+		t.Fatal("no file committed after 200 rows of ~30 bytes")
+	}
+	if err, ok := a.get(0); !ok || err != nil {
+		t.Fatalf("first batch: %v %v", ok, err)
+	}
+	write(t, s, &a, mem, 1000, 1009) // a new file
+	s.Close(context.Background())
+	files, offs := readBack(t, storeOf(t, dir))
+	if len(files) < 2 {
+		t.Fatalf("files %v", files)
+	}
+	t.Logf("%d files for %d rows", len(files), len(offs))
+}
