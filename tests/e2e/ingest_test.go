@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -588,4 +589,80 @@ sinks:
 		}
 		check(t, dir)
 	})
+}
+
+// TestSlowSendersDoNotLockOutPosters: the attack on the ingest
+// process with its default settings (max_inflight 1024): 1,100 connections
+// sending their bodies one byte a second. Real posts (through the emulator)
+// are all answered 200 at once and /readyz stays 200.
+func TestSlowSendersDoNotLockOutPosters(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	t.Parallel()
+	topic := kafkatest.Topic(t)
+	if err := kafkaclient.CreateTopics(brokers, 1, topic); err != nil {
+		t.Fatal(err)
+	}
+	listen := freeAddr(t)
+	p := flowrun(t, "ingest", "pipelines/pinterest_ingest.yaml", map[string]string{
+		"KAFKA_BROKERS": brokers[0], "TOPIC": topic, "LISTEN": listen,
+	}, nil)
+	waitReady(t, p, listen, 20*time.Second)
+
+	const slow = 1100
+	conns := make([]net.Conn, 0, slow)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range slow {
+		c, err := net.Dial("tcp", listen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "POST /v1/posts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+	}
+	stop := make(chan struct{})
+	var trickle sync.WaitGroup
+	trickle.Add(1)
+	go func() {
+		defer trickle.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Second):
+			}
+			for _, c := range conns {
+				_, _ = c.Write([]byte(" "))
+			}
+		}
+	}()
+	defer func() { close(stop); trickle.Wait() }()
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	ready := func() int {
+		resp, err := client.Get("http://" + listen + "/readyz")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if s := ready(); s != 200 {
+		t.Errorf("/readyz with %d slow senders: %d", slow, s)
+	}
+	rep, err := emulator.Run(testContext(t), emulator.Config{
+		URL: "http://" + listen + "/v1/posts", Count: 200, Posters: 8, Seed: 3, MaxRetries: 0, Timeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Accepted != 200 || rep.Retried != 0 {
+		t.Errorf("real posts among %d slow senders, want all 200 at the first try:\n%s", slow, rep)
+	}
+	if s := ready(); s != 200 {
+		t.Errorf("/readyz after the posts: %d", s)
+	}
 }
