@@ -5,7 +5,7 @@
 set -euo pipefail
 dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 if [[ $# -eq 0 ]]; then
-	set -- kafka postgres s3
+	set -- kafka postgres s3 hbase
 fi
 rc=0
 for name in "$@"; do

@@ -11,7 +11,7 @@
 #   scripts/services/hbase.sh down    stop and remove the data dir
 #
 # Knobs (env): FLOWRUN_HBASE_THRIFT_PORT (9090), FLOWRUN_HBASE_REST_PORT (8080),
-# FLOWRUN_HBASE_MASTER_HEAP (512m), FLOWRUN_HBASE_GATEWAY_HEAP (256m),
+# FLOWRUN_HBASE_MASTER_HEAP (1g), FLOWRUN_HBASE_GATEWAY_HEAP (256m),
 # FLOWRUN_HBASE_JAVA (a JDK 17 java), FLOWRUN_DATA, FLOWRUN_CACHE.
 # ZooKeeper 2181, master RPC 16000 and region server RPC 16020 are fixed in
 # 2.6 standalone mode; they must be free.
@@ -29,7 +29,7 @@ HOST=127.0.0.1
 THRIFT_PORT="${FLOWRUN_HBASE_THRIFT_PORT:-9090}"
 REST_PORT="${FLOWRUN_HBASE_REST_PORT:-8080}"
 ZK_PORT=2181
-MASTER_HEAP="${FLOWRUN_HBASE_MASTER_HEAP:-512m}"
+MASTER_HEAP="${FLOWRUN_HBASE_MASTER_HEAP:-1g}"
 GATEWAY_HEAP="${FLOWRUN_HBASE_GATEWAY_HEAP:-256m}"
 START_TIMEOUT="${FLOWRUN_HBASE_START_TIMEOUT:-240}"
 RECIPE="$SERVICES_DIR/hbase"
@@ -131,12 +131,13 @@ start_one() {
 		fi
 	else
 		[[ -f $LOGS/$name.log ]] && mv -f "$LOGS/$name.log" "$LOGS/$name.log.prev"
-		# setsid+nohup: the JVM outlives this shell and its process group.
+		# setsid+nohup: the JVM outlives this shell and its process group. No
+		# subshell: one would hold the caller's stdout (a pipe) open.
 		# shellcheck disable=SC2016 # $$ is the inner shell's pid, on purpose
-		(cd "$DATA" && setsid nohup bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$RUN/$name.pid" \
+		setsid nohup bash -c 'cd "$1" && echo $$ >"$2" && shift 2 && exec "$@"' _ "$DATA" "$RUN/$name.pid" \
 			"$JAVA" -Dproc_"$name" -Xmx"$heap" "${JDK17_OPTS[@]}" "${COMMON_OPTS[@]}" \
 			-Dhbase.log.dir="$LOGS" -cp "$CONF:$LIB/*" "$cls" "$@" \
-			</dev/null >>"$LOGS/$name.log" 2>&1 &)
+			</dev/null >>"$LOGS/$name.log" 2>&1 &
 		local i
 		for ((i = 0; i < 50; i++)); do [[ -s $RUN/$name.pid ]] && break; sleep 0.1; done
 		log "$name starting (pid $(<"$RUN/$name.pid"))"

@@ -53,7 +53,9 @@ byte (0xFF/0x00), timestamps 8-byte big-endian microseconds since the epoch,
 lists and structs JSON; a null writes no cell. 'flowrun hbase scan' reads them
 back the same way.
 
-Rows are sent in putMultiple requests of 'batch_rows' rows with up to
+Rows are sent in putMultiple requests of 'batch_rows' rows (rows of several
+batches share a request; a partial one goes out on the runtime's periodic
+flush) with up to
 'max_in_flight' requests outstanding, one connection each. Network and
 region failures are retried with exponential back-off from 'retry_backoff'
 to 'max_backoff', at most 'retries' times; then the batch fails and the
@@ -248,6 +250,7 @@ type Sink struct {
 	encs []hbaseclient.Encoding
 
 	jobs    chan *job
+	pending *job // rows waiting for a full request (node goroutine only)
 	wg      sync.WaitGroup
 	stop    context.CancelFunc
 	sendCtx context.Context
@@ -267,11 +270,17 @@ type putter interface {
 	Close() error
 }
 
-// job is one request's worth of rows of a batch.
+// job is one request: up to batch_rows puts, possibly from several batches.
 type job struct {
-	puts []hbaseclient.Put
-	rows []int // input row of each put, for dead letters
-	t    *tracker
+	puts   []hbaseclient.Put
+	owners []owner // per put: its batch and input row
+	segs   []*tracker
+}
+
+// owner is where a put came from, for dead letters.
+type owner struct {
+	t   *tracker
+	row int
 }
 
 // tracker counts the unfinished jobs of one batch and holds its record for
@@ -393,21 +402,48 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 		s.fail(err)
 		return err
 	}
-	jobs := (len(puts) + s.cfg.BatchRows - 1) / s.cfg.BatchRows
-	t.left.Store(int64(jobs) + 1) // +1: Write's own reference, dropped below
-	for i := 0; i < len(puts); i += s.cfg.BatchRows {
-		j := min(i+s.cfg.BatchRows, len(puts))
-		select {
-		case s.jobs <- &job{puts: puts[i:j:j], rows: rows[i:j:j], t: t}:
-		case <-ctx.Done():
-			// The jobs not queued fail the batch.
-			t.left.Add(-int64((len(puts) - i + s.cfg.BatchRows - 1) / s.cfg.BatchRows))
-			s.done(t, ctx.Err())
-			return ctx.Err()
+	t.left.Store(1) // Write's own reference, dropped below
+	for len(puts) > 0 {
+		if s.pending == nil {
+			s.pending = &job{}
+		}
+		j := s.pending
+		k := min(s.cfg.BatchRows-len(j.puts), len(puts))
+		t.left.Add(1)
+		j.segs = append(j.segs, t)
+		j.puts = append(j.puts, puts[:k]...)
+		for _, r := range rows[:k] {
+			j.owners = append(j.owners, owner{t, r})
+		}
+		puts, rows = puts[k:], rows[k:]
+		if len(j.puts) == s.cfg.BatchRows {
+			if err := s.send(ctx); err != nil {
+				s.done(t, err)
+				return err
+			}
 		}
 	}
 	s.done(t, nil)
 	return nil
+}
+
+// send hands the pending request to a sender (waiting for one while all
+// are busy: backpressure).
+func (s *Sink) send(ctx context.Context) error {
+	j := s.pending
+	if j == nil || len(j.puts) == 0 {
+		return nil
+	}
+	s.pending = nil
+	select {
+	case s.jobs <- j:
+		return nil
+	case <-ctx.Done():
+		for _, t := range j.segs {
+			s.done(t, ctx.Err())
+		}
+		return ctx.Err()
+	}
 }
 
 // encode turns every row of rec into a put; rows without a usable key are
@@ -579,14 +615,16 @@ func (s *Sink) sender() {
 		}
 	}()
 	for j := range s.jobs {
-		err := s.send(&conn, j, j.puts, j.rows)
-		s.done(j.t, err)
+		err := s.put(&conn, j.puts, j.owners)
+		for _, t := range j.segs {
+			s.done(t, err)
+		}
 	}
 }
 
-// send stores puts, retrying retryable failures and splitting on permanent
-// ones; refused rows are recorded as dead in j's tracker.
-func (s *Sink) send(conn *putter, j *job, puts []hbaseclient.Put, rows []int) error {
+// put stores puts, retrying retryable failures and splitting on permanent
+// ones; refused rows are recorded as dead in their batch's tracker.
+func (s *Sink) put(conn *putter, puts []hbaseclient.Put, owners []owner) error {
 	ctx := s.sendCtx
 	backoff := s.cfg.RetryBackoff
 	for attempt := 0; ; attempt++ {
@@ -614,16 +652,17 @@ func (s *Sink) send(conn *putter, j *job, puts []hbaseclient.Put, rows []int) er
 		switch hbaseclient.Classify(err) {
 		case hbaseclient.Permanent:
 			if len(puts) == 1 {
-				j.t.mu.Lock()
-				j.t.dead = append(j.t.dead, deadRow{rows[0], err.Error()})
-				j.t.mu.Unlock()
+				t := owners[0].t
+				t.mu.Lock()
+				t.dead = append(t.dead, deadRow{owners[0].row, err.Error()})
+				t.mu.Unlock()
 				if s.res.DeadLetters == nil {
 					return fmt.Errorf("hbase: row %q refused (no dead_letter output): %w", puts[0].Row, err)
 				}
 				return nil
 			}
 			h := len(puts) / 2
-			return errors.Join(s.send(conn, j, puts[:h], rows[:h]), s.send(conn, j, puts[h:], rows[h:]))
+			return errors.Join(s.put(conn, puts[:h], owners[:h]), s.put(conn, puts[h:], owners[h:]))
 		case hbaseclient.Fatal:
 			return fmt.Errorf("hbase: put into %s: %w", s.cfg.Table, err)
 		}
@@ -686,13 +725,23 @@ func (s *Sink) done(t *tracker, err error) {
 	t.ack.Done(err)
 }
 
-// Flush reports a failure of the senders; they send on their own.
-func (s *Sink) Flush(ctx context.Context) error { return s.failed() }
+// Flush sends the rows waiting for a full request and reports a failure of
+// the senders.
+func (s *Sink) Flush(ctx context.Context) error {
+	if err := s.failed(); err != nil {
+		return err
+	}
+	if err := s.send(ctx); err != nil {
+		return err
+	}
+	return s.failed()
+}
 
 // Close waits for the requests in flight (bounded by ctx; then it cancels
 // them) and joins the senders.
 func (s *Sink) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
+		sendErr := s.send(ctx)
 		close(s.jobs)
 		done := make(chan struct{})
 		go func() { s.wg.Wait(); close(done) }()
@@ -706,6 +755,9 @@ func (s *Sink) Close(ctx context.Context) error {
 		}
 		s.stop()
 		s.closeErr = errors.Join(s.failed(), waitErr)
+		if s.closeErr == nil && sendErr != nil {
+			s.closeErr = sendErr
+		}
 	})
 	return s.closeErr
 }
