@@ -751,10 +751,10 @@ func (s *Sink) cut(ctx context.Context, f lakeio.RecordFile, from int64) (*lakei
 	var keepRows int64
 	var keepSegs []lakeio.Segment
 	for _, sg := range segs {
+		// A batch holding from (it started before) belongs to the
+		// replay too: the source resumed at a batch boundary C ≤ from,
+		// and the offsets between C and from gave this sink no rows.
 		if sg.Last >= from {
-			if sg.First < from {
-				return nil, fmt.Errorf("offset %d is inside a batch (%d-%d) of the file: cannot keep part of it", from, sg.First, sg.Last)
-			}
 			break
 		}
 		keepSegs = append(keepSegs, sg)
