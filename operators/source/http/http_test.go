@@ -897,6 +897,9 @@ func TestRejectedPostsDoNotFailNeighbours(t *testing.T) {
 			if !addHead && !strings.Contains(msgs[3], `"index":1`) {
 				t.Errorf("batch rejection does not name post 1: %s", msgs[3])
 			}
+			if addHead && strings.Contains(msgs[3], `"index"`) {
+				t.Errorf("batch rejection names a post although the rows changed on the way: %s", msgs[3])
+			}
 			out.mu.Lock()
 			defer out.mu.Unlock()
 			stored := append([]string(nil), out.stored...)

@@ -108,7 +108,7 @@ type emission struct {
 // rejectedPost is the answer of a request one of whose posts a sink can
 // never store (op.RejectedRows): 422, nothing of the request stored.
 type rejectedPost struct {
-	index  int // the post within its request
+	index  int // the post within its request, -1 when unknown
 	reason string
 }
 
@@ -454,8 +454,11 @@ func (s *Source) settle(em *emission, err error) {
 	}
 	if len(em.waiters) == 1 {
 		w := em.waiters[0]
-		index := 0
-		if rj.Rows == em.rows {
+		index := -1 // unknown: a transform changed the rows on the way
+		switch {
+		case w.rows == 1:
+			index = 0
+		case rj.Rows == em.rows:
 			index = rj.Index[0]
 		}
 		s.reject(w, index, rj.Reasons[0])
@@ -978,8 +981,10 @@ func writePostErrorStatus(w http.ResponseWriter, status int, e *postError) {
 		b = append(b, `,"field":`...)
 		b = append(b, quoteJSON(e.field)...)
 	}
-	b = append(b, `,"index":`...)
-	b = strconv.AppendInt(b, int64(e.index), 10)
+	if e.index >= 0 {
+		b = append(b, `,"index":`...)
+		b = strconv.AppendInt(b, int64(e.index), 10)
+	}
 	writeJSON(w, status, append(b, "}\n"...))
 }
 
