@@ -26,6 +26,8 @@ var Catalog = []Family{
 	{"flowrun_queue_bytes", "gauge", nil, "Bytes held by the node's input queue."},
 	{"flowrun_queue_batches", "gauge", nil, "Batches in the node's input queue."},
 	{"flowrun_kafka_consumer_lag", "gauge", []string{"topic", "partition"}, "Messages between the consumer's position and the partition's end."},
+	{"flowrun_kafka_source_in_flight_batches", "gauge", nil, "Batches the kafka source emitted that are not yet committable (bounded by max_in_flight)."},
+	{"flowrun_kafka_source_in_flight_bytes", "gauge", nil, "Bytes of those batches (bounded by max_in_flight_bytes)."},
 	{"flowrun_kafka_commit_latency_seconds", "histogram", nil, "Time to commit offsets to Kafka."},
 	{"flowrun_kafka_produce_latency_seconds", "histogram", nil, "Time from sending a batch to Kafka to its acknowledgement."},
 	{"flowrun_sink_rows_written_total", "counter", []string{"type"}, "Rows a sink stored."},

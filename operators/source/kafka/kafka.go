@@ -531,7 +531,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	defer c.release()
 	c.next = claim.InitialOffset()
 	c.hwm = claim.HighWaterMarkOffset
-	c.lag = s.res.MetricsOrNop().Gauge("flowrun_kafka_source_lag", "Records of the partition after the last one read (high-water mark minus next offset), as of the last batch.",
+	c.lag = s.res.MetricsOrNop().Gauge("flowrun_kafka_consumer_lag", "Records of the partition after the last one read (high-water mark minus next offset), as of the last batch.",
 		op.Label{Name: "topic", Value: tp.Topic}, op.Label{Name: "partition", Value: fmt.Sprint(tp.Partition)})
 	var high int64 = -1
 	var endCheck <-chan time.Time

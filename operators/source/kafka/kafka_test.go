@@ -542,7 +542,7 @@ func TestInFlightBound(t *testing.T) {
 						t.Fatalf("in-flight gauge %v, want %d", g, tc.expected)
 					}
 					// The batch waiting for room was read: want+1 batches.
-					if g := gauges.get("flowrun_kafka_source_lag", "0"); g != float64(20-2*(want+1)) {
+					if g := gauges.get("flowrun_kafka_consumer_lag", "0"); g != float64(20-2*(want+1)) {
 						t.Fatalf("lag gauge %v after %d batches of 2 of 20 records read, want %d", g, want+1, 20-2*(want+1))
 					}
 				}
