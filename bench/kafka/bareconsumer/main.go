@@ -82,6 +82,8 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	// The same decompression bound as flowrun's kafkaclient sets.
+	sarama.MaxDecompressedBatchSize = 64 << 20
 	cpu0 := cpuSeconds()
 	start := time.Now()
 	cfg := sarama.NewConfig()
