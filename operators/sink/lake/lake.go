@@ -433,6 +433,7 @@ func (s *Sink) write(ctx context.Context, b batch.Batch) error {
 		share := batchBytes * n / rec.NumRows()
 		w.held += share
 		s.held += share
+		s.res.Memory.Charge(share)
 		if keyed {
 			if l := len(w.segs); l > 0 && w.segs[l-1].First == pos.First && w.segs[l-1].Last == pos.Last {
 				w.segs[l-1].Rows += n
@@ -472,13 +473,20 @@ func (s *Sink) write(ctx context.Context, b batch.Batch) error {
 			}
 		}
 	}
-	for len(s.writers) > s.cfg.MaxOpen || (s.held > s.cfg.MaxHeld && len(s.writers) > 0) {
+	for len(s.writers) > s.cfg.MaxOpen || (len(s.writers) > 0 && (s.held > s.cfg.MaxHeld || s.overBudget())) {
 		if err := s.commit(ctx, s.oldest()); err != nil {
 			return err
 		}
 	}
 	s.mOpen.Set(float64(len(s.writers)))
 	return nil
+}
+
+// overBudget reports whether the pipeline's memory budget is exceeded:
+// committing the oldest file frees what this sink holds.
+func (s *Sink) overBudget() bool {
+	m := s.res.Memory
+	return m != nil && m.InUse() > m.Limit()
 }
 
 type reject struct {
@@ -648,6 +656,7 @@ func (s *Sink) commit(ctx context.Context, w *writer) error {
 	}
 	s.Committed++
 	s.held -= w.held
+	s.res.Memory.Release(w.held)
 	s.mFiles.Add(1)
 	s.mRows.Add(float64(w.rows))
 	s.mBytes.Add(float64(w.up.Written()))
@@ -662,6 +671,8 @@ func (s *Sink) commit(ctx context.Context, w *writer) error {
 func (s *Sink) abort(w *writer, err error) error {
 	delete(s.writers, w.key)
 	s.held -= w.held
+	s.res.Memory.Release(w.held)
+	w.held = 0
 	w.up.Abort()
 	for _, a := range w.acks {
 		a.Done(err)
@@ -688,6 +699,7 @@ func (s *Sink) replayFrom(ctx context.Context, src srcKey, from int64) error {
 			w.pw.Close()
 			delete(s.writers, k)
 			s.held -= w.held
+			s.res.Memory.Release(w.held)
 			w.up.Abort()
 			for _, a := range w.acks {
 				a.Done(batch.ErrDropped)

@@ -692,3 +692,40 @@ func TestReplayStartInsideABatch(t *testing.T) {
 		t.Fatalf("offsets %v, want %v", offs, want)
 	}
 }
+
+// TestMemoryBudget: what open files hold is charged to the pipeline's
+// budget; beyond the budget the oldest file is committed; everything is
+// released at the end.
+func TestMemoryBudget(t *testing.T) {
+	mem := memory.NewGoAllocator()
+	ctor, errs := prep(t, config(filepath.Join(t.TempDir(), "lake"), ""))
+	if len(errs) > 0 {
+		t.Fatal(errs.Error())
+	}
+	budget := op.NewBudget(500)
+	si, err := ctor(op.Resources{Node: "lake", Memory: budget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := si.(*Sink)
+	var a acks
+	write(t, s, &a, mem, 0, 4)
+	if budget.InUse() == 0 {
+		t.Fatal("the open file's rows are not charged")
+	}
+	for i := int64(1); i < 10; i++ {
+		write(t, s, &a, mem, i*5, i*5+4)
+		if budget.InUse() > 500 {
+			t.Fatalf("after batch %d: %d bytes charged", i, budget.InUse())
+		}
+	}
+	if s.Committed == 0 {
+		t.Fatal("nothing committed although the budget was exceeded")
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if budget.InUse() != 0 {
+		t.Fatalf("%d bytes still charged after close", budget.InUse())
+	}
+}
