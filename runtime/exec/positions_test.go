@@ -253,3 +253,72 @@ func TestEmptySourceBatchesReachPositionStoresOnly(t *testing.T) {
 		t.Fatalf("acks ok %d failed %d", acks.ok.Load(), acks.failed.Load())
 	}
 }
+
+// mixTransform emits, in one call, two pieces of its input and then two
+// pieces of a result under an ack of its own.
+type mixTransform struct{ own []*batch.Ack }
+
+func (t *mixTransform) Process(ctx context.Context, in batch.Batch, out op.Output) error {
+	defer in.Rec.Release()
+	in.Ack.Retain(1)
+	for _, r := range [][2]int64{{0, 5}, {5, 10}} {
+		if err := out.Emit(ctx, batch.Batch{Rec: in.Rec.NewSlice(r[0], r[1]), Ack: in.Ack}); err != nil {
+			return err
+		}
+	}
+	own := batch.NewAck(nil)
+	t.own = append(t.own, own)
+	own.Retain(1)
+	for _, r := range [][2]int64{{0, 3}, {3, 10}} {
+		if err := out.Emit(ctx, batch.Batch{Rec: in.Rec.NewSlice(r[0], r[1]), Ack: own}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finalLog records, in arrival order, each batch's ack and Final flag.
+type finalLog struct {
+	mu  sync.Mutex
+	got []struct {
+		ack   *batch.Ack
+		final bool
+	}
+}
+
+func (s *finalLog) Write(ctx context.Context, b batch.Batch) error {
+	s.mu.Lock()
+	s.got = append(s.got, struct {
+		ack   *batch.Ack
+		final bool
+	}{b.Ack, b.Final})
+	s.mu.Unlock()
+	b.Release(nil)
+	return nil
+}
+
+func TestFinalIsPerAckWithinOneCall(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	mix, sink := &mixTransform{}, &finalLog{}
+	res := build(t,
+		spec{name: "src", section: ast.Sources, inst: &posSource{alloc: mem, batches: 3, acks: &ackLog{}}, output: intSchema},
+		spec{name: "mix", section: ast.Transforms, inst: mix, from: []string{"src"}, output: intSchema},
+		spec{name: "out", section: ast.Sinks, inst: sink, from: []string{"mix"}},
+	)
+	if _, err := run(t, res, Options{Alloc: mem}); err != nil {
+		t.Fatal(err)
+	}
+	if len(sink.got) != 12 {
+		t.Fatalf("%d batches, want 12", len(sink.got))
+	}
+	for i := 0; i < 12; i += 4 {
+		g := sink.got[i : i+4]
+		if g[0].ack != g[1].ack || g[2].ack != mix.own[i/4] || g[3].ack != mix.own[i/4] {
+			t.Fatalf("call %d: unexpected acks", i/4)
+		}
+		if want := []bool{false, true, false, true}; g[0].final != want[0] || g[1].final != want[1] || g[2].final != want[2] || g[3].final != want[3] {
+			t.Fatalf("call %d: final flags %v %v %v %v, want %v", i/4, g[0].final, g[1].final, g[2].final, g[3].final, want)
+		}
+	}
+}
