@@ -2,10 +2,8 @@ package pipetest
 
 import (
 	"context"
-	"sort"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
@@ -13,59 +11,6 @@ import (
 	"github.com/flowrun/flowrun/runtime/batch"
 	"github.com/flowrun/flowrun/runtime/op"
 )
-
-// Clock is the simulated clock a test runs on: time moves only when the
-// test says `advance:`, and timers due by then fire at once.
-type Clock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []timer
-}
-
-type timer struct {
-	at time.Time
-	ch chan time.Time
-}
-
-// NewClock returns a clock standing at start.
-func NewClock(start time.Time) *Clock { return &Clock{now: start} }
-
-// Now implements op.Clock.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// After implements op.Clock: the channel fires when Advance passes now+d.
-func (c *Clock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-		return ch
-	}
-	c.timers = append(c.timers, timer{at: c.now.Add(d), ch: ch})
-	return ch
-}
-
-// Advance moves the clock by d and fires every timer due, in time order.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	sort.SliceStable(c.timers, func(i, j int) bool { return c.timers[i].at.Before(c.timers[j].at) })
-	keep := c.timers[:0]
-	for _, t := range c.timers {
-		if !t.at.After(c.now) {
-			t.ch <- t.at
-			continue
-		}
-		keep = append(keep, t)
-	}
-	c.timers = keep
-}
 
 // item is one thing the driver hands a fixture source.
 type item struct {

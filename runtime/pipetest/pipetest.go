@@ -344,7 +344,7 @@ func runTest(ctx context.Context, checked *validate.Result, t *testfile.Test, ti
 		return tr
 	}
 
-	clock := NewClock(t.Start)
+	clock := op.NewManualClock(t.Start)
 	p, err := exec.New(checked, exec.Options{
 		Clock: clock, Alloc: alloc, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		DrainTimeout: timeout, Vars: checked.Pipeline.Vars,
@@ -403,7 +403,7 @@ func releaseSteps(steps [][]stepInput) {
 }
 
 // drive feeds the steps in order; recs of steps not reached are released.
-func (h *harness) drive(ctx context.Context, p *exec.Pipeline, clock *Clock, t *testfile.Test, steps [][]stepInput) error {
+func (h *harness) drive(ctx context.Context, p *exec.Pipeline, clock *op.ManualClock, t *testfile.Test, steps [][]stepInput) error {
 	for i, st := range t.Steps {
 		switch {
 		case st.Advance > 0:
