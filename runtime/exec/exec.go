@@ -466,6 +466,12 @@ func (p *Pipeline) runTransform(ctx context.Context, n *Node, t op.Transform, ou
 		if !ok {
 			break
 		}
+		if it.ctl != nil { // a control message: passed on, in order (time.go)
+			if err := out.EmitControl(ctx, *it.ctl); err != nil {
+				return false, err
+			}
+			continue
+		}
 		b := it.b
 		if b.Rec == nil { // a position marker
 			n.in.release(it)
@@ -554,6 +560,9 @@ func (p *Pipeline) runSink(ctx context.Context, n *Node, s op.Sink) error {
 		}
 		if !ok {
 			break
+		}
+		if it.ctl != nil { // control messages end at sinks
+			continue
 		}
 		b := it.b
 		if b.Rec == nil && !stores { // a position marker, for position stores only

@@ -28,8 +28,9 @@ type queue struct {
 }
 
 type queued struct {
-	b batch.Batch
-	n int64 // bytes charged to edge and mem until release
+	b   batch.Batch
+	n   int64       // bytes charged to edge and mem until release
+	ctl *op.Control // a control message instead of a batch (time.go)
 }
 
 func newQueue(batches int, maxBytes int64, mem *op.Budget, fill queueGauges) *queue {
@@ -154,6 +155,9 @@ func (q *queue) discard() {
 		case it, ok := <-q.ch:
 			if !ok {
 				return
+			}
+			if it.ctl != nil {
+				continue
 			}
 			q.release(it)
 			it.b.Release(batch.ErrDropped)

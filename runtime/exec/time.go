@@ -91,6 +91,12 @@ func (p *Pipeline) runTimed(ctx context.Context, n *Node, t op.Transform, out *o
 				}
 				return stopped, nil
 			}
+			if it.ctl != nil {
+				if err := p.control(ctx, t, out, *it.ctl, ended); err != nil {
+					return false, err
+				}
+				continue
+			}
 			switch {
 			case it.b.Rec == nil:
 				// A position marker: the rows it stands for were dropped
@@ -124,6 +130,49 @@ func (p *Pipeline) runTimed(ctx context.Context, n *Node, t op.Transform, out *o
 		case <-ctx.Done():
 			return false, ctx.Err()
 		}
+	}
+}
+
+// control hands a control message to t if it takes them, else passes it on.
+func (p *Pipeline) control(ctx context.Context, t op.Transform, out *output, c op.Control, ended bool) error {
+	r, ok := t.(op.ControlReceiver)
+	switch {
+	case !ok:
+		return out.EmitControl(ctx, c)
+	case ended:
+		return nil
+	}
+	out.begin(nil, true)
+	err := r.OnControl(ctx, c, out)
+	if err == nil {
+		err = out.end(ctx)
+	} else {
+		out.drop(err)
+	}
+	if err != nil {
+		return err
+	}
+	return out.flushRejects(ctx, nil)
+}
+
+// EmitControl implements op.ControlOutput: c goes to every consumer after
+// the batches already emitted.
+func (o *output) EmitControl(ctx context.Context, c op.Control) error {
+	for _, q := range o.node.outs {
+		if err := q.pushControl(o.ctx, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pushControl queues a control message; it carries no bytes.
+func (q *queue) pushControl(abort context.Context, c op.Control) error {
+	select {
+	case q.ch <- queued{ctl: &c}:
+		return nil
+	case <-abort.Done():
+		return abort.Err()
 	}
 }
 

@@ -5,13 +5,18 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/flowrun/flowrun/runtime/batch"
 )
 
 // This file is the time dimension of the operator SDK: why an input ends,
-// timers on the injected Clock, and the side output for late records.
+// timers on the injected Clock, control messages beside the batches
+// (watermarks, revoked partitions), and the side output for late records.
 
-// EndReason tells a stateful operator why its input is ending. The three are
-// distinct on purpose: only EndOfInput makes held state final.
+// EndReason tells a stateful operator why its input is ending. The two are
+// distinct on purpose: only EndOfInput makes held state final. (The third
+// signal, a rebalance taking some partitions away, is per partition: a
+// Control of kind Revoked, see ControlReceiver.)
 type EndReason int
 
 const (
@@ -24,10 +29,6 @@ const (
 	// acks with batch.ErrDropped so their source positions stay
 	// uncommitted and are read again on restart, then drop the state.
 	Stop
-	// Rebalance: the source gave up some partitions to another process.
-	// State built from them is handed over by replay, like Stop, but only
-	// for those partitions (see Revoker).
-	Rebalance
 )
 
 func (r EndReason) String() string {
@@ -36,8 +37,6 @@ func (r EndReason) String() string {
 		return "end of input"
 	case Stop:
 		return "stop"
-	case Rebalance:
-		return "rebalance"
 	}
 	return "unknown"
 }
@@ -70,6 +69,44 @@ type Timed interface {
 // it returns an error (the run stops rather than drop the record).
 type LateOutput interface {
 	Late(record, reason string) error
+}
+
+// ControlKind says what a control message announces.
+type ControlKind int
+
+const (
+	// Watermark: the source will send no more rows of Partition with an
+	// event time before Time.
+	Watermark ControlKind = iota + 1
+	// Revoked: the source gave Partition up (a rebalance). Rows of it held
+	// downstream and not yet acknowledged will be read again by its next
+	// owner; a window drops them instead of finishing them.
+	Revoked
+)
+
+// Control is a message that travels between nodes beside the batches, in
+// order with them: a source emits it, transforms pass it on unchanged
+// (so its partition keeps its identity through fan-out and fan-in: a node
+// with several inputs sees each input's partitions apart), nodes that act
+// on it implement ControlReceiver, and sinks ignore it.
+type Control struct {
+	Kind ControlKind
+	// Partition names the source partition (Source, Topic, Partition;
+	// the offsets are unused).
+	Partition batch.Position
+	Time      time.Time // Watermark
+}
+
+// ControlOutput is implemented by the runtime's Output: EmitControl sends
+// c to every consumer, after the batches already emitted.
+type ControlOutput interface {
+	EmitControl(ctx context.Context, c Control) error
+}
+
+// ControlReceiver is implemented by transforms that act on control
+// messages (windows); the runtime passes the others on for them.
+type ControlReceiver interface {
+	OnControl(ctx context.Context, c Control, out Output) error
 }
 
 // ManualClock is a Clock that moves only when told to, for tests: After

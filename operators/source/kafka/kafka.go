@@ -557,6 +557,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		select {
 		case msg, ok := <-msgs:
 			if !ok {
+				c.revoking = true
 				return c.finish()
 			}
 			if c.msgs == 0 {
@@ -618,23 +619,24 @@ func idle(claim sarama.ConsumerGroupClaim) error {
 
 // claim is the state of one partition being read.
 type claim struct {
-	s      *Source
-	sess   sarama.ConsumerGroupSession
-	tp     kafkaclient.Partition
-	tr     *tracker
-	dec    *jsondec.Decoder // format json
-	raw    *array.StringBuilder
-	meta   *array.RecordBuilder // metadata columns, or nil
-	msgs   int                  // messages in the batch being built
-	rows   int
-	first  int64 // offset of the first message in the batch being built
-	last   int64 // offset of the last message in the batch being built
-	next   int64 // offset after the last message received
-	marked int64
-	rej    []reject
-	hdr    []byte
-	hwm    func() int64 // the partition's high-water mark as of the last fetch
-	lag    op.Gauge
+	s        *Source
+	revoking bool // the claim ends because the partition is taken away
+	sess     sarama.ConsumerGroupSession
+	tp       kafkaclient.Partition
+	tr       *tracker
+	dec      *jsondec.Decoder // format json
+	raw      *array.StringBuilder
+	meta     *array.RecordBuilder // metadata columns, or nil
+	msgs     int                  // messages in the batch being built
+	rows     int
+	first    int64 // offset of the first message in the batch being built
+	last     int64 // offset of the last message in the batch being built
+	next     int64 // offset after the last message received
+	marked   int64
+	rej      []reject
+	hdr      []byte
+	hwm      func() int64 // the partition's high-water mark as of the last fetch
+	lag      op.Gauge
 }
 
 type reject struct{ record, reason string }
@@ -895,6 +897,24 @@ func (c *claim) end(claim sarama.ConsumerGroupClaim, high int64) error {
 	return idle(claim)
 }
 
+// revoke tells the nodes downstream, after the partition's last batch, that
+// this process gives the partition up (op.Revoked): a window drops what it
+// holds of it at once (its next owner reads it again) instead of keeping
+// the acks until drain_timeout.
+func (c *claim) revoke() {
+	co, ok := c.s.out.(op.ControlOutput)
+	if !ok {
+		return
+	}
+	c.s.outMu.Lock()
+	defer c.s.outMu.Unlock()
+	err := co.EmitControl(context.WithoutCancel(c.sess.Context()), op.Control{Kind: op.Revoked,
+		Partition: batch.Position{Source: c.s.res.Node, Topic: c.tp.Topic, Partition: c.tp.Partition}})
+	if err != nil {
+		c.s.res.Log.Warn("kafka: telling downstream nodes a partition is revoked", "partition", c.tp.String(), "err", err)
+	}
+}
+
 // finish ends reading the partition: it emits the partial batch, waits up
 // to drain_timeout for the in-flight batches, marks and commits.
 func (c *claim) finish() error {
@@ -904,6 +924,9 @@ func (c *claim) finish() error {
 	}
 	if err := c.flush(false); err != nil && !errors.Is(err, errRevoked) {
 		return err
+	}
+	if c.revoking {
+		c.revoke()
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(c.sess.Context()), s.cfg.Drain)
 	defer cancel()

@@ -1029,6 +1029,44 @@ func (w *Window) replayed(p *part, ack *batch.Ack) {
 	w.wms[p.idx] = noTime
 }
 
+// OnControl implements op.ControlReceiver. A revoked partition's open
+// windows are dropped (their acks finish as dropped: its next owner reads
+// them again) in per_partition mode, and it stops holding the watermark
+// back in either mode; a source's watermark for a partition counts as if a
+// row at that time (plus allowed_lateness) had been seen.
+func (w *Window) OnControl(ctx context.Context, c op.Control, out op.Output) error {
+	if w.stopped {
+		return nil
+	}
+	name := partName(c.Partition)
+	now := w.res.Clock.Now()
+	switch c.Kind {
+	case op.Revoked:
+		p := w.parts[name]
+		if p == nil {
+			return nil
+		}
+		if w.cfg.PerPartition {
+			w.dropGroup(p.idx, batch.ErrDropped)
+			p.max = noTime
+			w.wms[p.idx] = noTime
+		}
+		p.next, p.ack = -1, nil
+		p.seen = time.Time{} // idle: it no longer holds the watermark back
+		w.res.Log.Info("window: partition revoked", "partition", name, "per_partition", w.cfg.PerPartition)
+	case op.Watermark:
+		if w.cfg.Processing {
+			return nil
+		}
+		p := w.part(name, now)
+		p.max = max(p.max, c.Time.UnixMicro()+w.cfg.Lateness)
+	}
+	if err := w.advance(ctx, now, out); err != nil {
+		return err
+	}
+	return w.checkBounds()
+}
+
 // dropGroup forgets the open windows of one watermark group (a partition
 // in per_partition mode), finishing the acks they held with err.
 func (w *Window) dropGroup(g int32, err error) {
@@ -1089,8 +1127,7 @@ func (w *Window) drop(err error) {
 }
 
 // End implements op.Stateful: the real end of input emits every open
-// window; a stop or rebalance drops them unacknowledged, to be rebuilt by
-// replay.
+// window; a stop drops them unacknowledged, to be rebuilt by replay.
 func (w *Window) End(ctx context.Context, reason op.EndReason, out op.Output) error {
 	if reason == op.EndOfInput && !w.stopped {
 		w.wm = math.MaxInt64

@@ -773,3 +773,47 @@ func TestPiecesOfOneInputAreNotAReplay(t *testing.T) {
 	}
 	expect(t, o, `[a posts/pins/0 0s 1m0s 3]`)
 }
+
+// TestRevokedPartition: op.Revoked drops a partition's open windows in
+// per_partition mode (their acks finish as dropped, for its next owner to
+// read again) while the other partition's stay; without per_partition the
+// revoked partition just stops holding the watermark back.
+func TestRevokedPartition(t *testing.T) {
+	send := func(w *win.Window, o *out, part int32, evs ...ev) *tracked {
+		tr := &tracked{}
+		ack := batch.NewAck(func(err error) { tr.mu.Lock(); tr.done++; tr.err = err; tr.mu.Unlock() }).
+			WithPositions(batch.Position{Source: "posts", Topic: "pins", Partition: part, First: 0, Last: int64(len(evs) - 1)})
+		if err := w.Process(context.Background(), batch.Batch{Rec: record(t, evs), Ack: ack}, o); err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	revoke := func(w *win.Window, o *out, part int32) {
+		c := op.Control{Kind: op.Revoked, Partition: batch.Position{Source: "posts", Topic: "pins", Partition: part}}
+		if err := w.OnControl(context.Background(), c, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := build(t, tumbling.Plugin, `{size: 1m, key: [category], event_time: ts, per_partition: true, aggregate: {n: count()}}`, op.NewManualClock(t0))
+	o := &out{}
+	a0 := send(w, o, 0, ev{1, "a", 1})
+	a1 := send(w, o, 1, ev{2, "a", 1})
+	revoke(w, o, 0)
+	if n, err := a0.state(); n != 1 || !errors.Is(err, batch.ErrDropped) {
+		t.Fatalf("revoked partition's held ack: %d %v", n, err)
+	}
+	if n, _ := a1.state(); n != 0 {
+		t.Fatal("the other partition's ack was finished")
+	}
+	if err := w.End(context.Background(), op.EndOfInput, o); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, o, `[a posts/pins/1 0s 1m0s 1]`)
+
+	g := build(t, tumbling.Plugin, `{size: 1m, key: [category], event_time: ts, aggregate: {n: count()}}`, op.NewManualClock(t0))
+	send(g, o, 0, ev{5, "a", 1})
+	send(g, o, 1, ev{70, "a", 1}) // partition 0 (at 5s) holds the watermark at 5s
+	expect(t, o, "")
+	revoke(g, o, 0)
+	expect(t, o, `[a 0s 1m0s 1]`) // the watermark is now partition 1's: 70s
+}
