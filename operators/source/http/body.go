@@ -300,12 +300,18 @@ func (s *Source) chargeWait(r *http.Request, b *body, n int64) *readError {
 	}
 	if first := b.charged == 0; !s.budget.tryAcquire(n, first) {
 		if err := s.budget.acquire(wait(), n, first); err != nil {
+			if s.stopping.Load() {
+				return &readError{status: http.StatusServiceUnavailable, msg: ErrStopping.Error()}
+			}
 			return &readError{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("request bodies in flight fill max_body_memory (%d bytes); retry later", s.cfg.MaxBodyMemory)}
 		}
 	}
 	if mem := s.res.Memory; !mem.TryAcquire(n) {
 		if err := mem.Acquire(wait(), n); err != nil {
 			s.budget.release(n)
+			if s.stopping.Load() {
+				return &readError{status: http.StatusServiceUnavailable, msg: ErrStopping.Error()}
+			}
 			return &readError{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("the pipeline's memory budget (%d bytes) is spent; retry later", mem.Limit())}
 		}
 	}

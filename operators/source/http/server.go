@@ -231,6 +231,7 @@ func (s *Source) Run(ctx context.Context, out op.Output) error {
 	// Graceful stop: no new connections; running requests still get their
 	// rows flushed by the loop while Shutdown waits for them.
 	s.stopping.Store(true)
+	s.stopAll() // requests waiting for body memory give up now
 	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
 	shCtx, cancel := context.WithDeadline(context.Background(), deadline)
 	shutDone := make(chan error, 1)
