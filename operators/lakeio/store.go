@@ -443,8 +443,13 @@ func ReadAll(ctx context.Context, s Store, key string) ([]byte, error) {
 	return io.ReadAll(io.NewSectionReader(f, 0, f.Size()))
 }
 
-// WriteAll writes a small object atomically.
+// WriteAll writes a small object atomically: on S3 one PUT (an object
+// appears whole or not at all), on a folder a synced temporary file
+// renamed into place.
 func WriteAll(ctx context.Context, s Store, key string, data []byte) error {
+	if s3s, ok := s.(*s3Store); ok {
+		return s3s.b.WriteAll(ctx, s3s.prefix+key, data, &blob.WriterOptions{ContentType: "application/json"})
+	}
 	dir := path.Dir(key) + "/"
 	if dir == "./" {
 		dir = ""
