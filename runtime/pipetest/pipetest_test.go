@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	_ "github.com/flowrun/flowrun/operators/all"
 	"github.com/flowrun/flowrun/runtime/op"
@@ -134,10 +135,20 @@ func TestFindAndPipelineFor(t *testing.T) {
 	}
 	// testdata folders are skipped when walking, as go does; a folder
 	// given directly is searched.
-	if len(files) != 3 {
-		t.Errorf("found %v, want the 3 test files", files)
+	if len(files) != 4 {
+		t.Errorf("found %v, want the 4 test files", files)
 	}
 	if got := pipetest.PipelineFor("a/b/p.test.yaml", nil); got != "a/b/p.yaml" {
 		t.Errorf("PipelineFor = %q", got)
+	}
+}
+
+// TestHourWindowOnSimulatedTime: hour-long processing-time windows close as
+// the test advances the clock; nothing waits for an hour (the test's own
+// timeout, far below an hour, would fail it).
+func TestHourWindowOnSimulatedTime(t *testing.T) {
+	r := run(t, "testdata/hourly.test.yaml", pipetest.Options{Timeout: 20 * time.Second})
+	if r.Failed() {
+		t.Fatalf("%s", text(r))
 	}
 }
