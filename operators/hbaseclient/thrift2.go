@@ -165,6 +165,7 @@ type Conn struct {
 	proto thrift.TProtocol
 	seq   int32
 	dead  bool
+	used  time.Time // end of the last call
 }
 
 // Dial connects to the Thrift2 gateway at addr (host:port).
@@ -184,7 +185,7 @@ func Dial(ctx context.Context, addr string, o Options) (*Conn, error) {
 		MaxMessageSize: 256 << 20}
 	sock := thrift.NewTSocketFromConnConf(nc, conf)
 	trans := thrift.NewTBufferedTransport(sock, 64<<10)
-	return &Conn{addr: addr, trans: trans, proto: thrift.NewTBinaryProtocolConf(trans, conf)}, nil
+	return &Conn{addr: addr, trans: trans, proto: thrift.NewTBinaryProtocolConf(trans, conf), used: time.Now()}, nil
 }
 
 // Addr returns the gateway address.
@@ -193,6 +194,15 @@ func (c *Conn) Addr() string { return c.addr }
 // Broken reports whether a transport error left the connection unusable;
 // the caller should close it and dial again.
 func (c *Conn) Broken() bool { return c.dead }
+
+// Idle returns how long the connection has been unused. The gateway closes
+// connections idle for hbase.thrift.server.socket.read.timeout (60 s by
+// default), so a caller should dial again after MaxIdle.
+func (c *Conn) Idle() time.Duration { return time.Since(c.used) }
+
+// MaxIdle is how long a connection may sit unused before it is better
+// dialled again than used (below the gateway's 60 s default).
+const MaxIdle = 45 * time.Second
 
 // Close closes the connection.
 func (c *Conn) Close() error {
@@ -210,6 +220,7 @@ func (c *Conn) call(ctx context.Context, method string, args func(p thrift.TProt
 		return fmt.Errorf("hbase: connection to %s is broken", c.addr)
 	}
 	defer func() {
+		c.used = time.Now()
 		if err != nil {
 			var io *IOError
 			var app *appError

@@ -44,13 +44,20 @@ func main() {
 	}
 	suffix := strconv.FormatInt(time.Now().Unix(), 10)
 	tables := []string{"bench_pins_" + suffix, "bench_daily_" + suffix, "bench_dead_" + suffix, "bench_raw_" + suffix}
-	admin, err := hbaseclient.Dial(ctx, *thrift, hbaseclient.Options{})
-	check(err)
+	// The gateway closes a connection idle for 60 s (its default
+	// hbase.thrift.server.socket.read.timeout): dial when needed.
+	dial := func() *hbaseclient.Conn {
+		c, err := hbaseclient.Dial(ctx, *thrift, hbaseclient.Options{})
+		check(err)
+		return c
+	}
 	defer func() {
 		if !*keep {
+			c := dial()
 			for _, t := range tables {
-				_ = admin.DropTable(ctx, t)
+				_ = c.DropTable(ctx, t)
 			}
+			c.Close()
 		}
 	}()
 	history, err := os.MkdirTemp("", "bench-history-")
@@ -72,6 +79,8 @@ func main() {
 	// fresh table with the same request size and concurrency. Scanned one
 	// salt prefix at a time to bound this process's memory; only the puts
 	// are timed.
+	admin := dial()
+	defer admin.Close()
 	check(admin.CreateTable(ctx, tables[3], []string{"t", "n"}))
 	var putTime time.Duration
 	for salt := 10; salt <= 99; salt++ {

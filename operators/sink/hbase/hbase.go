@@ -267,6 +267,7 @@ type Sink struct {
 type putter interface {
 	PutMultiple(ctx context.Context, table string, puts []hbaseclient.Put) error
 	Broken() bool
+	Idle() time.Duration
 	Close() error
 }
 
@@ -629,7 +630,9 @@ func (s *Sink) put(conn *putter, puts []hbaseclient.Put, owners []owner) error {
 	backoff := s.cfg.RetryBackoff
 	for attempt := 0; ; attempt++ {
 		var err error
-		if *conn == nil || (*conn).Broken() {
+		// A connection idle for long is closed by the gateway: dial anew
+		// rather than spend a retry on it.
+		if *conn == nil || (*conn).Broken() || (*conn).Idle() > hbaseclient.MaxIdle {
 			if *conn != nil {
 				(*conn).Close()
 				*conn = nil

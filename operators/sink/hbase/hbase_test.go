@@ -402,3 +402,45 @@ func TestMissingTable(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// stale reports every connection as idle for an hour.
+type stale struct{ putter }
+
+func (stale) Idle() time.Duration { return time.Hour }
+
+// TestIdleConnectionRedialled: a connection idle longer than the gateway
+// keeps one open is replaced before use rather than failing a request.
+func TestIdleConnectionRedialled(t *testing.T) {
+	addr := testenv.HBase(t)
+	table := tableName(t)
+	dropAfter(t, addr, table)
+	alloc := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer alloc.AssertSize(t, 0)
+	ctx := context.Background()
+	cfg := config(t, addr, table)
+	cfg.MaxInFlight, cfg.BatchRows = 1, 100
+	s, err := New(ctx, op.Resources{Node: "out", Alloc: alloc}, cfg, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dials int
+	real := s.dial
+	s.dial = func(ctx context.Context) (putter, error) {
+		dials++
+		c, err := real(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return stale{c}, nil
+	}
+	var a acks
+	if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, 0, 300, nil, nil), Ack: a.new()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, errs := a.get(); n != 1 || len(errs) > 0 || dials != 3 {
+		t.Fatalf("%d acks, errors %v, %d dials (want 3: one per request)", n, errs, dials)
+	}
+}
