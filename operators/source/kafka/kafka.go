@@ -560,6 +560,11 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 				c.revoking = true
 				return c.finish()
 			}
+			if high >= 0 && msg.Offset >= high {
+				// Written after the run started, past markers that ended
+				// the partition then: not this run's.
+				return c.end(claim, high)
+			}
 			if c.msgs == 0 {
 				linger = s.res.Clock.After(s.cfg.Linger)
 			}
@@ -568,7 +573,11 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			// goroutine is the channel's only reader) rather than one
 			// select per message.
 			for len(msgs) > 0 && c.rows < s.res.BatchRows && (high < 0 || c.next < high) {
-				c.add(<-msgs)
+				m := <-msgs
+				if high >= 0 && m.Offset >= high {
+					return c.end(claim, high)
+				}
+				c.add(m)
 			}
 			received = true
 			if high >= 0 && c.next >= high {
