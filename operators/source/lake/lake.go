@@ -52,7 +52,8 @@ ${INTERVAL_START} and ${INTERVAL_END}. Folder levels named in
 time_partitions are read as times with the given Go layout (default dt:
 2006-01-02 and hour: 15); a folder is listed only if its time span meets the
 range, so a day's read lists one day. Without from and to every partition
-is read.
+is read, including the folders of rows without a time
+(__HIVE_DEFAULT_PARTITION__), which a range excludes.
 
 Only the declared schema's columns are read from the files (projection), and
 widened where safe as in the file source. Without schema the first file's
@@ -268,7 +269,13 @@ func Plan(ctx context.Context, st lakeio.Store, cfg Config) ([]lakeio.Entry, err
 			}
 			k, v, isPart := lakeio.SplitPartition(base)
 			nft := ft
-			if l, timed := cfg.Layouts[k]; isPart && timed && v != lakeio.NullPartition {
+			if l, timed := cfg.Layouts[k]; isPart && timed && v == lakeio.NullPartition {
+				// Rows without a time belong to no interval: only an
+				// unbounded read includes them.
+				if !cfg.From.IsZero() || !cfg.To.IsZero() {
+					continue
+				}
+			} else if isPart && timed {
 				var good bool
 				if nft, good = combine(ft, l, v); good && !overlaps(nft, cfg.From, cfg.To) {
 					continue

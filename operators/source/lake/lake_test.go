@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -240,4 +241,46 @@ func TestProgressLine(t *testing.T) {
 	if !strings.Contains(lines[0], "files=1/3") {
 		t.Fatalf("first progress line %q", lines[0])
 	}
+}
+
+// TestNullTimeFolders: rows whose time is null (folder
+// __HIVE_DEFAULT_PARTITION__) are read by an unbounded read only.
+func TestNullTimeFolders(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "lake")
+	writeLake(t, dir, "", 6)
+	st, _ := lakeio.Open(context.Background(), dir, lakeio.S3Options{})
+	if err := lakeio.WriteAll(context.Background(), st, "dt=__HIVE_DEFAULT_PARTITION__/hour=__HIVE_DEFAULT_PARTITION__/x.parquet", mustCopy(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		rng  string
+		rows int
+	}{{``, 12}, {`, from: "2026-11-25"`, 6}, {`, to: "2026-11-26"`, 6}} {
+		schema, ctor, errs := prep(t, `{path: "`+dir+`", schema: slim`+tt.rng+`}`)
+		if len(errs) > 0 {
+			t.Fatal(errs.Error())
+		}
+		src, _ := ctor(op.Resources{})
+		out := &collect{schema: schema}
+		if err := src.(op.Source).Run(context.Background(), out); err != nil {
+			t.Fatal(err)
+		}
+		if len(out.offs) != tt.rows {
+			t.Errorf("range %q: %d rows, want %d", tt.rng, len(out.offs), tt.rows)
+		}
+	}
+}
+
+// mustCopy returns the bytes of the lake's first data file.
+func mustCopy(t *testing.T, dir string) []byte {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "dt=*", "hour=*", "*.parquet"))
+	if len(files) == 0 {
+		t.Fatal("no file")
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
