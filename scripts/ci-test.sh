@@ -32,25 +32,9 @@ if [[ ${FLOWRUN_SKIP_SERVICES:-0} != 1 ]]; then
 	fi
 fi
 
-# The monitoring tests run a real Prometheus (and promtool) and headless
-# Chromium, from Debian's packages.
-missing=()
-command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-if ((${#missing[@]})); then
-	echo "== installing ${missing[*]} (Debian)"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get install -y -q "${missing[@]}" >/dev/null ||
-		{ apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
-fi
-
-# The pre-commit hook test runs the real pre-commit tool (PyPI).
-if ! command -v pre-commit >/dev/null 2>&1; then
-	echo "== installing pre-commit (PyPI)"
-	python3 -m pip install --quiet --disable-pip-version-check pre-commit ||
-		python3 -m pip install --quiet --disable-pip-version-check --break-system-packages pre-commit
-	hash -r
-fi
+# Prometheus, Chromium (Debian) and pre-commit (PyPI) for the monitoring and
+# hook tests.
+bash scripts/ci-tools.sh
 # pip's scripts folder may not be on a bare PATH (CI's shell).
 if ! command -v pre-commit >/dev/null 2>&1; then
 	export PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
