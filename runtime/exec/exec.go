@@ -150,6 +150,9 @@ func New(res *validate.Result, opts Options) (*Pipeline, error) {
 		n := &Node{Name: cn.Name(), Section: cn.AST.Section, Type: cn.AST.Type, Stats: &Stats{}, checked: cn}
 		m := op.WithLabels(opts.Metrics, op.Label{Name: "pipeline", Value: p.Name}, op.Label{Name: "node", Value: n.Name})
 		n.metrics = newNodeMetrics(m, n.Type, opts.Clock)
+		if cn.AST.Section == ast.Sinks {
+			n.metrics.writeLatency = newWriteLatency(m, n.Type)
+		}
 		r := op.Resources{
 			Node: cn.Name(), Alloc: opts.Alloc, Clock: opts.Clock,
 			Log:       opts.Log.With("node", cn.Name()),
@@ -550,7 +553,7 @@ func (p *Pipeline) runSink(ctx context.Context, n *Node, s op.Sink) error {
 		case it, ok = <-n.in.ch:
 		case <-tick.C:
 			if flusher != nil {
-				if err := flusher.Flush(ctx); err != nil {
+				if err := n.timedFlush(ctx, flusher); err != nil {
 					return err
 				}
 			}
@@ -579,7 +582,9 @@ func (p *Pipeline) runSink(ctx context.Context, n *Node, s op.Sink) error {
 		n.metrics.bytesIn.Add(float64(it.n))
 		start := time.Now()
 		err = s.Write(ctx, b)
-		n.Stats.BusyNanos.Add(int64(time.Since(start)))
+		took := time.Since(start)
+		n.Stats.BusyNanos.Add(int64(took))
+		n.metrics.writeLatency.Observe(took.Seconds())
 		n.in.release(it)
 		if err != nil {
 			return err
@@ -588,9 +593,17 @@ func (p *Pipeline) runSink(ctx context.Context, n *Node, s op.Sink) error {
 		n.metrics.rowsOut.Add(float64(rows))
 	}
 	if flusher != nil {
-		if err := flusher.Flush(ctx); err != nil {
+		if err := n.timedFlush(ctx, flusher); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// timedFlush flushes a sink, recording the call in its write latency.
+func (n *Node) timedFlush(ctx context.Context, f op.SinkFlusher) error {
+	start := time.Now()
+	err := f.Flush(ctx)
+	n.metrics.writeLatency.Observe(time.Since(start).Seconds())
+	return err
 }

@@ -14,6 +14,7 @@ type nodeMetrics struct {
 	rejected, errors      op.Counter
 	late                  op.Counter   // windows: records that missed their window
 	ackLatency            op.Histogram // sources: emit to acknowledgement
+	writeLatency          op.Histogram // sinks: one Write or Flush call
 	clock                 op.Clock
 	timed                 bool // ackLatency is a real instrument
 }
@@ -38,6 +39,12 @@ func newNodeMetrics(m op.Metrics, typ string, clock op.Clock) nodeMetrics {
 		clock:      clock,
 		timed:      !nop,
 	}
+}
+
+// newWriteLatency is the sinks' histogram of Write and Flush calls.
+func newWriteLatency(m op.Metrics, typ string) op.Histogram {
+	return m.Histogram("flowrun_sink_write_latency_seconds", "Time a sink spent in one Write or Flush call (a flush includes the durable write: fsync, commit).",
+		op.LatencyBuckets, op.Label{Name: "type", Value: typ})
 }
 
 func newQueueGauges(m op.Metrics) queueGauges {

@@ -61,7 +61,7 @@ func TestRunRegistersTheCatalogue(t *testing.T) {
 			t.Errorf("registered %s, catalogue says %s", n, want)
 		}
 	}
-	for _, must := range []string{"flowrun_node_rows_in_total", "flowrun_node_rows_out_total", "flowrun_node_rejected_total", "flowrun_queue_bytes", "flowrun_ack_latency_seconds"} {
+	for _, must := range []string{"flowrun_node_rows_in_total", "flowrun_node_rows_out_total", "flowrun_node_rejected_total", "flowrun_queue_bytes", "flowrun_ack_latency_seconds", "flowrun_sink_write_latency_seconds"} {
 		found := false
 		for _, n := range names {
 			found = found || strings.HasPrefix(n, must+"{")
@@ -78,6 +78,12 @@ func TestRunRegistersTheCatalogue(t *testing.T) {
 	rej := sample(t, body, `flowrun_node_rejected_total{node="valid",pipeline="m",type="require"}`)
 	if in != 3000 || rej <= 0 || out+rej != in {
 		t.Errorf("valid: in %v, out %v, rejected %v: want in 3000 = out + rejected", in, out, rej)
+	}
+	if n := sample(t, body, `flowrun_sink_write_latency_seconds_count{node="out",pipeline="m",type="discard"}`); n < 3 {
+		t.Errorf("out's write latency counted %v calls, want one per batch (3)", n)
+	}
+	if strings.Contains(body, `flowrun_sink_write_latency_seconds_count{node="valid"`) {
+		t.Error("a transform has a sink write latency")
 	}
 	if !strings.Contains(body, "go_goroutines") || !strings.Contains(body, "process_resident_memory_bytes") {
 		t.Error("Go runtime and process metrics missing")
