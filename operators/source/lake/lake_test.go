@@ -39,7 +39,13 @@ var base = time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
 
 // writeLake writes n rows, row o at base + o*10 minutes (so 6 an hour,
 // across n/144 days), with the lake sink.
-func writeLake(t *testing.T, path, s3 string, n int64) {
+func writeLake(t testing.TB, path, s3 string, n int64) {
+	t.Helper()
+	writeLakeStep(t, path, s3, n, 10*time.Minute)
+}
+
+// writeLakeStep writes n rows, row o at base + o*step.
+func writeLakeStep(t testing.TB, path, s3 string, n int64, step time.Duration) {
 	t.Helper()
 	text := `{path: "` + path + `", partition_by: {dt: 'at.Format("2006-01-02")', hour: 'at.Format("15")'}` + s3 + `}`
 	var doc yaml.Node
@@ -60,7 +66,7 @@ func writeLake(t *testing.T, path, s3 string, n int64) {
 	for o := int64(0); o < n; o++ {
 		b.Field(0).(*array.Int64Builder).Append(o)
 		b.Field(1).(*array.StringBuilder).Append(fmt.Sprintf("post %d", o))
-		ts, _ := arrow.TimestampFromTime(base.Add(time.Duration(o)*10*time.Minute), arrow.Microsecond)
+		ts, _ := arrow.TimestampFromTime(base.Add(time.Duration(o)*step), arrow.Microsecond)
 		b.Field(2).(*array.TimestampBuilder).Append(ts)
 	}
 	rec := b.NewRecordBatch()
@@ -94,7 +100,7 @@ func (c *collect) Emit(ctx context.Context, b batch.Batch) error {
 	return nil
 }
 
-func prep(t *testing.T, text string) (*arrow.Schema, op.Constructor, source.Errors) {
+func prep(t testing.TB, text string) (*arrow.Schema, op.Constructor, source.Errors) {
 	t.Helper()
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
