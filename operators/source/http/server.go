@@ -144,6 +144,7 @@ type Source struct {
 
 	pendingAcks atomic.Int64 // emitted batches whose acks have not run
 	stored      atomic.Int64 // rows whose acks succeeded (op.StoredRows)
+	metrics     *requestMetrics
 }
 
 // New returns an http source; it listens only when Run starts.
@@ -169,7 +170,7 @@ func New(cfg Config, r op.Resources) (*Source, error) {
 		r.Log = slog.Default()
 	}
 	s := &Source{
-		cfg: cfg, res: r, schema: out, stampCol: -1, log: r.Log,
+		cfg: cfg, res: r, schema: out, stampCol: -1, log: r.Log, metrics: newRequestMetrics(r.MetricsOrNop()),
 		sem:     make(chan struct{}, cfg.MaxInflight),
 		budget:  newBudget(cfg.MaxBodyMemory),
 		abandon: make(chan struct{}),
@@ -656,8 +657,8 @@ func (s *Source) Close(context.Context) error {
 
 // ---- HTTP ----
 
-// ServeHTTP implements http.Handler.
-func (s *Source) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// serve routes one request (ServeHTTP measures it).
+func (s *Source) serve(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case s.cfg.Path:
 		s.ingest(w, r, false)
