@@ -79,6 +79,35 @@ func (s *Sink) readStored(ctx context.Context, tx pgx.Tx, pend []batch.Batch) (*
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	var refused []batch.Position // ranges whose rows were refused before
+	if s.res.DeadLetters != nil {
+		rows, err := tx.Query(ctx, "select topic, partition, first_offset, last_offset from "+rejectedTable(s.offsets).Sanitize()+
+			" where pipeline = $1 and sink = $2 and topic = any($3)", s.cfg.Pipeline, s.res.Node, topics)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var p batch.Position
+			if err := rows.Scan(&p.Topic, &p.Partition, &p.First, &p.Last); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			refused = append(refused, p)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	overlaps := func(ps []batch.Position) bool {
+		for _, p := range ps {
+			for _, r := range refused {
+				if p.Topic == r.Topic && p.Partition == r.Partition && p.First <= r.Last && r.First <= p.Last {
+					return true
+				}
+			}
+		}
+		return false
+	}
 	e := &eoState{do: make([]int, len(pend)), next: map[partKey]int64{}}
 	for bi, b := range pend {
 		ps := positionsOf(b.Ack)
@@ -97,6 +126,15 @@ func (s *Sink) readStored(ctx context.Context, tx pgx.Tx, pend []batch.Batch) (*
 		}
 		switch {
 		case s.deadLetterInput && some:
+			e.do[bi] = doDedupe
+		case all && overlaps(ps) && s.cfg.Mode == "upsert":
+			// A row the table refused the first time went to the
+			// dead-letter output after the commit; if the process died
+			// before that was stored, only writing the batch again (an
+			// idempotent upsert) refuses the row again. The dead-letter
+			// sink drops the copy if it had stored it.
+			e.do[bi] = doWrite
+		case all && overlaps(ps):
 			e.do[bi] = doDedupe
 		case all:
 			e.do[bi] = doSkip
@@ -136,6 +174,39 @@ func (s *Sink) storePositions(ctx context.Context, tx pgx.Tx, e *eoState) error 
 		"select $1, $2, unnest($3::text[]), unnest($4::integer[]), unnest($5::bigint[]) "+
 		"on conflict (pipeline, sink, topic, partition) do update set next_offset = greatest(o.next_offset, excluded.next_offset), updated_at = now()",
 		s.cfg.Pipeline, s.res.Node, topics, parts, nexts)
+	return err
+}
+
+// storeRejected records the source ranges of the batches that had refused
+// rows, in the transaction.
+func (s *Sink) storeRejected(ctx context.Context, tx pgx.Tx, pend []batch.Batch, rejects []reject) error {
+	if len(rejects) == 0 || s.res.DeadLetters == nil {
+		return nil
+	}
+	var (
+		topics        []string
+		parts         []int32
+		firsts, lasts []int64
+	)
+	done := map[int32]bool{}
+	for _, r := range rejects {
+		if done[r.ref.b] {
+			continue
+		}
+		done[r.ref.b] = true
+		for _, p := range positionsOf(pend[r.ref.b].Ack) {
+			topics = append(topics, p.Topic)
+			parts = append(parts, p.Partition)
+			firsts = append(firsts, p.First)
+			lasts = append(lasts, p.Last)
+		}
+	}
+	if len(topics) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, "insert into "+rejectedTable(s.offsets).Sanitize()+" (pipeline, sink, topic, partition, first_offset, last_offset) "+
+		"select $1, $2, unnest($3::text[]), unnest($4::integer[]), unnest($5::bigint[]), unnest($6::bigint[]) on conflict do nothing",
+		s.cfg.Pipeline, s.res.Node, topics, parts, firsts, lasts)
 	return err
 }
 

@@ -78,7 +78,10 @@ transaction that writes an input's rows also records, per source topic and
 partition, the next offset written, in offsets_table (created when missing,
 in the table's schema) under this pipeline's name and this node's name; the
 pieces of one input are always committed together. On a replay (after a
-crash or a rebalance) a batch whose offsets are already stored is skipped;
+crash or a rebalance) a batch whose offsets are already stored is skipped
+(except one that had rows the table refused, recorded in
+<offsets_table>_rejected: it is written again, idempotently, so a refused
+row whose dead letter was lost in a crash is refused again);
 an append batch that starts below the stored offset (the replay was cut
 differently) inserts only the rows the table does not hold yet (compared on
 every column but a dead letter's time). The sink is an op.PositionStore:

@@ -38,7 +38,7 @@ var schema = arrow.NewSchema([]arrow.Field{
 }, nil)
 
 // prep decodes a config and runs Prepare against in.
-func prep(t *testing.T, text string, in *arrow.Schema) (op.Constructor, source.Errors) {
+func prep(t testing.TB, text string, in *arrow.Schema) (op.Constructor, source.Errors) {
 	t.Helper()
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
@@ -138,13 +138,13 @@ func TestParseUUID(t *testing.T) {
 
 // db is one test's schema in the shared database.
 type db struct {
-	t      *testing.T
+	t      testing.TB
 	url    string
 	schema string
 	conn   *pgx.Conn
 }
 
-func newDB(t *testing.T) *db {
+func newDB(t testing.TB) *db {
 	t.Helper()
 	url := testenv.Postgres(t)
 	ctx := context.Background()

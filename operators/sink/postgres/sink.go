@@ -52,6 +52,7 @@ type Sink struct {
 
 	workers []*worker
 	rr      atomic.Uint64
+	metrics sinkMetrics
 	seed    maphash.Seed
 
 	ctx    context.Context // cancelled when Close gives up on retries
@@ -119,8 +120,12 @@ func New(r op.Resources, cfg Config) (*Sink, error) {
 	}
 
 	pcfg.MaxConns = int32(cfg.PoolSize) + 1 // one spare for offset look-ups
-	create := fmt.Sprintf("create temp table if not exists %s on commit delete rows as select %s from %s with no data",
-		pgx.Identifier{stageName}.Sanitize(), quoteList(s.cols), s.table.Sanitize())
+	// The stage has the table's columns, defaults and NOT NULL and CHECK
+	// constraints (not its indexes): a row that breaks one of those fails
+	// in the COPY, whose error names its line, so a refused row is found
+	// without splitting the transaction in halves.
+	create := fmt.Sprintf("create temp table if not exists %s (like %s including defaults including constraints including identity including generated) on commit delete rows",
+		pgx.Identifier{stageName}.Sanitize(), s.table.Sanitize())
 	pcfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		_, err := c.Exec(ctx, create)
 		return err
@@ -129,6 +134,7 @@ func New(r op.Resources, cfg Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres sink: %s: %w", where, redactErr(err, cfg.URL))
 	}
+	s.metrics = newSinkMetrics(r.MetricsOrNop())
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for range cfg.PoolSize {
 		w := &worker{s: s, in: make(chan held, 4), flush: make(chan chan struct{})}
@@ -176,6 +182,11 @@ func (s *Sink) prepareTable(ctx context.Context, c *pgx.Conn) error {
 	s.dedupe = s.dedupeSQL()
 	if _, err := c.Exec(ctx, offsetsSQL(s.offsets)); err != nil && !alreadyExists(err) {
 		return fmt.Errorf("create offsets table %s: %w", s.offsets.Sanitize(), err)
+	}
+	if s.res.DeadLetters != nil {
+		if _, err := c.Exec(ctx, rejectedSQL(rejectedTable(s.offsets))); err != nil && !alreadyExists(err) {
+			return fmt.Errorf("create table %s: %w", rejectedTable(s.offsets).Sanitize(), err)
+		}
 	}
 	return nil
 }
@@ -268,6 +279,24 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 		s.res.Memory.Release(n)
 		b.Release(ctx.Err())
 		return ctx.Err()
+	}
+}
+
+// sinkMetrics are the sink's instruments (runtime/metrics's catalogue).
+type sinkMetrics struct {
+	rows    op.Counter
+	latency op.Histogram
+	retries op.Counter
+	conns   op.Gauge
+}
+
+func newSinkMetrics(m op.Metrics) sinkMetrics {
+	typ := op.Label{Name: "type", Value: "postgres"}
+	return sinkMetrics{
+		rows:    m.Counter("flowrun_sink_rows_written_total", "Rows a sink stored.", typ),
+		latency: m.Histogram("flowrun_sink_write_latency_seconds", "Time a sink took to store one batch.", op.LatencyBuckets, typ),
+		retries: m.Counter("flowrun_sink_retries_total", "Writes a sink retried after a retryable error.", typ),
+		conns:   m.Gauge("flowrun_sink_connections_in_use", "Connections a sink holds open.", typ),
 	}
 }
 
@@ -466,7 +495,17 @@ func (s *Sink) commit(hs []held) {
 		release(err)
 		return
 	}
+	t0 := time.Now()
 	rejects, err := s.writeRetrying(pend)
+	if err == nil {
+		s.metrics.latency.Observe(time.Since(t0).Seconds())
+		rows := 0
+		for _, b := range pend {
+			rows += b.Rows()
+		}
+		s.metrics.rows.Add(float64(rows - len(rejects)))
+		s.metrics.conns.Set(float64(s.pool.Stat().TotalConns()))
+	}
 	if err == nil && len(rejects) > 0 {
 		err = s.deadLetters(pend, rejects)
 	}
@@ -510,6 +549,7 @@ func (s *Sink) writeRetrying(pend []batch.Batch) ([]reject, error) {
 		if time.Now().Add(backoff).After(deadline) {
 			return nil, fmt.Errorf("postgres sink: table %s: gave up after %d attempts over %s: %w", s.table.Sanitize(), attempt, s.cfg.RetryFor, err)
 		}
+		s.metrics.retries.Add(1)
 		s.log().Warn("postgres: transaction failed, retrying", "table", s.table.Sanitize(), "attempt", attempt, "in", backoff, "err", err)
 		select {
 		case <-time.After(backoff):
@@ -610,6 +650,12 @@ func failedRow(err error, n int) (int, bool) {
 	return 0, false
 }
 
+// reason is the dead-letter reason for a refused row: PostgreSQL's message
+// (the stage's name replaced by the table's, where the stage refused it).
+func (s *Sink) reason(err error) string {
+	return strings.ReplaceAll(reason(err), `"`+stageName+`"`, `"`+s.table[len(s.table)-1]+`"`)
+}
+
 func reason(err error) string {
 	var re *rowErr
 	if errors.As(err, &re) {
@@ -617,7 +663,9 @@ func reason(err error) string {
 	}
 	if pe := pgErr(err); pe != nil {
 		msg := pe.Message
-		if pe.Detail != "" {
+		// "Failing row contains (…)" repeats the record, and would differ
+		// between a first attempt and a replay (kept columns): left out.
+		if pe.Detail != "" && !strings.HasPrefix(pe.Detail, "Failing row contains") {
 			msg += " (" + pe.Detail + ")"
 		}
 		if pe.ColumnName != "" && !strings.Contains(msg, pe.ColumnName) {
@@ -639,57 +687,121 @@ func (s *Sink) writeTxn(ctx context.Context, pend []batch.Batch) ([]reject, erro
 		return nil, err
 	}
 	defer conn.Release()
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = tx.Rollback(context.Background()) }()
-	eo, err := s.readStored(ctx, tx, pend)
-	if err != nil {
-		return nil, err
-	}
-	rows, dd := s.plan(pend, eo)
-	if len(rows) > 0 {
-		err = s.writeRows(ctx, tx, pend, rows, false, false)
-	}
-	if err == nil && len(dd) > 0 {
-		err = s.writeRows(ctx, tx, pend, dd, true, false)
-	}
-	var rejects []reject
-	if err != nil {
-		if !rowError(err) {
+	var (
+		rejects []reject
+		bad     = map[rowRef]bool{}
+	)
+	// Usually one pass. When rows are refused, they are found by probes in
+	// transactions of their own that are rolled back (savepoints would do
+	// too, but hundreds of subtransactions in one transaction make every
+	// row check of PostgreSQL slow), and the transaction runs again
+	// without them.
+	for attempt := 0; ; attempt++ {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
 			return nil, err
 		}
-		// Some rows are bad: start again and isolate them under savepoints.
-		if err := tx.Rollback(ctx); err != nil {
+		eo, err := s.readStored(ctx, tx, pend)
+		if err != nil {
+			_ = tx.Rollback(context.Background())
 			return nil, err
 		}
-		if tx, err = conn.Begin(ctx); err != nil {
+		rows, dd := s.plan(pend, eo)
+		rows, dd = without(rows, bad), without(dd, bad)
+		if len(rows) > 0 {
+			err = s.writeRows(ctx, tx, pend, rows, false, len(dd) > 0)
+		}
+		if err == nil && len(dd) > 0 {
+			err = s.writeRows(ctx, tx, pend, dd, true, false)
+		}
+		if err == nil {
+			err = s.storePositions(ctx, tx, eo)
+		}
+		if err == nil {
+			err = s.storeRejected(ctx, tx, pend, rejects)
+		}
+		if err == nil {
+			if err := tx.Commit(ctx); err != nil {
+				return nil, err
+			}
+			return rejects, nil
+		}
+		_ = tx.Rollback(context.Background())
+		if !rowError(err) || attempt >= 3 {
 			return nil, err
 		}
-		if eo, err = s.readStored(ctx, tx, pend); err != nil {
+		before := len(rejects)
+		if err := s.isolate(ctx, conn, pend, rows, false, &rejects); err != nil {
 			return nil, err
 		}
-		rows, dd = s.plan(pend, eo)
-		if err := s.bisect(ctx, tx, pend, rows, false, &rejects); err != nil {
+		if err := s.isolate(ctx, conn, pend, dd, true, &rejects); err != nil {
 			return nil, err
 		}
-		if err := s.bisect(ctx, tx, pend, dd, true, &rejects); err != nil {
-			return nil, err
+		if len(rejects) == before {
+			return nil, err // no single row fails alone: not a row's fault
 		}
-		if len(rejects) > 0 && s.res.DeadLetters == nil {
+		for _, r := range rejects[before:] {
+			bad[r.ref] = true
+		}
+		if s.res.DeadLetters == nil {
 			r := rejects[0]
 			rec := s.enc.AppendRow(nil, pend[r.ref.b].Rec, int(r.ref.r))
 			return nil, &fatal{fmt.Errorf("row rejected (%s) and the node has no dead_letter output to keep it: %s", r.reason, truncate(string(rec), 300))}
 		}
 	}
-	if err := s.storePositions(ctx, tx, eo); err != nil {
-		return nil, err
+}
+
+func without(rows []rowRef, bad map[rowRef]bool) []rowRef {
+	if len(bad) == 0 {
+		return rows
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, err
+	out := rows[:0:0]
+	for _, r := range rows {
+		if !bad[r] {
+			out = append(out, r)
+		}
 	}
-	return rejects, nil
+	return out
+}
+
+// isolate finds the rows PostgreSQL refuses among rows: it writes them in
+// a transaction that is rolled back, and when that fails on a row's data
+// splits them (at the row the error names, else in halves) until each bad
+// row stands alone; those are added to out with the database's reason.
+func (s *Sink) isolate(ctx context.Context, conn *pgxpool.Conn, pend []batch.Batch, rows []rowRef, dedupe bool, out *[]reject) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	err = s.writeRows(ctx, tx, pend, rows, dedupe, false)
+	if rbErr := tx.Rollback(ctx); rbErr != nil && err == nil {
+		return rbErr
+	}
+	switch {
+	case err == nil:
+		return nil
+	case !rowError(err):
+		return err
+	case len(rows) == 1:
+		*out = append(*out, reject{ref: rows[0], reason: s.reason(err)})
+		return nil
+	}
+	if i, ok := failedRow(err, len(rows)); ok {
+		// The error names the row: it is bad, the others are probed on.
+		if err := s.isolate(ctx, conn, pend, rows[:i], dedupe, out); err != nil {
+			return err
+		}
+		*out = append(*out, reject{ref: rows[i], reason: s.reason(err)})
+		return s.isolate(ctx, conn, pend, rows[i+1:], dedupe, out)
+	}
+	mid := len(rows) / 2
+	if err := s.isolate(ctx, conn, pend, rows[:mid], dedupe, out); err != nil {
+		return err
+	}
+	return s.isolate(ctx, conn, pend, rows[mid:], dedupe, out)
 }
 
 // fatal marks an error no retry can fix.
@@ -703,47 +815,6 @@ func truncate(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
-}
-
-// bisect writes rows under a savepoint; when that fails on a row's data it
-// splits them (at the row the error names, else in halves) until every bad
-// row stands alone, and collects those as rejects.
-func (s *Sink) bisect(ctx context.Context, tx pgx.Tx, pend []batch.Batch, rows []rowRef, dedupe bool, out *[]reject) error {
-	if len(rows) == 0 {
-		return nil
-	}
-	sp, err := tx.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	err = s.writeRows(ctx, sp, pend, rows, dedupe, true)
-	if err == nil {
-		return sp.Commit(ctx)
-	}
-	if rbErr := sp.Rollback(ctx); rbErr != nil {
-		return rbErr
-	}
-	if !rowError(err) {
-		return err
-	}
-	if len(rows) == 1 {
-		*out = append(*out, reject{ref: rows[0], reason: reason(err)})
-		return nil
-	}
-	if i, ok := failedRow(err, len(rows)); ok {
-		if err := s.bisect(ctx, tx, pend, rows[:i], dedupe, out); err != nil {
-			return err
-		}
-		if err := s.bisect(ctx, tx, pend, rows[i:i+1], dedupe, out); err != nil {
-			return err
-		}
-		return s.bisect(ctx, tx, pend, rows[i+1:], dedupe, out)
-	}
-	mid := len(rows) / 2
-	if err := s.bisect(ctx, tx, pend, rows[:mid], dedupe, out); err != nil {
-		return err
-	}
-	return s.bisect(ctx, tx, pend, rows[mid:], dedupe, out)
 }
 
 // writeRows copies rows into the table (append) or into the stage and
@@ -775,7 +846,9 @@ func (s *Sink) writeRows(ctx context.Context, tx pgx.Tx, pend []batch.Batch, row
 		return err
 	}
 	if clear {
-		_, err = tx.Exec(ctx, "truncate "+s.stage.Sanitize())
+		// (delete, not truncate: a truncate under a savepoint makes a new
+		// file each time)
+		_, err = tx.Exec(ctx, "delete from "+s.stage.Sanitize())
 	}
 	return err
 }

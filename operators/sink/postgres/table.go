@@ -186,6 +186,27 @@ func offsetsSQL(t pgx.Identifier) string {
 	primary key (pipeline, sink, topic, partition))`
 }
 
+// rejectedSQL creates the table of source ranges whose rows the sink
+// refused (sent to its dead-letter output): a replay writes them again, so
+// a dead letter lost in a crash after the commit is sent again.
+func rejectedSQL(t pgx.Identifier) string {
+	return "create table if not exists " + t.Sanitize() + ` (
+	pipeline text not null,
+	sink text not null,
+	topic text not null,
+	partition integer not null,
+	first_offset bigint not null,
+	last_offset bigint not null,
+	primary key (pipeline, sink, topic, partition, first_offset, last_offset))`
+}
+
+// rejectedTable is the name of the table beside offsets t.
+func rejectedTable(t pgx.Identifier) pgx.Identifier {
+	out := append(pgx.Identifier(nil), t...)
+	out[len(out)-1] += "_rejected"
+	return out
+}
+
 func quoteList(cols []string) string {
 	q := make([]string, len(cols))
 	for i, c := range cols {

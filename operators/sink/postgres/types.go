@@ -147,6 +147,14 @@ func (c *column) value(row int) any {
 		switch c.kind {
 		case kListString:
 			s := vals.(*array.String)
+			if s.NullN() == 0 {
+				// The common case: no null element, so pgx's fast []string path.
+				out := make([]string, end-start)
+				for i := start; i < end; i++ {
+					out[i-start] = s.Value(int(i))
+				}
+				return out
+			}
 			out := make([]*string, 0, end-start)
 			for i := start; i < end; i++ {
 				if s.IsNull(int(i)) {
