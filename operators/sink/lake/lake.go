@@ -455,12 +455,16 @@ func (s *Sink) write(ctx context.Context, b batch.Batch) error {
 	for _, w := range order {
 		w.acks = append(w.acks, b.Ack)
 	}
-	for _, rj := range rejects {
+	for i, rj := range rejects {
 		if s.enc == nil {
 			s.enc = jsonenc.NewEncoder(rec.Schema())
 		}
 		row := string(s.enc.AppendRow(nil, rec, rj.row))
 		if err := s.res.DeadLetters.Reject(b.Ack, row, rj.reason); err != nil {
+			// The references kept for the dead letters not sent go too.
+			for range rejects[i+1:] {
+				b.Ack.Done(err)
+			}
 			rec.Release()
 			return err
 		}
