@@ -537,17 +537,21 @@ func (w *Window) keyID(enc string, rec arrow.RecordBatch, r int) int32 {
 		return id
 	}
 	enc = strings.Clone(enc)
-	vals := make([]any, len(w.cfg.Keys))
-	for i, k := range w.cfg.Keys {
-		vals[i] = arrowx.NewGetter(rec.Column(k))(r)
-	}
-	e := keyEntry{enc: enc, vals: vals}
+	e := keyEntry{enc: enc}
 	if w.cfg.PerPartition {
 		e.part = w.curPart
 	}
-	if len(vals) == 1 {
-		e.str, _ = vals[0].(string)
-		e.null = vals[0] == nil
+	if w.strKey {
+		// One string key: its value is the tail of enc; no boxed copy.
+		col := rec.Column(w.cfg.Keys[0]).(*array.String)
+		if e.null = col.IsNull(r); !e.null {
+			e.str = enc[len(enc)-len(col.Value(r)):]
+		}
+	} else {
+		e.vals = make([]any, len(w.cfg.Keys))
+		for i, k := range w.cfg.Keys {
+			e.vals[i] = arrowx.NewGetter(rec.Column(k))(r)
+		}
 	}
 	var id int32
 	if n := len(w.freeKeys); n > 0 {
@@ -566,6 +570,9 @@ func (w *Window) keyID(enc string, rec arrow.RecordBatch, r int) int32 {
 
 func keyCost(e keyEntry) int64 {
 	n := int64(2*len(e.enc) + 64 + 16*len(e.vals))
+	if e.vals == nil {
+		n += 16 // str shares enc's bytes
+	}
 	for _, v := range e.vals {
 		if s, ok := v.(string); ok {
 			n += int64(len(s))
@@ -883,6 +890,13 @@ func (w *Window) build(slotsOut []int32) (arrow.RecordBatch, error) {
 	ends := b.Field(nk + 1).(*array.TimestampBuilder)
 	for _, s := range slotsOut {
 		sl := &w.slots[s]
+		if w.strKey {
+			if k := &w.keys[sl.key]; k.null {
+				b.Field(0).AppendNull()
+			} else {
+				b.Field(0).(*array.StringBuilder).Append(k.str)
+			}
+		}
 		for i, v := range w.keys[sl.key].vals {
 			if err := apps[i](v); err != nil {
 				return nil, err
