@@ -339,10 +339,10 @@ func New(ctx context.Context, r op.Resources, cfg Config) (*Sink, error) {
 		s.cfg.MaxHeld = 64 << 20
 	}
 	m := r.MetricsOrNop()
-	s.mFiles = m.Counter("lake_files_committed_total", "Parquet files committed to the lake.")
-	s.mRows = m.Counter("lake_rows_committed_total", "Rows in the files committed to the lake.")
-	s.mBytes = m.Counter("lake_bytes_committed_total", "Bytes of the files committed to the lake.")
-	s.mOpen = m.Gauge("lake_open_files", "Files being written.")
+	s.mFiles = m.Counter("flowrun_lake_files_committed_total", "Parquet files the lake sink committed.")
+	s.mRows = m.Counter("flowrun_lake_rows_committed_total", "Rows in the files the lake sink committed.")
+	s.mBytes = m.Counter("flowrun_lake_bytes_committed_total", "Bytes of the files the lake sink committed.")
+	s.mOpen = m.Gauge("flowrun_lake_open_files", "Files the lake sink is writing.")
 	return s, nil
 }
 
