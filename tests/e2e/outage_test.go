@@ -23,14 +23,25 @@ type privateKafka struct {
 
 func newPrivateKafka(t *testing.T) *privateKafka {
 	t.Helper()
-	port := func() string {
-		_, p, _ := net.SplitHostPort(freeAddr(t))
-		return p
+	// Both listeners stay open until both ports are picked: two
+	// freeAddr calls in a row may return the same port, and the broker
+	// would then fail to bind its controller.
+	port := func() (string, func()) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, p, _ := net.SplitHostPort(ln.Addr().String())
+		return p, func() { ln.Close() }
 	}
+	broker, closeBroker := port()
+	controller, closeController := port()
+	closeBroker()
+	closeController()
 	k := &privateKafka{env: []string{
 		"FLOWRUN_DATA=" + t.TempDir(),
-		"FLOWRUN_KAFKA_PORT=" + port(),
-		"FLOWRUN_KAFKA_CONTROLLER_PORT=" + port(),
+		"FLOWRUN_KAFKA_PORT=" + broker,
+		"FLOWRUN_KAFKA_CONTROLLER_PORT=" + controller,
 	}}
 	k.addr = "127.0.0.1:" + strings.TrimPrefix(k.env[1], "FLOWRUN_KAFKA_PORT=")
 	k.run(t, "up")
