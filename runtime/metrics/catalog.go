@@ -31,6 +31,8 @@ var Catalog = []Family{
 	{"flowrun_kafka_commit_latency_seconds", "histogram", nil, "Time to commit offsets to Kafka."},
 	{"flowrun_kafka_produce_latency_seconds", "histogram", nil, "Time from sending a batch to Kafka to its acknowledgement."},
 	{"flowrun_sink_write_latency_seconds", "histogram", []string{"type"}, "Time a sink spent in one Write or Flush call (a flush includes the durable write: fsync, commit)."},
+	{"flowrun_sink_rows_written_total", "counter", []string{"type"}, "Rows a sink stored durably (committed), counted by the sink itself."},
+	{"flowrun_sink_commit_latency_seconds", "histogram", []string{"type"}, "Time a sink took to store one batch durably (one transaction)."},
 	{"flowrun_sink_retries_total", "counter", []string{"type"}, "Writes a sink retried after a retryable error."},
 	{"flowrun_sink_connections_in_use", "gauge", []string{"type"}, "Connections a sink holds open."},
 	{"flowrun_lake_files_committed_total", "counter", nil, "Parquet files the lake sink committed."},

@@ -294,7 +294,7 @@ func newSinkMetrics(m op.Metrics) sinkMetrics {
 	typ := op.Label{Name: "type", Value: "postgres"}
 	return sinkMetrics{
 		rows:    m.Counter("flowrun_sink_rows_written_total", "Rows a sink stored.", typ),
-		latency: m.Histogram("flowrun_sink_write_latency_seconds", "Time a sink took to store one batch.", op.LatencyBuckets, typ),
+		latency: m.Histogram("flowrun_sink_commit_latency_seconds", "Time a sink took to store one batch durably (one transaction).", op.LatencyBuckets, typ),
 		retries: m.Counter("flowrun_sink_retries_total", "Writes a sink retried after a retryable error.", typ),
 		conns:   m.Gauge("flowrun_sink_connections_in_use", "Connections a sink holds open.", typ),
 	}
