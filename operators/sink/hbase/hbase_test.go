@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/flowrun/flowrun/dsl/exprc"
 	"github.com/flowrun/flowrun/dsl/spec"
+	"github.com/flowrun/flowrun/internal/cutproxy"
 	"github.com/flowrun/flowrun/internal/testenv"
 	"github.com/flowrun/flowrun/operators/hbaseclient"
 	"github.com/flowrun/flowrun/runtime/batch"
@@ -442,5 +444,77 @@ func TestIdleConnectionRedialled(t *testing.T) {
 	}
 	if n, errs := a.get(); n != 1 || len(errs) > 0 || dials != 3 {
 		t.Fatalf("%d acks, errors %v, %d dials (want 3: one per request)", n, errs, dials)
+	}
+}
+
+// syncBuf is a goroutine-safe log buffer.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestGatewayOutageRetried: the connection to the real gateway is cut (open
+// connections reset, new ones closed at once) while batches are being
+// written, and restored a second later. The senders retry with back-off and
+// reconnect; every batch is acknowledged without error only after its rows
+// are stored, and every row is in HBase once the sink closes (a put whose
+// reply was lost is simply written again: puts are idempotent).
+func TestGatewayOutageRetried(t *testing.T) {
+	addr := testenv.HBase(t)
+	table := tableName(t)
+	dropAfter(t, addr, table)
+	proxy, err := cutproxy.Start(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	alloc := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer alloc.AssertSize(t, 0)
+	ctx := context.Background()
+	cfg := config(t, proxy.Addr, table)
+	cfg.BatchRows, cfg.MaxInFlight = 200, 2
+	cfg.Retries, cfg.RetryBackoff, cfg.MaxBackoff = 30, 20*time.Millisecond, 300*time.Millisecond
+	var logs syncBuf
+	s, err := New(ctx, op.Resources{Node: "out", Alloc: alloc, Log: slog.New(slog.NewTextHandler(&logs, nil))}, cfg, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a acks
+	for from := 0; from < 2000; from += 250 {
+		if from == 500 {
+			proxy.Cut()
+			time.AfterFunc(time.Second, proxy.Resume)
+		}
+		if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, from, from+250, nil, nil), Ack: a.new()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, errs := a.get(); n != 8 || len(errs) > 0 {
+		t.Fatalf("%d acks, errors %v", n, errs)
+	}
+	if proxy.Cuts.Load() == 0 || !strings.Contains(logs.String(), "put failed, retrying") {
+		t.Fatalf("the outage did not hit the sink (cuts %d); log:\n%s", proxy.Cuts.Load(), logs.String())
+	}
+	got := scan(t, addr, table)
+	if len(got) != 2000 {
+		t.Fatalf("%d rows in HBase, want 2000", len(got))
+	}
+	for i, r := range got {
+		checkRow(t, i, r)
 	}
 }
