@@ -173,12 +173,19 @@ func runPipeline(ctx context.Context, reg *op.Registry, path string, f runFlags,
 	start := time.Now()
 	progressDone := make(chan struct{})
 	progressStopped := make(chan struct{})
-	if !f.quiet && isTerminal(stderr) {
+	switch {
+	case !f.quiet && isTerminal(stderr):
 		go func() {
 			defer close(progressStopped)
 			showProgress(stderr, p, start, progressDone)
 		}()
-	} else {
+	case !f.quiet:
+		// Not a terminal (a service, CI): a plain log line now and then.
+		go func() {
+			defer close(progressStopped)
+			logProgress(log, p, start, progressEvery, progressDone)
+		}()
+	default:
 		close(progressStopped)
 	}
 	runErr := p.Run(ctx)
@@ -232,6 +239,34 @@ func showProgress(w io.Writer, p *exec.Pipeline, start time.Time, done <-chan st
 				}
 			}
 			fmt.Fprintf(w, "\r\033[K%s  %s", time.Since(start).Truncate(time.Second), strings.Join(parts, "  "))
+		}
+	}
+}
+
+// progressEvery is how often a run that is not on a terminal logs progress.
+var progressEvery = 30 * time.Second
+
+// logProgress logs one line per source every period until done: rows read
+// so far and the rate over the last period.
+func logProgress(log *slog.Logger, p *exec.Pipeline, start time.Time, every time.Duration, done <-chan struct{}) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	last := map[string]int64{}
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+			for _, n := range p.Nodes {
+				if n.Section != ast.Sources {
+					continue
+				}
+				rows := n.Stats.RowsOut.Load()
+				log.Info("progress", "node", n.Name, "rows", rows,
+					"rows_per_s", int64(float64(rows-last[n.Name])/every.Seconds()),
+					"elapsed", time.Since(start).Truncate(time.Second).String())
+				last[n.Name] = rows
+			}
 		}
 	}
 }
