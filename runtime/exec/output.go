@@ -183,9 +183,9 @@ func (o *output) push(ctx context.Context, q *queue, b batch.Batch) error {
 	if ctx == nil {
 		ctx = o.ctx
 	}
-	err := q.push(ctx, o.ctx, b)
+	err := q.push(ctx, o.ctx, b, o.node.Name)
 	if err != nil && o.node.Section == ast.Sources && o.soft.Err() != nil && o.ctx.Err() == nil {
-		err = q.push(o.ctx, o.ctx, b) // cancelled by the stop: deliver during the drain
+		err = q.push(o.ctx, o.ctx, b, o.node.Name) // cancelled by the stop: deliver during the drain
 	}
 	return err
 }
@@ -296,7 +296,7 @@ func (d *sinkDeadLetters) Reject(ack *batch.Ack, record, reason string) error {
 	d.p.recent.add(d.node.Name, reason, record, now)
 	// One dead letter of several under ack: not the final piece.
 	bt := batch.Batch{Rec: b.NewRecordBatch(), Ack: ack}
-	if err := d.node.dead.push(d.p.hard, d.p.hard, bt); err != nil {
+	if err := d.node.dead.push(d.p.hard, d.p.hard, bt, d.node.Name); err != nil {
 		bt.Release(err)
 		return err
 	}

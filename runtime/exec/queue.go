@@ -31,6 +31,9 @@ type queued struct {
 	b   batch.Batch
 	n   int64       // bytes charged to edge and mem until release
 	ctl *op.Control // a control message instead of a batch (time.go)
+	// from is the node that pushed the batch: the input it came by, for
+	// nodes that tell their inputs apart (op.InputNamer).
+	from string
 }
 
 func newQueue(batches int, maxBytes int64, mem *op.Budget, fill queueGauges) *queue {
@@ -66,7 +69,7 @@ func (q *queue) wasStopped() bool {
 
 // push blocks until the batch fits or ctx or abort ends; on error the
 // caller still owns b.
-func (q *queue) push(ctx, abort context.Context, b batch.Batch) error {
+func (q *queue) push(ctx, abort context.Context, b batch.Batch, from string) error {
 	n := max(b.Bytes(), 1)
 	if edge := q.edge.TryAcquire(n); !edge || !q.mem.TryAcquire(n) {
 		if err := q.wait(ctx, abort, n, edge); err != nil {
@@ -75,7 +78,7 @@ func (q *queue) push(ctx, abort context.Context, b batch.Batch) error {
 	}
 	var err error
 	select {
-	case q.ch <- queued{b: b, n: n}:
+	case q.ch <- queued{b: b, n: n, from: from}:
 		q.fill.bytes.Add(float64(n))
 		q.fill.batches.Add(1)
 		return nil

@@ -40,6 +40,13 @@ func timeAware(t op.Transform) bool {
 func (p *Pipeline) runTimed(ctx context.Context, n *Node, t op.Transform, out *output) (stopped bool, err error) {
 	st, _ := t.(op.Stateful)
 	tm, _ := t.(op.Timed)
+	if in, ok := t.(op.InputNamer); ok {
+		names := make([]string, len(n.checked.Inputs))
+		for i, c := range n.checked.Inputs {
+			names[i] = c.Name()
+		}
+		in.Inputs(names)
+	}
 	clock := p.opts.Clock
 	var (
 		timer <-chan time.Time
@@ -186,6 +193,9 @@ func (p *Pipeline) processOne(ctx context.Context, n *Node, t op.Transform, out 
 	n.metrics.rowsIn.Add(float64(rows))
 	n.metrics.batchesIn.Add(1)
 	n.metrics.bytesIn.Add(float64(it.n))
+	if in, ok := t.(op.InputNamer); ok {
+		in.Input(it.from)
+	}
 	guard := b.Ack
 	guard.Retain(1)
 	start := time.Now()

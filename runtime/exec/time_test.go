@@ -313,3 +313,49 @@ func TestControlMessagesTravelInOrderBesideBatches(t *testing.T) {
 		t.Fatalf("sink rows %d, acks ok %d", sink.rows, acks.ok.Load())
 	}
 }
+
+// inputRecorder records the input each batch came by.
+type inputRecorder struct {
+	holdTransform
+	mu    sync.Mutex
+	from  []string
+	next  string
+	names []string
+}
+
+func (r *inputRecorder) Inputs(names []string) { r.names = names }
+func (r *inputRecorder) Input(from string)     { r.next = from }
+
+func (r *inputRecorder) Process(ctx context.Context, in batch.Batch, out op.Output) error {
+	r.mu.Lock()
+	r.from = append(r.from, r.next)
+	r.mu.Unlock()
+	return r.holdTransform.Process(ctx, in, out)
+}
+
+// TestInputNamesAtAUnion: a node that tells its inputs apart learns, for
+// each batch, which side of a union sent it.
+func TestInputNamesAtAUnion(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	rec := &inputRecorder{}
+	res := build(t,
+		spec{name: "a", section: ast.Sources, inst: &countSource{alloc: mem, batches: 2, rows: 1, acks: &ackLog{}}, output: intSchema},
+		spec{name: "b", section: ast.Sources, inst: &countSource{alloc: mem, batches: 3, rows: 1, acks: &ackLog{}}, output: intSchema},
+		spec{name: "win", section: ast.Windows, inst: rec, from: []string{"a", "b"}, output: intSchema},
+		spec{name: "out", section: ast.Sinks, inst: &collectSink{}, from: []string{"win"}},
+	)
+	if _, err := run(t, res, Options{Alloc: mem}); err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, f := range rec.from {
+		count[f]++
+	}
+	if strings.Join(rec.names, ",") != "a,b" {
+		t.Fatalf("inputs announced: %v", rec.names)
+	}
+	if count["a"] != 2 || count["b"] != 3 || len(count) != 2 {
+		t.Fatalf("inputs seen: %v", rec.from)
+	}
+}

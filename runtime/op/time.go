@@ -109,6 +109,17 @@ type ControlReceiver interface {
 	OnControl(ctx context.Context, c Control, out Output) error
 }
 
+// InputNamer is implemented by transforms that tell their inputs apart
+// (a window keeps one watermark per input when batches carry no source
+// positions, and waits for every input before its watermark moves). The
+// runtime calls Inputs once with the names of the node's inputs (its
+// from: list), before the first batch, and Input before each batch with
+// the name of the node that sent it.
+type InputNamer interface {
+	Inputs(names []string)
+	Input(from string)
+}
+
 // ManualClock is a Clock that moves only when told to, for tests: After
 // returns a channel that fires when Advance passes its deadline, so tests
 // of windows and timers never sleep for window time.

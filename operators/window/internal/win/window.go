@@ -25,17 +25,22 @@ import (
 
 const noTime = math.MinInt64
 
-// PartitionOf names the source partition a batch came from, for per-partition
-// watermarks: the batch's source positions (source node, topic, partition).
-// Batches of one partition arrive in order; the watermark of the node is the
-// minimum over its partitions that are not idle. A batch without positions
-// (a file, the generator) counts as one partition per node; a batch whose
-// rows come from several partitions (merged upstream) counts as one
-// partition named after all of them. Tests may replace it.
-var PartitionOf = func(b batch.Batch) string {
+// partitionOf names the source partition a batch came from, for
+// per-partition watermarks: the batch's source positions (source node,
+// topic, partition). Batches of one partition arrive in order; the
+// watermark of the node is the minimum over its partitions that are not
+// idle. A batch without positions (a file, the generator) counts as one
+// partition per input of the node (the node that sent it: each side of a
+// union keeps its own watermark); a batch whose rows come from several
+// partitions (merged upstream) counts as one partition named after all of
+// them.
+func partitionOf(b batch.Batch, from string) string {
 	ps := b.Ack.Positions()
 	if len(ps) == 0 {
-		return ""
+		if from == "" {
+			return ""
+		}
+		return "input " + from
 	}
 	first := ps[0]
 	names := []string(nil)
@@ -141,15 +146,21 @@ type Window struct {
 	dead    []int32         // their frees, deferred past the batch's adds
 	touched []int32         // sessions this batch added to
 
-	strKey  bool   // one key column, a string
-	curPart string // the partition of the batch being processed
-	parts   map[string]*part
-	byIdx   []*part
-	wm      int64   // the node's watermark (the lowest of wms)
-	wms     []int64 // per watermark group: [0] alone, or one per partition
-	seq     uint64
-	stopped bool
-	late    int64
+	from string // the input the next batch comes by (op.InputNamer)
+	// pending are the inputs that have sent nothing yet: they hold the
+	// watermark back (not in per_partition mode) until their first batch
+	// or until idle_timeout after the start.
+	pending      map[string]bool
+	pendingSince time.Time
+	strKey       bool   // one key column, a string
+	curPart      string // the partition of the batch being processed
+	parts        map[string]*part
+	byIdx        []*part
+	wm           int64   // the node's watermark (the lowest of wms)
+	wms          []int64 // per watermark group: [0] alone, or one per partition
+	seq          uint64
+	stopped      bool
+	late         int64
 
 	// Measured state, per batch: open groups, bytes, the watermark.
 	gRows, gBytes, gWM, gLag op.Gauge
@@ -238,11 +249,14 @@ func (w *Window) Process(ctx context.Context, in batch.Batch, out op.Output) err
 		in.Ack.Done(err)
 		return err
 	}
-	p := w.part(PartitionOf(in), now)
+	p := w.part(partitionOf(in, w.from), now)
 	w.replayed(p, in.Ack)
 	w.keyIDsFor(in.Rec, p)
 	g := w.group(p)
 	other := w.otherMin(p, now)
+	if w.waiting(now) {
+		other = noTime + w.cfg.Lateness // an input not heard from yet: no watermark
+	}
 	run := p.max
 	w.rows, w.slotOf = w.rows[:0], w.slotOf[:0]
 	for r := range n {
@@ -417,6 +431,9 @@ func (w *Window) otherMin(p *part, now time.Time) int64 {
 func (w *Window) watermark(now time.Time) int64 {
 	if w.cfg.Processing {
 		return now.UnixMicro()
+	}
+	if w.waiting(now) {
+		return noTime
 	}
 	lo, hi := int64(math.MaxInt64), int64(noTime)
 	for _, q := range w.parts {
@@ -1043,6 +1060,30 @@ func (w *Window) replayed(p *part, ack *batch.Ack) {
 	w.wms[p.idx] = noTime
 }
 
+// Inputs implements op.InputNamer.
+func (w *Window) Inputs(names []string) {
+	if len(names) < 2 {
+		return // one input: nothing to wait for beside it
+	}
+	w.pending = map[string]bool{}
+	for _, n := range names {
+		w.pending[n] = true
+	}
+	w.pendingSince = w.res.Clock.Now()
+}
+
+// Input implements op.InputNamer.
+func (w *Window) Input(from string) {
+	w.from = from
+	delete(w.pending, from)
+}
+
+// waiting reports whether an input that has sent nothing yet still holds
+// the watermark back.
+func (w *Window) waiting(now time.Time) bool {
+	return len(w.pending) > 0 && !w.cfg.PerPartition && now.Sub(w.pendingSince) < w.cfg.Idle
+}
+
 // OnControl implements op.ControlReceiver. A revoked partition's open
 // windows are dropped (their acks finish as dropped: its next owner reads
 // them again) in per_partition mode, and it stops holding the watermark
@@ -1178,11 +1219,14 @@ func (w *Window) NextTimer() (time.Time, bool) {
 	}
 	// Event time: wake when an active partition would turn idle, if that
 	// can move the watermark.
+	now := w.res.Clock.Now()
+	if w.waiting(now) {
+		return w.pendingSince.Add(w.cfg.Idle), true
+	}
 	if len(w.parts) < 2 && !w.cfg.PerPartition {
 		return time.Time{}, false
 	}
 	var at time.Time
-	now := w.res.Clock.Now()
 	for _, q := range w.parts {
 		if q.max == noTime || w.idle(q, now) {
 			continue

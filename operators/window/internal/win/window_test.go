@@ -817,3 +817,22 @@ func TestRevokedPartition(t *testing.T) {
 	revoke(g, o, 0)
 	expect(t, o, `[a 0s 1m0s 1]`) // the watermark is now partition 1's: 70s
 }
+
+// TestUnionOfUnpositionedInputs: batches without source positions (files)
+// from two inputs of a union keep one watermark per input, so the slower
+// input's rows are not late because the other ran ahead.
+func TestUnionOfUnpositionedInputs(t *testing.T) {
+	w := build(t, tumbling.Plugin, fmt.Sprintf(counts, "0s"), op.NewManualClock(t0))
+	o := &out{}
+	w.Inputs([]string{"file_a", "file_b"})
+	w.Input("file_a")
+	feed(t, w, o, ev{70, "a", 1})
+	w.Input("file_b")
+	feed(t, w, o, ev{10, "a", 2}) // behind file_a, not behind file_b
+	if len(o.late) != 0 {
+		t.Fatalf("late: %q", o.late)
+	}
+	w.Input("file_b")
+	feed(t, w, o, ev{75, "a", 3})
+	expect(t, o, `[a 0s 1m0s 1 2]`)
+}
