@@ -205,6 +205,7 @@ func decode(c *validate.Check) Config {
 		names[i] = f.Name
 	}
 	listed := map[string]bool{}
+	nerrs := len(*c.Errs)
 	for _, e := range v.Get("columns").Entries {
 		idx := in.FieldIndices(e.Key)
 		if len(idx) == 0 {
@@ -233,7 +234,7 @@ func decode(c *validate.Check) Config {
 			}
 		}
 	}
-	if len(cfg.Columns) == 0 {
+	if len(cfg.Columns) == 0 && len(*c.Errs) == nerrs {
 		c.Errorf(v.Pos, "hbase sink writes no column: map some in 'columns' or name a 'family' for all")
 	}
 	return cfg
