@@ -3,8 +3,11 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -138,6 +141,7 @@ func TestParseUUID(t *testing.T) {
 
 // db is one test's schema in the shared database.
 type db struct {
+	log    *slog.Logger // nil: none
 	t      testing.TB
 	url    string
 	schema string
@@ -197,7 +201,7 @@ func (d *db) open(cfg string, in *arrow.Schema, dl op.DeadLetters) (*Sink, error
 	if len(errs) > 0 {
 		d.t.Fatal(errs.Error())
 	}
-	s, err := ctor(op.Resources{Node: "sink", Alloc: memory.DefaultAllocator, DeadLetters: dl})
+	s, err := ctor(op.Resources{Node: "sink", Alloc: memory.DefaultAllocator, DeadLetters: dl, Log: d.log})
 	if err != nil {
 		return nil, err
 	}
@@ -514,6 +518,8 @@ func TestRetryAcrossOutage(t *testing.T) {
 	px := newProxy(t, d.url)
 	d2 := *d
 	d2.url = px.url
+	var logs syncBuf
+	d2.log = slog.New(slog.NewTextHandler(&logs, nil))
 	s := d2.mustOpen(`{table: $S.t, key: [id], create: true, retry_backoff: 20ms, flush_interval: 10ms}`, schema, nil)
 	var a acks
 	for i := range 40 {
@@ -536,6 +542,32 @@ func TestRetryAcrossOutage(t *testing.T) {
 	if px.cuts == 0 {
 		t.Fatal("the proxy never cut a connection")
 	}
+	// The retries were logged, with the URL redacted.
+	if out := logs.String(); !strings.Contains(out, "retrying") {
+		t.Errorf("no retry logged:\n%s", out)
+	} else if u, _ := url.Parse(d2.url); u != nil {
+		if pw, ok := u.User.Password(); ok && strings.Contains(out, ":"+pw+"@") {
+			t.Errorf("a password in the logs:\n%s", out)
+		}
+	}
+}
+
+// syncBuf is a buffer the sink's goroutines may log into.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 type proxy struct {
@@ -689,4 +721,31 @@ func TestDeadLetterSinkExactlyOnce(t *testing.T) {
 	if got := d.strings(`select string_agg(node || '/' || record, ' ' order by record) from $S.dead`); got[0] != "clean/r1 clean/r2 valid/r3 valid/r4" {
 		t.Fatalf("dead letters: %s", got[0])
 	}
+}
+
+var canonicalUUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// FuzzParseUUID: parseUUID never panics, accepts every canonical UUID and
+// gives back its bytes, and accepts nothing that is not 32 hex digits.
+func FuzzParseUUID(f *testing.F) {
+	for _, s := range []string{"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}", "not-a-uuid", "", "--", "a0eebc999c0b4ef8bb6d6bb9bd380a11"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		u, ok := parseUUID(s)
+		if canonicalUUID.MatchString(s) {
+			if !ok {
+				t.Fatalf("canonical %q refused", s)
+			}
+			if got := fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16]); got != strings.ToLower(s) {
+				t.Fatalf("%q parsed as %s", s, got)
+			}
+		}
+		if ok {
+			hex := strings.Trim(strings.ReplaceAll(s, "-", ""), "{}")
+			if len(hex) != 32 {
+				t.Fatalf("accepted %q (%d hex digits)", s, len(hex))
+			}
+		}
+	})
 }
