@@ -3,9 +3,9 @@
 // followed by INSERT … ON CONFLICT (upsert), in transactions of up to
 // rows_per_transaction rows spread over pool_size connections. It owns the
 // Arrow → SQL type mapping, the start-up check of an existing table (or its
-// creation), the handling of rows the database rejects (found by splitting
-// the failed transaction under savepoints and sent alone to the dead-letter
-// output with PostgreSQL's message), retries with back-off on connection
+// creation), the handling of rows the database rejects (found by probing
+// the failed rows in transactions that are rolled back, and sent alone to
+// the dead-letter output with PostgreSQL's message), retries with back-off on connection
 // loss and serialization failures, and the redaction of connection URLs in
 // everything it reports.
 //
@@ -66,8 +66,11 @@ A column of another type (a struct, a map) is reported by flowrun validate.
 A row the database refuses (a constraint, a value too long, an invalid byte
 sequence, a string that is not a valid uuid) goes alone to the node's
 dead_letter output with PostgreSQL's message as the reason; the rest of its
-transaction is stored (the failed transaction is split in halves under
-savepoints until the bad rows are isolated). Without a dead_letter output
+transaction is stored. The bad rows are found by writing the failed rows
+again in transactions that are rolled back: the COPY into the stage (which
+has the table's NOT NULL and CHECK constraints) names the failing line, and
+other failures (a unique index, a foreign key) are split in halves; then
+the transaction runs again without them. Without a dead_letter output
 such a row stops the pipeline. Connection loss, serialization failures and
 deadlocks roll back and retry the whole transaction with exponential
 back-off (retry_backoff doubling up to 10s) for up to retry_for; after that

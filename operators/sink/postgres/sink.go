@@ -820,7 +820,8 @@ func truncate(s string, n int) string {
 // writeRows copies rows into the table (append) or into the stage and
 // merges them (upsert), or with dedupe inserts from the stage the rows the
 // table does not hold yet. clear empties the stage afterwards, for use
-// under savepoints (a commit empties it otherwise).
+// when the stage is used twice in one transaction (a commit empties it
+// otherwise).
 func (s *Sink) writeRows(ctx context.Context, tx pgx.Tx, pend []batch.Batch, rows []rowRef, dedupe, clear bool) error {
 	src := s.newSource(pend, rows)
 	staged := dedupe || s.cfg.Mode == "upsert"
