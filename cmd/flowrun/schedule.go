@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,6 +23,7 @@ import (
 	"github.com/flowrun/flowrun/dsl/parse"
 	"github.com/flowrun/flowrun/dsl/source"
 	"github.com/flowrun/flowrun/dsl/validate"
+	"github.com/flowrun/flowrun/runtime/metrics"
 	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/runtime/schedule"
 )
@@ -109,6 +112,7 @@ that crashed.`,
 	cmd.Flags().StringArrayVar(&f.run.sets, "set", nil, "override a variable of every pipeline: NAME=VALUE (repeatable)")
 	cmd.Flags().BoolVar(&f.once, "once", false, "run what is due now (and what becomes due as runs end), then exit")
 	cmd.Flags().IntVar(&f.maxActive, "max-active", 2, "runs at once over all pipelines")
+	cmd.Flags().StringVar(&f.run.metricsAddr, "metrics-addr", "", "serve the scheduler's Prometheus /metrics (runs by status, last success) on this host:port")
 	cmd.Flags().StringVar(&f.run.history, "history", os.Getenv("FLOWRUN_HISTORY"), "directory of the run history (.flowrun/runs.jsonl); default $FLOWRUN_HISTORY, else DIR")
 	cmd.Flags().IntVar(&f.run.batchRows, "batch-rows", 1024, "rows per batch emitted by sources")
 	cmd.Flags().DurationVar(&f.run.drainTimeout, "drain-timeout", 15*time.Second, "how long a stop may take to drain in-flight batches")
@@ -163,10 +167,26 @@ func runSchedule(ctx context.Context, reg *op.Registry, dir string, f scheduleFl
 	for _, p := range pipelines {
 		log.Info("schedule: pipeline", "name", p.Name, "file", p.File, "cron", p.Sched.Cron, "timezone", p.Sched.Location.String())
 	}
-	s := schedule.New(st, pipelines, schedule.Options{MaxActive: f.maxActive, Log: log,
+	opts := schedule.Options{MaxActive: f.maxActive, Log: log}
+	if f.run.metricsAddr != "" {
+		// The scheduler's own /metrics: runs by status and the last success
+		// per pipeline (the runs themselves are short-lived processes' work).
+		mreg := metrics.New(log)
+		opts.Metrics = mreg
+		ln, err := net.Listen("tcp", f.run.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		srv := &http.Server{Handler: mreg.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		log.Info("serving scheduler metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	}
+	s := schedule.New(st, pipelines, schedule.Options{MaxActive: opts.MaxActive, Log: log, Metrics: opts.Metrics,
 		Run: func(ctx context.Context, j schedule.Job) (schedule.Result, error) {
 			rf := f.run
 			rf.once, rf.quiet, rf.stopIsError = true, true, true
+			rf.metricsAddr = "" // the scheduler serves the metrics, not each run
 			rf.vars = j.Interval.Vars()
 			var res schedule.Result
 			rf.rows = func(m map[string]int64) { res.Rows = m }

@@ -11,8 +11,10 @@ type Family struct {
 	Help   string
 }
 
-// Catalog lists every flowrun_ family. Every instrument also carries the
-// labels pipeline and node (added by the runtime); Labels are the rest.
+// Catalog lists every flowrun_ family. Every instrument of a running
+// pipeline also carries the labels pipeline and node (added by the
+// runtime); Labels are the rest. The scheduler's families carry pipeline
+// and their Labels only (flowrun schedule --metrics-addr).
 var Catalog = []Family{
 	{"flowrun_node_rows_in_total", "counter", []string{"type"}, "Rows the node received (sources: produced)."},
 	{"flowrun_node_rows_out_total", "counter", []string{"type"}, "Rows the node emitted (sinks: wrote)."},
@@ -28,7 +30,6 @@ var Catalog = []Family{
 	{"flowrun_kafka_consumer_lag", "gauge", []string{"topic", "partition"}, "Messages between the consumer's position and the partition's end."},
 	{"flowrun_kafka_source_in_flight_batches", "gauge", nil, "Batches the kafka source emitted that are not yet committable (bounded by max_in_flight)."},
 	{"flowrun_kafka_source_in_flight_bytes", "gauge", nil, "Bytes of those batches (bounded by max_in_flight_bytes)."},
-	{"flowrun_kafka_commit_latency_seconds", "histogram", nil, "Time to commit offsets to Kafka."},
 	{"flowrun_kafka_produce_latency_seconds", "histogram", nil, "Time from sending a batch to Kafka to its acknowledgement."},
 	{"flowrun_sink_write_latency_seconds", "histogram", []string{"type"}, "Time a sink spent in one Write or Flush call (a flush includes the durable write: fsync, commit)."},
 	{"flowrun_sink_rows_written_total", "counter", []string{"type"}, "Rows a sink stored durably (committed), counted by the sink itself."},

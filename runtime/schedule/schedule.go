@@ -59,6 +59,9 @@ type Options struct {
 	// os.Getpid.
 	Host string
 	PID  int
+	// Metrics receives flowrun_schedule_runs_total{pipeline,status} and
+	// flowrun_schedule_last_success_timestamp_seconds{pipeline}; nil: none.
+	Metrics op.Metrics
 }
 
 // Scheduler runs scheduled pipelines. Step, RunDue and Run are called from
@@ -277,6 +280,7 @@ func (s *Scheduler) execute(j Job, started time.Time) {
 		s.lastErr = err
 		s.mu.Unlock()
 	}
+	s.measure(r)
 	lvl := slog.LevelInfo
 	if r.Status != Succeeded {
 		lvl = slog.LevelWarn
@@ -378,4 +382,16 @@ func (s *Scheduler) recordErr() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.lastErr
+}
+
+// measure records a finished run in the scheduler's metrics.
+func (s *Scheduler) measure(r Run) {
+	if s.o.Metrics == nil {
+		return
+	}
+	p := op.Label{Name: "pipeline", Value: r.Pipeline}
+	s.o.Metrics.Counter("flowrun_schedule_runs_total", "Scheduled runs by final status.", p, op.Label{Name: "status", Value: string(r.Status)}).Add(1)
+	if r.Status == Succeeded {
+		s.o.Metrics.Gauge("flowrun_schedule_last_success_timestamp_seconds", "When the pipeline's last scheduled run succeeded.", p).Set(float64(r.Ended.Unix()))
+	}
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -13,6 +16,7 @@ import (
 	"github.com/flowrun/flowrun/dsl/ast"
 	"github.com/flowrun/flowrun/dsl/source"
 	"github.com/flowrun/flowrun/dsl/validate"
+	"github.com/flowrun/flowrun/runtime/metrics"
 )
 
 // fakeClock is a simulated clock: Now moves only by Set/Add; After fires
@@ -215,7 +219,8 @@ func TestRetryBackoff(t *testing.T) {
 		return nil
 	}}
 	p := Pipeline{Name: "p", Sched: sched(t, "@daily", ast.ScheduleOpts{Retries: opt("2"), RetryBackoff: opt("10m"), MaxBackoff: opt("15m")})}
-	s := New(st, []Pipeline{p}, Options{Clock: clock, Run: rec.run})
+	reg := metrics.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := New(st, []Pipeline{p}, Options{Clock: clock, Run: rec.run, Metrics: reg})
 	step := func(at time.Duration, wantStarted int, wantNext time.Duration) {
 		t.Helper()
 		clock.Set(t0.Add(at))
@@ -246,6 +251,29 @@ func TestRetryBackoff(t *testing.T) {
 	h, _ := st.Load()
 	if r := h.Runs[0]; r.Error != "hbase down" || !r.Ended.Equal(t0) {
 		t.Fatalf("failed run %+v", r)
+	}
+	// The runs are in the metrics the FlowrunScheduledRunFailed alert reads.
+	srv := httptest.NewServer(reg.Handler())
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`flowrun_schedule_runs_total{pipeline="p",status="failed"} 3`,
+		`flowrun_schedule_runs_total{pipeline="p",status="succeeded"} 1`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	var last float64
+	if _, after, ok := strings.Cut(string(b), `flowrun_schedule_last_success_timestamp_seconds{pipeline="p"} `); !ok {
+		t.Error("no last success time")
+	} else if fmt.Sscan(strings.SplitN(after, "\n", 2)[0], &last); int64(last) != t0.Add(24*time.Hour).Unix() {
+		t.Errorf("last success %v, want %d", last, t0.Add(24*time.Hour).Unix())
 	}
 }
 

@@ -171,6 +171,9 @@ type Sink struct {
 	wg       sync.WaitGroup
 	err      atomic.Pointer[error] // first delivery failure
 	stored   atomic.Int64          // messages the broker acknowledged
+	// produceLatency times a batch from its first message handed to the
+	// producer to the broker's acknowledgement of its last.
+	produceLatency op.Histogram
 
 	closeOnce sync.Once
 	closeErr  error
@@ -194,6 +197,7 @@ type tracker struct {
 	ends, kend []int  // end of each row's value and key in buf, keys (kend -1: no key)
 	refs       []bytesRef
 	msgs       []sarama.ProducerMessage
+	sent       time.Time // when the first message was handed to the producer
 }
 
 // done counts one message (or, with the left count adjusted, the rest of
@@ -220,6 +224,9 @@ func (t *tracker) finish(row int, err error) {
 	if t.left.Add(-1) == 0 {
 		t.mu.Lock()
 		err := t.err
+		if err == nil && !t.sent.IsZero() {
+			t.s.produceLatency.Observe(time.Since(t.sent).Seconds())
+		}
 		if err != nil && !t.all && len(t.rows) < t.n && t.ack != nil {
 			rows := slices.Clone(t.rows)
 			slices.Sort(rows)
@@ -318,6 +325,8 @@ func New(r op.Resources, cfg Config, in *arrow.Schema) (*Sink, error) {
 	for _, h := range cfg.Headers {
 		s.headers = append(s.headers, h.Value.NewEvaluator())
 	}
+	s.produceLatency = r.MetricsOrNop().Histogram("flowrun_kafka_produce_latency_seconds",
+		"Time from a batch's first message handed to the producer to the broker's acknowledgement of its last.", op.LatencyBuckets)
 	s.wg.Add(1)
 	go s.results()
 	return s, nil
@@ -491,6 +500,7 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 		t.done(rejected)
 		return nil
 	}
+	t.sent = time.Now()
 	for row := range msgs {
 		select {
 		case s.producer.Input() <- &msgs[row]:
