@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"sort"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 
@@ -60,6 +62,23 @@ func (s *Sink) readStored(ctx context.Context, tx pgx.Tx, pend []batch.Batch) (*
 	}
 	if !have {
 		return nil, nil
+	}
+	// Two processes may write the same partition for a moment (a
+	// rebalance): a transaction lock per partition serialises them, also
+	// for a partition that has no row in the offsets table yet (FOR UPDATE
+	// locks only existing rows). Taken in sorted order: no deadlock.
+	var keys []string
+	for _, b := range pend {
+		for _, p := range positionsOf(b.Ack) {
+			k := s.cfg.Pipeline + "/" + s.res.Node + "/" + p.Topic + "/" + strconv.Itoa(int(p.Partition))
+			if !contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	sort.Strings(keys)
+	if _, err := tx.Exec(ctx, "select pg_advisory_xact_lock(hashtext(k)) from unnest($1::text[]) with ordinality u(k, i) order by i", keys); err != nil {
+		return nil, err
 	}
 	stored := map[partKey]int64{}
 	rows, err := tx.Query(ctx, "select topic, partition, next_offset from "+s.offsets.Sanitize()+
