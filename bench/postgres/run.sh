@@ -16,7 +16,8 @@
 #     arrives): p50 and p99.
 #
 #   bash bench/postgres/run.sh
-#   N=100000 ROUNDS=2 RATE=2000 SECONDS=10 bash bench/postgres/run.sh
+#   N=100000 ROUNDS=2 RATE=2000 SECONDS_RUN=10 bash bench/postgres/run.sh
+#   PARTS=3 BATCH=10 bash bench/postgres/run.sh    # freshness only, 10 posts per request
 #
 # Needs Kafka at $BROKERS and PostgreSQL at $POSTGRES_URL
 # (scripts/services/up.sh kafka postgres), kcat and psql.
@@ -25,6 +26,8 @@ cd "$(dirname "$0")/../.."
 N="${N:-200000}"
 ROUNDS="${ROUNDS:-3}"
 RATE="${RATE:-5000}"
+PARTS="${PARTS:-123}"
+BATCH="${BATCH:-0}" # posts per ingest request (0: one post per request)
 SECS="${SECONDS_RUN:-${SECONDS:-20}}"
 BROKERS="${BROKERS:-127.0.0.1:9092}"
 export POSTGRES_URL="${POSTGRES_URL:-postgres://flowrun:flowrun@127.0.0.1:5432/flowrun?sslmode=disable}"
@@ -37,6 +40,7 @@ sql() { psql "$POSTGRES_URL" -X -q -v ON_ERROR_STOP=1 "$@"; }
 echo "date: $(date -u +%FT%TZ)  nproc: $(nproc)  load: $(cut -d' ' -f1-3 /proc/loadavg)  N=$N ROUNDS=$ROUNDS RATE=$RATE" | tee "$OUT/summary.txt"
 
 # 1. Sink vs raw pgx, interleaved rounds.
+if [[ $PARTS == *1* ]]; then
 go test -c -o "$OUT/pg.test" ./operators/sink/postgres
 for r in $(seq "$ROUNDS"); do
 	"$OUT/pg.test" -test.run '^$' -test.bench 'RawCopy$|SinkAppend|RawCopyMerge|SinkUpsert' -test.benchtime 3x | grep '^Benchmark' | sed "s/^/round $r: /"
@@ -58,8 +62,10 @@ print(f"append / raw COPY: {ratio('BenchmarkSinkAppend', 'BenchmarkRawCopy'):.0%
 print(f"upsert+offsets pool=1 / raw COPY+merge 1 conn: {ratio('BenchmarkSinkUpsert/pool=1', 'BenchmarkRawCopyMerge/conns=1'):.0%}")
 print(f"upsert+offsets pool=2 / raw COPY+merge 2 conns: {ratio('BenchmarkSinkUpsert/pool=2', 'BenchmarkRawCopyMerge/conns=2'):.0%}")
 PY
+fi
 
 # 2. End to end: Kafka → clean → PostgreSQL, --once over N posts.
+if [[ $PARTS == *2* ]]; then
 topic="bench.pg.$(date +%s)"
 schema="bench_pg_e2e"
 "$OUT/gen" -n "$N" -seed 42 -out "$OUT/posts.jsonl" >/dev/null
@@ -82,7 +88,10 @@ PGOPTIONS="-c search_path=$schema" sql -f deploy/postgres/pinterest.sql
 grep -E "records read" "$OUT/e2e.log" | sed 's/^/end to end: /' | tee -a "$OUT/summary.txt"
 echo "end to end: $(cat "$OUT/e2e.time"); pins $(sql -tAc "select count(*) from $schema.pins"), dead letters $(sql -tAc "select count(*) from $schema.dead_letters")" | tee -a "$OUT/summary.txt"
 
+fi
+
 # 3. Freshness at RATE posts/s through the ingest API.
+[[ $PARTS == *3* ]] || exit 0
 topic="bench.pg.fresh.$(date +%s)"
 schema="bench_pg_fresh"
 "$OUT/bareproducer" -brokers "$BROKERS" -topic "$topic" -n 0 -create -partitions 4 >/dev/null
@@ -97,7 +106,7 @@ for _ in $(seq 100); do curl -fsS "http://$listen/readyz" >/dev/null 2>&1 && bre
 	--set "KAFKA_BROKERS=$BROKERS" --set "TOPIC=$topic" --set "GROUP=$topic" --set "PG_SCHEMA=$schema" --log-level warn -q 2>"$OUT/fresh.log" &
 streaming=$!
 sleep 3
-"$OUT/flowrun" emulate --url "http://$listen/v1/posts" --rate "$RATE" --duration "${SECS}s" --count 0 --posters 32 --seed 5 --json -q >"$OUT/emulate.json" || true
+"$OUT/flowrun" emulate --url "http://$listen/v1/posts" --rate "$RATE" --duration "${SECS}s" --count 0 --posters 32 --batch "$BATCH" --seed 5 --json -q >"$OUT/emulate.json" || true
 sleep 3
 # /usr/bin/time does not pass signals on: stop its child, the pipeline.
 kill -INT "$(pgrep -P $streaming)" $ingest
