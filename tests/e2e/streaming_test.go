@@ -453,6 +453,7 @@ func TestStreamingSigkillExactlyOnce(t *testing.T) {
 func TestStreamingScaleOut(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	testenv.Postgres(t)
+	testenv.Tool(t, "kcat", "apt-get install -y kcat") // produceKeyed
 	in := makeStream(37, 30_000, nil)
 	topic := "flowrun-scale-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	if err := kafkaclient.CreateTopics(brokers, 4, topic); err != nil {
@@ -482,6 +483,7 @@ func TestStreamingScaleOut(t *testing.T) {
 func TestStreamingBadRowsInTable(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	testenv.Postgres(t)
+	testenv.Tool(t, "kcat", "apt-get install -y kcat") // produceKeyed
 	in := makeStream(41, 40_000, func(i int) bool { return i%250 == 77 })
 	topic := "flowrun-badrows-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	if err := kafkaclient.CreateTopics(brokers, 4, topic); err != nil {
@@ -517,6 +519,7 @@ func TestStreamingBadRowsInTable(t *testing.T) {
 func TestStreamingPostgresOutage(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	testenv.Postgres(t)
+	testenv.Tool(t, "kcat", "apt-get install -y kcat") // produceKeyed
 	in := makeStream(43, 20_000, nil)
 	topic := "flowrun-outage-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	if err := kafkaclient.CreateTopics(brokers, 4, topic); err != nil {
