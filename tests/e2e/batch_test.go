@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"net/http"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -35,7 +36,8 @@ type pin struct {
 }
 
 // TestBatchLakeToHBase is the batch half end to end, against real Kafka,
-// the lake and HBase: posts emulated into Kafka → the lake (one day's
+// the S3-compatible server (SeaweedFS) and HBase: posts emulated into Kafka
+// → the Parquet lake on S3 (one day's
 // partition, plus another day's that must not be read) → `flowrun run
 // pipelines/pinterest_batch.yaml --interval DAY` → HBase. The rows read
 // back through the Thrift2 gateway equal the distinct valid posts cell by
@@ -47,6 +49,7 @@ type pin struct {
 func TestBatchLakeToHBase(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	thrift := testenv.HBase(t)
+	s3 := testenv.S3(t)
 	kafkatest.Kcat(t)
 	const n, seed, day = 3000, 21, "2026-11-24"
 
@@ -63,10 +66,19 @@ func TestBatchLakeToHBase(t *testing.T) {
 	kafkatest.Produce(t, brokers, topic, lines)
 	kafkatest.Produce(t, brokers, other, generate(seed+1, 200).lines)
 
-	lake := t.TempDir()
+	// The lake on the S3-compatible server.
+	const bucket = "flowrun-e2e"
+	req, _ := http.NewRequest(http.MethodPut, s3+"/"+bucket, nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatalf("creating bucket %s at %s: %v", bucket, s3, err)
+	} else {
+		resp.Body.Close()
+	}
+	lake := fmt.Sprintf("s3://%s/batch-%d", bucket, time.Now().UnixNano())
 	for _, d := range []struct{ topic, day string }{{topic, day}, {other, "2026-11-25"}} {
 		p := flowrun(t, "lake "+d.day, "tests/e2e/testdata/lake_day.yaml", map[string]string{
 			"KAFKA_BROKERS": brokers[0], "TOPIC": d.topic, "GROUP": d.topic + "-lake", "LAKE": lake, "DAY": d.day,
+			"S3_ENDPOINT": s3, "S3_PATH_STYLE": "true",
 		}, nil, "--once")
 		if code := p.wait(t, 90*time.Second); code != 0 {
 			t.Fatalf("lake pipeline exited %d", code)
@@ -95,7 +107,7 @@ func TestBatchLakeToHBase(t *testing.T) {
 			c.Close()
 		}
 	})
-	sets := map[string]string{"LAKE": lake, "HBASE_THRIFT_ADDR": thrift}
+	sets := map[string]string{"LAKE": lake, "HBASE_THRIFT_ADDR": thrift, "S3_ENDPOINT": s3, "S3_PATH_STYLE": "true"}
 	history := t.TempDir()
 	for k, v := range tables {
 		sets[k] = v
