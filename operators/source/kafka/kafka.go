@@ -294,6 +294,8 @@ type Source struct {
 	// tp has marked (-1: nothing yet) and how many of its batches are
 	// acknowledged but not yet committable.
 	onMark func(tp kafkaclient.Partition, marked int64, ackedPending int)
+	// onceMarked, when set (tests), runs after --once read the end offsets.
+	onceMarked func()
 	// onFinish, when set (tests), is called when a claim starts draining
 	// (its session ended: a rebalance, a stop).
 	onFinish func(tp kafkaclient.Partition)
@@ -410,6 +412,9 @@ func (s *Source) Run(ctx context.Context, out op.Output) error {
 		}
 		if len(s.once) == 0 {
 			return nil // nothing to read
+		}
+		if s.onceMarked != nil {
+			s.onceMarked()
 		}
 	}
 

@@ -154,3 +154,41 @@ func TestOnceEndsAtTransactionMarker(t *testing.T) {
 		})
 	}
 }
+
+// TestOnceIgnoresRecordsAfterTheStart: --once reads each partition up to
+// its end offset as it was at start; records written after that belong to
+// the next run, even when they arrive in the same fetch.
+func TestOnceIgnoresRecordsAfterTheStart(t *testing.T) {
+	topic := kafkatest.Topic(t)
+	addrs := embedded(t, topic)
+	rec := func(from, to int) []string {
+		var vals []string
+		for i := from; i < to; i++ {
+			vals = append(vals, fmt.Sprintf(`{"id": %d}`, i))
+		}
+		return vals
+	}
+	produceTo(t, addrs, topic, 0, rec(0, 5)...)
+	group := "g-" + topic
+	cfg := jsonConfig([]string{"embedded"}, topic, group)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	schema := OutputSchema(cfg)
+	src := New(resources(t, memory.DefaultAllocator, 100, true), cfg, schema)
+	src.onceMarked = func() { produceTo(t, addrs, topic, 0, rec(5, 8)...) }
+	out := &kafkatest.Output{S: schema}
+	defer out.Release()
+	if err := src.Run(ctx, out); err != nil {
+		t.Fatal(err)
+	}
+	checkIDs(t, out.Int64s("id"), 0, 5)
+	if got := committed(t, addrs, group, topic, 0); got != 5 {
+		t.Fatalf("committed %d, want 5", got)
+	}
+	out2, err := runSource(t, ctx, resources(t, memory.DefaultAllocator, 100, true), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out2.Release()
+	checkIDs(t, out2.Int64s("id"), 5, 8)
+}
