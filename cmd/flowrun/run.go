@@ -47,6 +47,7 @@ type runFlags struct {
 	metricsAddr string
 	logFormat   string
 	memoryMiB   int
+	shard       string
 }
 
 func newRunCmd(reg *op.Registry) *cobra.Command {
@@ -81,6 +82,7 @@ filtered + dead letters.`,
 		},
 	}
 	cmd.Flags().StringVar(&f.interval, "interval", "", "run one interval of the pipeline's schedule by hand (backfill): its start, e.g. 2026-11-24 for @daily; implies --once and records the run in the history")
+	cmd.Flags().StringVar(&f.shard, "shard", "", "read only share I of N of the bounded lake inputs (a stable hash of each file's path mod N), e.g. 2/4: N processes with 1/N..N/N read every file once")
 	cmd.Flags().BoolVar(&f.force, "force", false, "with --interval: run an interval that already succeeded again")
 	cmd.Flags().StringVar(&f.history, "history", os.Getenv("FLOWRUN_HISTORY"), "with --interval: directory of the run history (.flowrun/runs.jsonl); default $FLOWRUN_HISTORY, else the pipeline's directory")
 	cmd.Flags().StringArrayVar(&f.sets, "set", nil, "override a variable: NAME=VALUE (repeatable)")
@@ -129,6 +131,13 @@ func runPipeline(ctx context.Context, reg *op.Registry, path string, f runFlags,
 	opts := exec.Options{
 		Log: log, BatchRows: f.batchRows, Once: f.once, DrainTimeout: f.drainTimeout, Vars: res.Pipeline.Vars,
 		MemoryBytes: int64(f.memoryMiB) << 20,
+	}
+	if f.shard != "" {
+		if opts.Shard, err = op.ParseShard(f.shard); err != nil {
+			return fmt.Errorf("--shard: %w", err)
+		}
+		log = log.With("shard", opts.Shard.String())
+		opts.Log = log
 	}
 	var mreg *metrics.Registry
 	if f.metricsAddr != "" {

@@ -227,29 +227,45 @@ func runInterval(ctx context.Context, reg *op.Registry, path string, f runFlags,
 	if err != nil {
 		return err
 	}
+	shard := ""
+	if f.shard != "" {
+		sh, err := op.ParseShard(f.shard)
+		if err != nil {
+			return fmt.Errorf("--shard: %w", err)
+		}
+		shard = sh.String()
+	}
+	what := "interval " + iv.String()
+	if shard != "" {
+		what = "shard " + shard + " of interval " + iv.String()
+	}
 	host, _ := os.Hostname()
 	run := schedule.Run{Pipeline: name, File: path, Start: iv.Start, End: iv.End, Trigger: "manual",
-		Status: schedule.Running, Started: time.Now(), Host: host, PID: os.Getpid()}
+		Status: schedule.Running, Started: time.Now(), Host: host, PID: os.Getpid(), Shard: shard}
 	err = st.Update(func(h *schedule.History) ([]schedule.Run, error) {
 		if r, ok := h.Succeeded(name, iv.Start); ok && !f.force {
 			return nil, fmt.Errorf("interval %s of %s already succeeded (run %s, ended %s): add --force to run it again",
 				iv, name, r.ID, r.Ended.Format(time.RFC3339))
 		}
-		last, ok := h.Latest(name, iv.Start)
+		if r, ok := h.ShardSucceeded(name, iv.Start, shard); ok && shard != "" && !f.force {
+			return nil, fmt.Errorf("%s of %s already succeeded (run %s, ended %s): add --force to run it again",
+				what, name, r.ID, r.Ended.Format(time.RFC3339))
+		}
+		last, ok := h.LatestShard(name, iv.Start, shard)
 		if ok && last.Status == schedule.Running && last.Host == host && processAlive(last.PID) {
-			return nil, fmt.Errorf("interval %s of %s is running now (run %s, pid %d)", iv, name, last.ID, last.PID)
+			return nil, fmt.Errorf("%s of %s is running now (run %s, pid %d)", what, name, last.ID, last.PID)
 		}
 		run.Attempt = 1
 		if ok {
 			run.Attempt = last.Attempt + 1
 		}
-		run.ID = schedule.RunID(name, iv.Start, run.Attempt)
+		run.ID = schedule.ShardRunID(name, iv.Start, shard, run.Attempt)
 		return []schedule.Run{run}, nil
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "run %s: interval %s\n", run.ID, iv)
+	fmt.Fprintf(stderr, "run %s: %s\n", run.ID, what)
 	f.once, f.stopIsError = true, true
 	f.vars = iv.Vars()
 	f.rows = func(m map[string]int64) { run.Rows = m }

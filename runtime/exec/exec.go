@@ -31,6 +31,8 @@ type Options struct {
 	QueueBytes   int64
 	BatchRows    int  // rows per source batch (default 1024)
 	Once         bool // unbounded sources stop at the current end of input
+	// Shard is passed to every node's Resources (flowrun run --shard).
+	Shard op.Shard
 	// DrainTimeout bounds how long a stop waits for in-flight batches to be
 	// written before aborting (default 15s).
 	DrainTimeout time.Duration
@@ -156,7 +158,7 @@ func New(res *validate.Result, opts Options) (*Pipeline, error) {
 		r := op.Resources{
 			Node: cn.Name(), Alloc: opts.Alloc, Clock: opts.Clock,
 			Log:       opts.Log.With("node", cn.Name()),
-			BatchRows: opts.BatchRows, Once: opts.Once, Vars: opts.Vars,
+			BatchRows: opts.BatchRows, Once: opts.Once, Vars: opts.Vars, Shard: opts.Shard,
 			Metrics: m, Memory: p.mem,
 		}
 		if cn.DeadLetter != nil && cn.AST.Section == ast.Sinks {

@@ -56,6 +56,10 @@ type Resources struct {
 	// and release it when done. Nil means unlimited (tests); the methods of
 	// a nil *Budget do nothing.
 	Memory *Budget
+	// Shard is this process's share of a bounded input (flowrun run
+	// --shard I/N); sources that read lists of files keep only the files
+	// Shard.Owns. The zero value reads everything.
+	Shard Shard
 }
 
 // MetricsOrNop returns r.Metrics, or NopMetrics when it is nil.

@@ -45,11 +45,25 @@ type Run struct {
 	Error    string           `json:"error,omitempty"`
 	Host     string           `json:"host,omitempty"`
 	PID      int              `json:"pid,omitempty"`
+	// Shard is "I/N" for a run of one shard of the interval (flowrun run
+	// --shard); empty for a run of the whole interval. Shard runs have their
+	// own attempts; the interval is succeeded when every shard of some N
+	// succeeded.
+	Shard string `json:"shard,omitempty"`
 }
 
 // RunID names attempt n at the interval starting at start.
 func RunID(pipeline string, start time.Time, attempt int) string {
 	return fmt.Sprintf("%s@%s#%d", pipeline, start.UTC().Format(time.RFC3339), attempt)
+}
+
+// ShardRunID names attempt n of shard ("I/N") of the interval; RunID when
+// shard is empty.
+func ShardRunID(pipeline string, start time.Time, shard string, attempt int) string {
+	if shard == "" {
+		return RunID(pipeline, start, attempt)
+	}
+	return fmt.Sprintf("%s@%s[%s]#%d", pipeline, start.UTC().Format(time.RFC3339), shard, attempt)
 }
 
 // Store is the run history: an append-only JSON-lines file
@@ -193,11 +207,18 @@ type History struct {
 	byID map[string]int
 }
 
-// Attempts returns the runs of one interval of a pipeline, oldest attempt first.
+// Attempts returns the runs of one interval of a pipeline (of the whole
+// interval, not its shards), oldest attempt first.
 func (h *History) Attempts(pipeline string, start time.Time) []Run {
+	return h.ShardAttempts(pipeline, start, "")
+}
+
+// ShardAttempts returns the runs of one shard ("I/N") of an interval,
+// oldest attempt first; shard "" is the whole interval.
+func (h *History) ShardAttempts(pipeline string, start time.Time, shard string) []Run {
 	var out []Run
 	for _, r := range h.Runs {
-		if r.Pipeline == pipeline && r.Start.Equal(start) {
+		if r.Pipeline == pipeline && r.Start.Equal(start) && r.Shard == shard {
 			out = append(out, r)
 		}
 	}
@@ -214,11 +235,56 @@ func (h *History) Latest(pipeline string, start time.Time) (Run, bool) {
 	return a[len(a)-1], true
 }
 
-// Succeeded reports whether some attempt at the interval succeeded.
-func (h *History) Succeeded(pipeline string, start time.Time) (Run, bool) {
-	for _, r := range h.Attempts(pipeline, start) {
+// LatestShard returns the last attempt at a shard of an interval.
+func (h *History) LatestShard(pipeline string, start time.Time, shard string) (Run, bool) {
+	a := h.ShardAttempts(pipeline, start, shard)
+	if len(a) == 0 {
+		return Run{}, false
+	}
+	return a[len(a)-1], true
+}
+
+// ShardSucceeded reports whether some attempt at a shard of the interval
+// succeeded.
+func (h *History) ShardSucceeded(pipeline string, start time.Time, shard string) (Run, bool) {
+	for _, r := range h.ShardAttempts(pipeline, start, shard) {
 		if r.Status == Succeeded {
 			return r, true
+		}
+	}
+	return Run{}, false
+}
+
+// Succeeded reports whether the interval succeeded: some attempt at the
+// whole interval did, or, for some N, every shard 1/N..N/N did (then the
+// run returned is the last shard to end).
+func (h *History) Succeeded(pipeline string, start time.Time) (Run, bool) {
+	if r, ok := h.ShardSucceeded(pipeline, start, ""); ok {
+		return r, true
+	}
+	done := map[int]map[int]Run{} // N → shard index → a succeeded run
+	for _, r := range h.Runs {
+		if r.Pipeline != pipeline || !r.Start.Equal(start) || r.Shard == "" || r.Status != Succeeded {
+			continue
+		}
+		var i, n int
+		if _, err := fmt.Sscanf(r.Shard, "%d/%d", &i, &n); err != nil || i < 1 || i > n {
+			continue
+		}
+		if done[n] == nil {
+			done[n] = map[int]Run{}
+		}
+		done[n][i] = r
+	}
+	for n, got := range done {
+		if len(got) == n {
+			var last Run
+			for _, r := range got {
+				if r.Ended.After(last.Ended) {
+					last = r
+				}
+			}
+			return last, true
 		}
 	}
 	return Run{}, false

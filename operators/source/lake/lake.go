@@ -304,6 +304,18 @@ func overlaps(ft folderTime, from, to time.Time) bool {
 	return true
 }
 
+// ShardFiles keeps the files of shard sh: those whose key relative to the
+// lake's root sh.Owns (a stable hash of the path, mod N).
+func ShardFiles(files []lakeio.Entry, sh op.Shard) []lakeio.Entry {
+	var out []lakeio.Entry
+	for _, f := range files {
+		if sh.Owns(f.Key) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // Source reads a lake.
 type Source struct {
 	res op.Resources
@@ -341,6 +353,13 @@ func (s *Source) Run(ctx context.Context, out op.Output) error {
 	files, err := Plan(ctx, st, s.cfg)
 	if err != nil {
 		return err
+	}
+	if sh := s.res.Shard; sh.Sharded() {
+		all := len(files)
+		files = ShardFiles(files, sh)
+		if s.res.Log != nil {
+			s.res.Log.Info("lake shard", "files", len(files), "of", all)
+		}
 	}
 	var stats Stats
 	stats.TotalFiles = len(files)

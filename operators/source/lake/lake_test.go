@@ -290,3 +290,51 @@ func mustCopy(t *testing.T, dir string) []byte {
 	}
 	return b
 }
+
+// TestShardsPartitionTheRead: for several N, the N shards of a read are
+// disjoint and their union is the unsharded read, row for row.
+func TestShardsPartitionTheRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lake")
+	writeLake(t, path, "", 3*144) // 72 hour files
+	read := func(sh op.Shard) []int64 {
+		schema, ctor, errs := prep(t, `{path: "`+path+`", schema: slim, from: "2026-11-25", to: "2026-11-28"}`)
+		if len(errs) > 0 {
+			t.Fatal(errs.Error())
+		}
+		src, _ := ctor(op.Resources{BatchRows: 50, Shard: sh})
+		out := &collect{schema: schema}
+		if err := src.(op.Source).Run(context.Background(), out); err != nil {
+			t.Fatal(err)
+		}
+		return out.offs
+	}
+	all := read(op.Shard{})
+	if len(all) != 3*144 {
+		t.Fatalf("unsharded read %d rows, want %d", len(all), 3*144)
+	}
+	for _, n := range []int{1, 2, 3, 4, 7} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			seen := map[int64]int{}
+			for i := 1; i <= n; i++ {
+				offs := read(op.Shard{Index: i, Count: n})
+				if n > 1 && (len(offs) == 0 || len(offs) == len(all)) {
+					t.Errorf("shard %d/%d read %d of %d rows: not a share", i, n, len(offs), len(all))
+				}
+				for _, o := range offs {
+					if prev, dup := seen[o]; dup {
+						t.Fatalf("row %d read by shard %d/%d and by shard %d/%d", o, prev, n, i, n)
+					}
+					seen[o] = i
+				}
+			}
+			if len(seen) != len(all) {
+				t.Fatalf("shards read %d distinct rows, unsharded %d", len(seen), len(all))
+			}
+			for _, o := range all {
+				if _, ok := seen[o]; !ok {
+					t.Fatalf("row %d read by no shard", o)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,56 @@
+package op
+
+import (
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+)
+
+// Shard is this process's share of a bounded input split over Count
+// processes (flowrun run --shard I/N). The zero value (Count 0) means the
+// whole input. A source that reads a list of items (the lake source's
+// files) keeps the items for which Owns is true, so that N processes with
+// Index 1..N together read every item exactly once.
+type Shard struct {
+	Index, Count int // 1-based Index of Count; Count 0: not sharded
+}
+
+// ParseShard reads "I/N" with 1 ≤ I ≤ N.
+func ParseShard(s string) (Shard, error) {
+	i, n, ok := strings.Cut(strings.TrimSpace(s), "/")
+	if !ok {
+		return Shard{}, fmt.Errorf("shard %q: want I/N, e.g. 2/4", s)
+	}
+	ii, err1 := strconv.Atoi(i)
+	nn, err2 := strconv.Atoi(n)
+	if err1 != nil || err2 != nil || nn < 1 || ii < 1 || ii > nn {
+		return Shard{}, fmt.Errorf("shard %q: want I/N with 1 ≤ I ≤ N, e.g. 2/4", s)
+	}
+	return Shard{Index: ii, Count: nn}, nil
+}
+
+// Sharded reports whether the input is split (Count > 1).
+func (s Shard) Sharded() bool { return s.Count > 1 }
+
+// String is "I/N", or "" when not sharded.
+func (s Shard) String() string {
+	if s.Count == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d/%d", s.Index, s.Count)
+}
+
+// Owns reports whether the item named key belongs to this shard: FNV-1a of
+// the key mod Count equals Index-1. A hash (rather than contiguous ranges
+// of a sorted list) keeps an item's shard independent of the other items,
+// so a file that appears late does not move every other file to another
+// shard between two shards' listings.
+func (s Shard) Owns(key string) bool {
+	if s.Count <= 1 {
+		return true
+	}
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	return int(h.Sum64()%uint64(s.Count)) == s.Index-1
+}
