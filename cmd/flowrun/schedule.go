@@ -378,8 +378,12 @@ func printRuns(w io.Writer, runs []schedule.Run) {
 		if len(errText) > 80 {
 			errText = errText[:77] + "..."
 		}
+		iv := r.Start.Format(time.RFC3339) + " .. " + r.End.Format(time.RFC3339)
+		if r.Shard != "" {
+			iv += " [" + r.Shard + "]"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Pipeline,
-			r.Start.Format(time.RFC3339)+" .. "+r.End.Format(time.RFC3339), r.Attempt, r.Trigger, r.Status,
+			iv, r.Attempt, r.Trigger, r.Status,
 			r.Started.Local().Format("2006-01-02 15:04:05"), dur, strings.Join(rows, " "), strings.ReplaceAll(errText, "\n", " "))
 	}
 	tw.Flush()

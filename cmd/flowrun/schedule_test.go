@@ -197,4 +197,7 @@ func TestRunIntervalShards(t *testing.T) {
 	if fmt.Sprint(shards) != fmt.Sprint(want) {
 		t.Fatalf("history %q, want %q", shards, want)
 	}
+	if list, err := flowrun(t, "runs", dir); err != nil || !strings.Contains(list, "2026-11-25T00:00:00Z [2/3]") {
+		t.Fatalf("runs: %v\n%s", err, list)
+	}
 }
