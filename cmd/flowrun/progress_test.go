@@ -3,10 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,55 +15,57 @@ import (
 	"github.com/flowrun/flowrun/runtime/op"
 )
 
-// TestLogProgress: off a terminal, a long run logs plain progress lines
-// with rows read per source.
-func TestLogProgress(t *testing.T) {
-	res, errs := validate.Load("p.yaml", []byte(`flowrun: 1
-name: p
-sources:
-  posts: {generate: {count: 2000, seed: 1}}
-sinks:
-  out: {from: posts, discard: {}}
-`), func(string) (string, bool) { return "", false }, op.Default)
-	if len(errs) > 0 {
-		t.Fatal(errs.Render())
+// TestProgressBarOfALakeRead: a bounded lake read shows a bar over the
+// bytes of its files, with files and rows of the total from the lake
+// source's progress, and ends at all files, rows and bytes.
+func TestProgressBarOfALakeRead(t *testing.T) {
+	dir := t.TempDir()
+	lake := filepath.Join(dir, "lake")
+	writer := filepath.Join(dir, "writer.yaml")
+	os.WriteFile(writer, []byte(lakeWriter), 0o644)
+	if msg, err := flowrun(t, "run", writer, "--set", "LAKE="+lake, "--batch-rows", "100", "-q"); err != nil {
+		t.Fatalf("%v\n%s", err, msg)
 	}
-	p, err := exec.New(res, exec.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	reader := filepath.Join(dir, "reader.yaml")
+	os.WriteFile(reader, []byte(`flowrun: 1
+name: reader
+sources:
+  posts: {lake: {path: "${LAKE}"}}
+sinks:
+  out: {from: posts, file: {path: "${OUT}/posts.jsonl"}}
+`), 0o644)
+	res, errs, err := loadPipelineFor(validate.Options{Once: true}, reader, []string{"LAKE=" + lake, "OUT=" + dir}, nil, op.Default)
+	if err != nil || len(errs) > 0 {
+		t.Fatalf("%v %v", err, errs)
+	}
+	p, err := exec.New(res, exec.Options{Once: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	buf := &lockedBuffer{}
-	log := slog.New(slog.NewTextHandler(buf, nil))
+	var src *exec.Node
+	for _, n := range p.Nodes {
+		if n.Name == "posts" {
+			src = n
+		}
+	}
+	pr, ok := src.Progress()
+	if !ok || pr.Files != 10 || pr.TotalFiles != 10 || pr.Rows != 1000 || pr.TotalBytes == 0 || pr.Bytes != pr.TotalBytes {
+		t.Fatalf("lake progress %+v, %v; want 10/10 files, 1000 rows, all bytes", pr, ok)
+	}
+	// The bar: the run has ended, so one tick shows the final state.
+	var out bytes.Buffer
 	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() { defer close(stopped); logProgress(log, p, time.Now(), 5*time.Millisecond, done) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(buf.String(), "msg=progress") && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	go func() { time.Sleep(700 * time.Millisecond); close(done) }()
+	showProgress(&out, p, time.Now().Add(-time.Second), done)
+	text := out.String()
+	if !strings.Contains(text, "files 10/10  rows 1,000") || !strings.Contains(text, "100%") ||
+		!regexp.MustCompile(`\|[█]+\|`).MatchString(text) {
+		t.Fatalf("bar output %q", text)
 	}
-	close(done)
-	<-stopped
-	if out := buf.String(); !strings.Contains(out, "node=posts rows=2000") {
-		t.Errorf("no progress line with the rows read:\n%s", out)
+	if testing.Verbose() {
+		t.Logf("bar: %q", text)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

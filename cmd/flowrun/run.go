@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -233,23 +234,71 @@ func isTerminal(w io.Writer) bool {
 func showProgress(w io.Writer, p *exec.Pipeline, start time.Time, done <-chan struct{}) {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
+	var bar *progressbar.ProgressBar
 	for {
 		select {
 		case <-done:
+			if bar != nil {
+				bar.Exit() //nolint:errcheck // the terminal line only
+			}
 			fmt.Fprint(w, "\r\033[K")
 			return
 		case <-tick.C:
 			var parts []string
+			var prog op.Progress
+			bounded := false
 			secs := time.Since(start).Seconds()
 			for _, n := range p.Nodes {
-				if n.Section == ast.Sources {
-					rows := n.Stats.RowsOut.Load()
-					parts = append(parts, fmt.Sprintf("%s %s rows (%s/s)", n.Name, human(rows), human(int64(float64(rows)/secs))))
+				if n.Section != ast.Sources {
+					continue
 				}
+				if pr, ok := n.Progress(); ok && pr.TotalBytes > 0 {
+					bounded = true
+					prog.Files += pr.Files
+					prog.TotalFiles += pr.TotalFiles
+					prog.Rows += pr.Rows
+					prog.Bytes += pr.Bytes
+					prog.TotalBytes += pr.TotalBytes
+					continue
+				}
+				rows := n.Stats.RowsOut.Load()
+				parts = append(parts, fmt.Sprintf("%s %s rows (%s/s)", n.Name, human(rows), human(int64(float64(rows)/secs))))
 			}
-			fmt.Fprintf(w, "\r\033[K%s  %s", time.Since(start).Truncate(time.Second), strings.Join(parts, "  "))
+			if !bounded {
+				fmt.Fprintf(w, "\r\033[K%s  %s", time.Since(start).Truncate(time.Second), strings.Join(parts, "  "))
+				continue
+			}
+			// A bounded batch run (lake sources): a bar over the bytes of
+			// the files to read, with files and rows in its description.
+			if bar == nil || bar.GetMax64() != prog.TotalBytes {
+				bar = newProgressBar(w, prog.TotalBytes)
+			}
+			bar.Describe(progressDescription(prog, parts))
+			bar.Set64(prog.Bytes) //nolint:errcheck // the terminal line only
 		}
 	}
+}
+
+func newProgressBar(w io.Writer, total int64) *progressbar.ProgressBar {
+	return progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(0),
+		progressbar.OptionShowElapsedTimeOnFinish(),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionFullWidth(),
+	)
+}
+
+// progressDescription is the bar's text: files and rows of the bounded
+// sources, then the other sources' rows.
+func progressDescription(p op.Progress, others []string) string {
+	d := fmt.Sprintf("files %d/%d  rows %s", p.Files, p.TotalFiles, human(p.Rows))
+	if len(others) > 0 {
+		d += "  " + strings.Join(others, "  ")
+	}
+	return d
 }
 
 // progressEvery is how often a run that is not on a terminal logs progress.
@@ -271,9 +320,14 @@ func logProgress(log *slog.Logger, p *exec.Pipeline, start time.Time, every time
 					continue
 				}
 				rows := n.Stats.RowsOut.Load()
-				log.Info("progress", "node", n.Name, "rows", rows,
-					"rows_per_s", int64(float64(rows-last[n.Name])/every.Seconds()),
-					"elapsed", time.Since(start).Truncate(time.Second).String())
+				attrs := []any{"node", n.Name, "rows", rows,
+					"rows_per_s", int64(float64(rows-last[n.Name]) / every.Seconds()),
+					"elapsed", time.Since(start).Truncate(time.Second).String()}
+				if pr, ok := n.Progress(); ok && pr.TotalBytes > 0 {
+					attrs = append(attrs, "files", fmt.Sprintf("%d/%d", pr.Files, pr.TotalFiles),
+						"bytes", fmt.Sprintf("%d/%d", pr.Bytes, pr.TotalBytes))
+				}
+				log.Info("progress", attrs...)
 				last[n.Name] = rows
 			}
 		}

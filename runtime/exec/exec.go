@@ -609,3 +609,12 @@ func (n *Node) timedFlush(ctx context.Context, f op.SinkFlusher) error {
 	n.metrics.writeLatency.Observe(time.Since(start).Seconds())
 	return err
 }
+
+// Progress is the node's op.Progress when its operator reports one (a
+// bounded source that knows its input's size, e.g. lake).
+func (n *Node) Progress() (op.Progress, bool) {
+	if p, ok := n.inst.(op.Progresser); ok {
+		return p.Progress(), true
+	}
+	return op.Progress{}, false
+}

@@ -54,3 +54,17 @@ func (s Shard) Owns(key string) bool {
 	h.Write([]byte(key))
 	return int(h.Sum64()%uint64(s.Count)) == s.Index-1
 }
+
+// Progress is how far a bounded source is through its input: what a
+// progress bar shows. Totals are known once the source has listed its input
+// (zero before).
+type Progress struct {
+	Files, TotalFiles int64
+	Rows, Bytes       int64
+	TotalBytes        int64
+}
+
+// Progresser is implemented by bounded sources that know their input's size
+// (the lake source). Progress is called from another goroutine (the
+// terminal's bar, twice a second) and must be cheap and safe for that.
+type Progresser interface{ Progress() Progress }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -320,6 +321,14 @@ func ShardFiles(files []lakeio.Entry, sh op.Shard) []lakeio.Entry {
 type Source struct {
 	res op.Resources
 	cfg Config
+	// progress for op.Progresser, updated once per file and per batch.
+	files, totalFiles, rows, bytes, totalBytes atomic.Int64
+}
+
+// Progress implements op.Progresser.
+func (s *Source) Progress() op.Progress {
+	return op.Progress{Files: s.files.Load(), TotalFiles: s.totalFiles.Load(), Rows: s.rows.Load(),
+		Bytes: s.bytes.Load(), TotalBytes: s.totalBytes.Load()}
 }
 
 // New returns a lake source.
@@ -366,6 +375,8 @@ func (s *Source) Run(ctx context.Context, out op.Output) error {
 	for _, f := range files {
 		stats.TotalBytes += f.Size
 	}
+	s.totalBytes.Store(stats.TotalBytes)
+	s.totalFiles.Store(int64(stats.TotalFiles))
 	last := time.Now()
 	progress := func(force bool) {
 		if s.res.Log == nil || (!force && time.Since(last) < s.cfg.Progress) {
@@ -381,6 +392,8 @@ func (s *Source) Run(ctx context.Context, out op.Output) error {
 		}
 		stats.Files++
 		stats.Bytes += f.Size
+		s.files.Add(1)
+		s.bytes.Add(f.Size)
 		progress(false)
 	}
 	if stats.TotalFiles > 0 {
@@ -419,6 +432,7 @@ func (s *Source) readFile(ctx context.Context, st lakeio.Store, f lakeio.Entry, 
 			return fmt.Errorf("%s: %w", f.Key, err)
 		}
 		stats.Rows += proj.NumRows()
+		s.rows.Add(proj.NumRows())
 		return out.Emit(ctx, batch.Batch{Rec: proj})
 	})
 }
