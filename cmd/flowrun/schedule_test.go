@@ -200,4 +200,37 @@ func TestRunIntervalShards(t *testing.T) {
 	if list, err := flowrun(t, "runs", dir); err != nil || !strings.Contains(list, "2026-11-25T00:00:00Z [2/3]") {
 		t.Fatalf("runs: %v\n%s", err, list)
 	}
+
+	// The scheduler with --shards 2 runs the due interval (catchup 1) as
+	// two shard runs, each reading its share of the lake (all of it here:
+	// validation needs a file in range, and the due day is today's).
+	sdir := filepath.Join(dir, "sched")
+	os.MkdirAll(sdir, 0o755)
+	os.WriteFile(filepath.Join(sdir, "batch.yaml"), []byte(`flowrun: 1
+name: sharded
+schedule: {cron: "@daily", catchup: 1}
+sources:
+  posts: {lake: {path: "${LAKE}"}}
+sinks:
+  out: {from: posts, discard: {}}
+`), 0o644)
+	if msg, err := flowrun(t, "schedule", sdir, "--once", "--shards", "2", "--max-active", "2", "--set", "LAKE="+lake); err != nil {
+		t.Fatalf("schedule --shards: %v\n%s", err, msg)
+	}
+	sst, _ := schedule.OpenStore(sdir)
+	sh, _ := sst.Load()
+	got := map[string]string{}
+	var rows int64
+	for _, r := range sh.Runs {
+		if r.Status != schedule.Skipped {
+			got[r.Shard] = string(r.Status)
+			if r.Rows["posts"] == 0 || r.Rows["posts"] >= 1000 {
+				t.Errorf("shard %s read %d rows: not a share of 1000", r.Shard, r.Rows["posts"])
+			}
+			rows += r.Rows["posts"]
+		}
+	}
+	if fmt.Sprint(got) != "map[1/2:succeeded 2/2:succeeded]" || rows != 1000 {
+		t.Fatalf("scheduled shard runs %v, %d rows in all; want 2 succeeded shards, 1000 rows", got, rows)
+	}
 }

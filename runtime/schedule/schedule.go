@@ -29,6 +29,10 @@ type Pipeline struct {
 	Name  string
 	File  string
 	Sched *validate.Schedule
+	// Shards > 1 runs every interval as that many shard runs (Job.Shard
+	// "1/N" … "N/N", flowrun run --shard), each with its own attempts and
+	// retries, several at once within MaxActive.
+	Shards int
 }
 
 // Job is one run the scheduler starts.
@@ -37,6 +41,22 @@ type Job struct {
 	Interval Interval
 	Attempt  int
 	Trigger  string // schedule or retry
+	Shard    string // "I/N" for a shard run, "" for the whole interval
+}
+
+// key names the job's slot among the active runs: one per pipeline, or
+// one per shard of a sharded pipeline.
+func (j Job) key() string {
+	if j.Shard == "" {
+		return j.Pipeline.Name
+	}
+	return j.Pipeline.Name + "[" + j.Shard + "]"
+}
+
+func (j Job) run(status Status, started time.Time, host string, pid int) Run {
+	return Run{ID: ShardRunID(j.Pipeline.Name, j.Interval.Start, j.Shard, j.Attempt), Pipeline: j.Pipeline.Name,
+		File: j.Pipeline.File, Start: j.Interval.Start, End: j.Interval.End, Attempt: j.Attempt, Trigger: j.Trigger,
+		Status: status, Started: started, Host: host, PID: pid, Shard: j.Shard}
 }
 
 // Result is what a run reports back.
@@ -116,7 +136,7 @@ func (s *Scheduler) Recover() error {
 			}
 			if r.PID == s.o.PID {
 				s.mu.Lock()
-				mine := s.active[r.Pipeline]
+				mine := s.active[Job{Pipeline: Pipeline{Name: r.Pipeline}, Shard: r.Shard}.key()]
 				s.mu.Unlock()
 				if mine {
 					continue
@@ -153,6 +173,22 @@ func (s *Scheduler) Step() (next time.Time, started int, err error) {
 		defer s.mu.Unlock()
 		n := len(s.active)
 		for _, p := range s.pipelines {
+			if p.Shards > 1 {
+				sj, skipped, wake := s.pickShards(h, p, now, s.o.MaxActive-n)
+				if !wake.IsZero() && (next.IsZero() || wake.Before(next)) {
+					next = wake
+				}
+				if skipped != nil {
+					out = append(out, *skipped)
+				}
+				for _, j := range sj {
+					n++
+					s.active[j.key()] = true
+					jobs = append(jobs, j)
+					out = append(out, j.run(Running, now, s.o.Host, s.o.PID))
+				}
+				continue
+			}
 			if s.active[p.Name] {
 				continue
 			}
@@ -174,9 +210,7 @@ func (s *Scheduler) Step() (next time.Time, started int, err error) {
 			n++
 			s.active[p.Name] = true
 			jobs = append(jobs, *job)
-			out = append(out, Run{ID: RunID(p.Name, job.Interval.Start, job.Attempt), Pipeline: p.Name, File: p.File,
-				Start: job.Interval.Start, End: job.Interval.End, Attempt: job.Attempt, Trigger: job.Trigger,
-				Status: Running, Started: now, Host: s.o.Host, PID: s.o.PID})
+			out = append(out, job.run(Running, now, s.o.Host, s.o.PID))
 		}
 		return out, nil
 	})
@@ -189,7 +223,7 @@ func (s *Scheduler) Step() (next time.Time, started int, err error) {
 		return next, 0, err
 	}
 	for _, j := range jobs {
-		s.o.Log.Info("schedule: run", "pipeline", j.Pipeline.Name, "interval", j.Interval.String(), "attempt", j.Attempt, "trigger", j.Trigger)
+		s.o.Log.Info("schedule: run", "pipeline", j.Pipeline.Name, "interval", j.Interval.String(), "shard", j.Shard, "attempt", j.Attempt, "trigger", j.Trigger)
 		s.wg.Add(1)
 		go s.execute(j, now)
 	}
@@ -258,13 +292,95 @@ func (s *Scheduler) pick(h *History, p Pipeline, now time.Time) (job *Job, skipp
 	return nil, skipped, next(sc, now)
 }
 
+// pickShards chooses the shard jobs of a sharded pipeline at now, at most
+// slots of them: intervals go in order (recorded ones not yet succeeded,
+// then due ones); within the oldest unfinished interval every shard that
+// has no run yet starts, and a failed shard is retried after its back-off
+// (retries counted per shard). A newer interval starts only when every
+// shard of the older one succeeded or exhausted its retries.
+func (s *Scheduler) pickShards(h *History, p Pipeline, now time.Time, slots int) (jobs []Job, skipped *Run, wake time.Time) {
+	sc := p.Sched
+	var ivs []Interval
+	seen := map[time.Time]bool{}
+	for _, r := range h.Runs {
+		if r.Pipeline != p.Name || r.Status == Skipped || seen[r.Start.UTC()] {
+			continue
+		}
+		seen[r.Start.UTC()] = true
+		ivs = append(ivs, Interval{Start: r.Start.In(sc.Location), End: r.End.In(sc.Location)})
+	}
+	sort.Slice(ivs, func(i, j int) bool { return ivs[i].Start.Before(ivs[j].Start) })
+	run, skip := due(sc, h.Frontier(p.Name), now)
+	if !skip.Start.IsZero() {
+		skipped = &Run{ID: RunID(p.Name, skip.Start, 0), Pipeline: p.Name, File: p.File, Start: skip.Start, End: skip.End,
+			Trigger: "schedule", Status: Skipped, Started: now, Ended: now,
+			Error: fmt.Sprintf("more than catchup=%d intervals were due", max(sc.Catchup, 1))}
+	}
+	ivs = append(ivs, run...)
+	soon := func(t time.Time) {
+		if wake.IsZero() || t.Before(wake) {
+			wake = t
+		}
+	}
+	for _, iv := range ivs {
+		if _, ok := h.Succeeded(p.Name, iv.Start); ok {
+			continue
+		}
+		pending := false
+		for i := 1; i <= p.Shards; i++ {
+			sh := fmt.Sprintf("%d/%d", i, p.Shards)
+			j := Job{Pipeline: p, Interval: iv, Attempt: 1, Trigger: "schedule", Shard: sh}
+			if _, ok := h.ShardSucceeded(p.Name, iv.Start, sh); ok {
+				continue
+			}
+			if s.active[j.key()] {
+				pending = true
+				continue
+			}
+			if last, ok := h.LatestShard(p.Name, iv.Start, sh); ok {
+				switch last.Status {
+				case Running: // another process has it
+					pending = true
+					soon(now.Add(30 * time.Second))
+					continue
+				case Failed, Interrupted:
+					if last.Attempt > sc.Retries {
+						continue // retries exhausted: final
+					}
+					pending = true
+					if at := last.Ended.Add(backoff(sc, last.Attempt)); now.Before(at) {
+						soon(at)
+						continue
+					}
+					j.Attempt, j.Trigger = last.Attempt+1, "retry"
+				default:
+					j.Attempt = last.Attempt + 1
+				}
+			}
+			pending = true
+			if len(jobs) >= slots {
+				soon(now) // due but no slot: wake when a run ends
+				continue
+			}
+			jobs = append(jobs, j)
+		}
+		if pending {
+			if wake.IsZero() {
+				wake = now // runs started or in progress: look again when one ends
+			}
+			return jobs, skipped, wake
+		}
+	}
+	soon(next(sc, now))
+	return jobs, skipped, wake
+}
+
 // execute runs j and records how it ended.
 func (s *Scheduler) execute(j Job, started time.Time) {
 	defer s.wg.Done()
 	res, err := s.safeRun(j)
-	r := Run{ID: RunID(j.Pipeline.Name, j.Interval.Start, j.Attempt), Pipeline: j.Pipeline.Name, File: j.Pipeline.File,
-		Start: j.Interval.Start, End: j.Interval.End, Attempt: j.Attempt, Trigger: j.Trigger,
-		Status: Succeeded, Started: started, Ended: s.o.Clock.Now(), Rows: res.Rows, Host: s.o.Host, PID: s.o.PID}
+	r := j.run(Succeeded, started, s.o.Host, s.o.PID)
+	r.Ended, r.Rows = s.o.Clock.Now(), res.Rows
 	switch {
 	case s.runCtx.Err() != nil:
 		r.Status, r.Error = Interrupted, "scheduler stopped during the run"
@@ -287,7 +403,7 @@ func (s *Scheduler) execute(j Job, started time.Time) {
 	}
 	s.o.Log.Log(context.Background(), lvl, "schedule: run ended", "run", r.ID, "status", r.Status, "error", r.Error)
 	s.mu.Lock()
-	delete(s.active, j.Pipeline.Name)
+	delete(s.active, j.key())
 	s.mu.Unlock()
 	select {
 	case s.finish <- struct{}{}:

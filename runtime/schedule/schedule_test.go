@@ -372,3 +372,85 @@ func waitFor(c *fakeClock) bool {
 	}
 	return false
 }
+
+// TestShardedIntervals: a pipeline with Shards 3 runs an interval as three
+// shard runs within MaxActive, retries a failed shard alone after its
+// back-off, and counts the interval succeeded only when all three did.
+func TestShardedIntervals(t *testing.T) {
+	st := newStore(t)
+	t0 := day(25).Add(time.Minute)
+	clock := &fakeClock{now: t0}
+	failed := false
+	rec := &recorder{fail: func(j Job) error {
+		if j.Shard == "2/3" && !failed {
+			failed = true
+			return errors.New("hbase down")
+		}
+		return nil
+	}}
+	p := Pipeline{Name: "p", Shards: 3, Sched: sched(t, "@daily", ast.ScheduleOpts{Retries: opt("2"), RetryBackoff: opt("10m")})}
+	s := New(st, []Pipeline{p}, Options{Clock: clock, Run: rec.run, MaxActive: 2})
+	succeeded := func() bool {
+		h, err := st.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ok := h.Succeeded("p", day(24))
+		return ok
+	}
+	step := func(at time.Duration, wantStarted int, wantNext time.Duration) {
+		t.Helper()
+		clock.Set(t0.Add(at))
+		next, started, err := s.Step()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Active() > 2 {
+			t.Fatalf("%d runs at once, MaxActive 2", s.Active())
+		}
+		s.Wait()
+		if started != wantStarted || !next.Equal(t0.Add(wantNext)) {
+			t.Fatalf("at +%v: started %d, next +%v; want %d, +%v", at, started, next.Sub(t0), wantStarted, wantNext)
+		}
+	}
+	step(0, 2, 0) // shards 1 and 2 (fails); 3 waits for a slot
+	if succeeded() {
+		t.Fatal("interval succeeded with a shard failed and one not run")
+	}
+	step(0, 1, 10*time.Minute) // shard 3; shard 2's back-off
+	if succeeded() {
+		t.Fatal("interval succeeded with shard 2 failed")
+	}
+	step(10*time.Minute, 1, 10*time.Minute) // shard 2 retried
+	if !succeeded() {
+		t.Fatal("interval not succeeded after all shards did")
+	}
+	step(11*time.Minute, 0, 24*time.Hour-time.Minute) // nothing left; next: the 25th
+	rec.mu.Lock()
+	var jobs []string
+	for _, j := range rec.jobs {
+		jobs = append(jobs, fmt.Sprintf("%s [%s] #%d %s", j.Interval.Start.Format("01-02"), j.Shard, j.Attempt, j.Trigger))
+	}
+	rec.mu.Unlock()
+	sortStrings(jobs[:2])
+	eq(t, "jobs", jobs, []string{"11-24 [1/3] #1 schedule", "11-24 [2/3] #1 schedule", "11-24 [3/3] #1 schedule", "11-24 [2/3] #2 retry"})
+	h, _ := st.Load()
+	var ids []string
+	for _, r := range h.Runs {
+		ids = append(ids, r.ID+" "+string(r.Status))
+	}
+	sortStrings(ids)
+	eq(t, "history", ids, []string{
+		"p@2026-11-24T00:00:00Z[1/3]#1 succeeded", "p@2026-11-24T00:00:00Z[2/3]#1 failed",
+		"p@2026-11-24T00:00:00Z[2/3]#2 succeeded", "p@2026-11-24T00:00:00Z[3/3]#1 succeeded"})
+}
+
+func sortStrings(s []string) {
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+}
