@@ -113,7 +113,7 @@ that crashed.`,
 	cmd.Flags().StringArrayVar(&f.run.sets, "set", nil, "override a variable of every pipeline: NAME=VALUE (repeatable)")
 	cmd.Flags().BoolVar(&f.once, "once", false, "run what is due now (and what becomes due as runs end), then exit")
 	cmd.Flags().IntVar(&f.maxActive, "max-active", 2, "runs at once over all pipelines")
-	cmd.Flags().IntVar(&f.shards, "shards", 1, "run every interval as this many shard runs (flowrun run --shard I/N: each lake source reads its share of the files), within --max-active")
+	cmd.Flags().IntVar(&f.shards, "shards", 0, "run every interval of every pipeline as this many shard runs (default: the pipeline's schedule: {shards: N}, else 1) (flowrun run --shard I/N: each lake source reads its share of the files), within --max-active")
 	cmd.Flags().StringVar(&f.run.metricsAddr, "metrics-addr", "", "serve the scheduler's Prometheus /metrics (runs by status, last success) on this host:port")
 	cmd.Flags().StringVar(&f.run.history, "history", os.Getenv("FLOWRUN_HISTORY"), "directory of the run history (.flowrun/runs.jsonl); default $FLOWRUN_HISTORY, else DIR")
 	cmd.Flags().IntVar(&f.run.batchRows, "batch-rows", 1024, "rows per batch emitted by sources")
@@ -148,7 +148,10 @@ func runSchedule(ctx context.Context, reg *op.Registry, dir string, f scheduleFl
 			fmt.Fprint(stderr, errs.Render())
 			return &exitError{code: 1}
 		}
-		pipelines = append(pipelines, schedule.Pipeline{Name: name, File: file, Sched: sc, Shards: f.shards})
+		pipelines = append(pipelines, schedule.Pipeline{Name: name, File: file, Sched: sc, Shards: sc.Shards})
+		if f.shards > 0 {
+			pipelines[len(pipelines)-1].Shards = f.shards
+		}
 	}
 	if len(pipelines) == 0 {
 		return fmt.Errorf("no pipeline in %s declares 'schedule:'", dir)

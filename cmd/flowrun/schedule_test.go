@@ -201,20 +201,20 @@ func TestRunIntervalShards(t *testing.T) {
 		t.Fatalf("runs: %v\n%s", err, list)
 	}
 
-	// The scheduler with --shards 2 runs the due interval (catchup 1) as
+	// The scheduler runs the due interval of a pipeline with shards: 2 (catchup 1) as
 	// two shard runs, each reading its share of the lake (all of it here:
 	// validation needs a file in range, and the due day is today's).
 	sdir := filepath.Join(dir, "sched")
 	os.MkdirAll(sdir, 0o755)
 	os.WriteFile(filepath.Join(sdir, "batch.yaml"), []byte(`flowrun: 1
 name: sharded
-schedule: {cron: "@daily", catchup: 1}
+schedule: {cron: "@daily", catchup: 1, shards: 2}
 sources:
   posts: {lake: {path: "${LAKE}"}}
 sinks:
   out: {from: posts, discard: {}}
 `), 0o644)
-	if msg, err := flowrun(t, "schedule", sdir, "--once", "--shards", "2", "--max-active", "2", "--set", "LAKE="+lake); err != nil {
+	if msg, err := flowrun(t, "schedule", sdir, "--once", "--max-active", "2", "--set", "LAKE="+lake); err != nil {
 		t.Fatalf("schedule --shards: %v\n%s", err, msg)
 	}
 	sst, _ := schedule.OpenStore(sdir)

@@ -58,6 +58,7 @@ type ScheduleOpts struct {
 	Retries      Scalar // retries of a failed run (an integer)
 	RetryBackoff Scalar // first wait before a retry (a duration); doubles
 	MaxBackoff   Scalar // longest wait before a retry (a duration)
+	Shards       Scalar // shard runs per interval (an integer ≥ 1)
 }
 
 // Scalar is a YAML scalar with its position; Set is false when absent.

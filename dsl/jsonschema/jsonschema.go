@@ -65,6 +65,7 @@ func Generate(cat Catalog) ([]byte, error) {
 				"retries":       obj{"type": "integer", "minimum": 0, "description": "retries of a failed run (default 2)"},
 				"retry_backoff": obj{"type": "string", "description": "first wait before a retry, doubling (default 1m)"},
 				"max_backoff":   obj{"type": "string", "description": "longest wait before a retry (default 1h)"},
+				"shards":        obj{"type": "integer", "minimum": 1, "description": "run every interval as this many shard runs, each reading its share of the lake files (flowrun run --shard I/N; default 1)"},
 			}},
 		}},
 		"include": obj{

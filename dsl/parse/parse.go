@@ -249,7 +249,7 @@ func (ps *parser) pipeline(root *yaml.Node) {
 }
 
 // scheduleKeys are the keys of the mapping form of schedule:.
-var scheduleKeys = []string{"cron", "timezone", "catchup", "start", "retries", "retry_backoff", "max_backoff"}
+var scheduleKeys = []string{"cron", "timezone", "catchup", "start", "retries", "retry_backoff", "max_backoff", "shards"}
 
 // schedule reads `schedule: CRON` or `schedule: {cron: CRON, timezone: ...}`.
 func (ps *parser) schedule(v *yaml.Node) {
@@ -276,6 +276,8 @@ func (ps *parser) schedule(v *yaml.Node) {
 			o.RetryBackoff = sc
 		case "max_backoff":
 			o.MaxBackoff = sc
+		case "shards":
+			o.Shards = sc
 		default:
 			e := ps.errorf(k, "unknown-key", "unknown key '%s' in schedule", k.Value)
 			if h := source.DidYouMean(k.Value, scheduleKeys); h != "" {

@@ -29,6 +29,9 @@ type Schedule struct {
 	Retries      int           // default 2
 	RetryBackoff time.Duration // default 1m, doubling
 	MaxBackoff   time.Duration // default 1h
+	// Shards is how many shard runs (flowrun run --shard I/N) the scheduler
+	// runs every interval as (default 1: one run of the whole interval).
+	Shards int
 }
 
 // Schedule defaults.
@@ -57,7 +60,7 @@ func ParseSchedule(p *ast.Pipeline, errs *source.Errors) *Schedule {
 	}
 	o := p.ScheduleOpts
 	s := &Schedule{Cron: strings.TrimSpace(p.Schedule), Location: time.UTC, Catchup: DefaultCatchup,
-		Retries: DefaultRetries, RetryBackoff: DefaultRetryBackoff, MaxBackoff: DefaultMaxBackoff}
+		Retries: DefaultRetries, RetryBackoff: DefaultRetryBackoff, MaxBackoff: DefaultMaxBackoff, Shards: 1}
 	if strings.HasPrefix(s.Cron, "@every") {
 		add(p.SchedulePos, "use a cron expression, whose intervals line up with the clock: \"*/10 * * * *\"",
 			"schedule %q has no fixed intervals: a scheduled run needs its data interval", s.Cron)
@@ -87,6 +90,11 @@ func ParseSchedule(p *ast.Pipeline, errs *source.Errors) *Schedule {
 	}
 	atoi(o.Catchup, "catchup", &s.Catchup)
 	atoi(o.Retries, "retries", &s.Retries)
+	atoi(o.Shards, "shards", &s.Shards)
+	if o.Shards.Set && s.Shards == 0 {
+		add(o.Shards.Pos, "", "'shards' must be at least 1, got %q", o.Shards.Value)
+		s.Shards = 1
+	}
 	dur := func(sc ast.Scalar, what string, dst *time.Duration) {
 		if !sc.Set {
 			return
