@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -123,6 +124,9 @@ that crashed.`,
 }
 
 func runSchedule(ctx context.Context, reg *op.Registry, dir string, f scheduleFlags, stderr io.Writer) error {
+	// Concurrent runs (and the scheduler) share stderr: serialise writes,
+	// since the caller's writer need not be safe for concurrent use.
+	stderr = &lockedWriter{w: stderr}
 	files, err := pipelineFiles(dir)
 	if err != nil {
 		return err
@@ -393,4 +397,16 @@ func printRuns(w io.Writer, runs []schedule.Run) {
 			r.Started.Local().Format("2006-01-02 15:04:05"), dur, strings.Join(rows, " "), strings.ReplaceAll(errText, "\n", " "))
 	}
 	tw.Flush()
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
