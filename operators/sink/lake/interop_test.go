@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -26,13 +25,7 @@ import (
 // checking row counts, the column types DuckDB sees, the Hive partition
 // columns and the values of one row.
 func TestDuckDBReadsTheLake(t *testing.T) {
-	testenv.Integration(t)
-	if _, err := exec.LookPath("python3"); err != nil {
-		if testenv.Required(os.LookupEnv) {
-			t.Fatalf("python3 is needed to read the lake with DuckDB: %v", err)
-		}
-		t.Skipf("python3 not installed: %v", err)
-	}
+	testenv.Tool(t, "python3", "apt-get install -y python3 python3-venv")
 	_, here, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(here), "..", "..", "..", "scripts", "duckdb.sh")
 
