@@ -43,19 +43,6 @@ import (
 	"github.com/flowrun/flowrun/runtime/op"
 )
 
-// s3Field is the settings block of an s3:// path, shared with the source.
-func s3Field() *spec.Field {
-	f := spec.Obj(
-		spec.F("endpoint", spec.String, "Endpoint URL of an S3-compatible store (default: AWS, or AWS_ENDPOINT_URL_S3).").Ex("http://127.0.0.1:8333"),
-		spec.F("region", spec.String, "Region (default AWS_REGION, else us-east-1)."),
-		spec.F("path_style", spec.Bool, "Put the bucket in the path instead of the host name (always so with an endpoint).").Def(false),
-		spec.F("access_key", spec.String, "Access key id (default AWS_ACCESS_KEY_ID or the AWS config files; anonymous with an endpoint and no key)."),
-		spec.F("secret_key", spec.String, "Secret access key (default AWS_SECRET_ACCESS_KEY)."),
-	)
-	f.Name, f.Doc = "s3", "S3 settings for an s3:// path."
-	return f
-}
-
 // Plugin is the registered operator.
 var Plugin = &op.Plugin{
 	Section: ast.Sinks,
@@ -99,7 +86,7 @@ without positions go to part-RUN-SEQ.parquet.`,
 			spec.F("file_age", spec.Duration, "Commit a file this long after it was opened.").Def(time.Minute),
 			spec.F("max_open_files", spec.Int, "Most files open at once; opening one more commits the oldest.").Def(int64(16)),
 			spec.F("max_held_bytes", spec.Size, "Most bytes (of the Arrow batches) held unacknowledged in open files; beyond it the oldest file is committed. Keep it below the source's in-flight limit (kafka: max_in_flight_bytes, 256MiB).").Def(int64(64<<20)),
-			s3Field(),
+			lakeio.S3Field(),
 		),
 	},
 	Prepare: prepare,
@@ -172,19 +159,10 @@ type Config struct {
 	Schema *arrow.Schema
 }
 
-// S3Options decodes an s3 block.
-func S3Options(v *spec.Value) lakeio.S3Options {
-	if v == nil {
-		return lakeio.S3Options{}
-	}
-	return lakeio.S3Options{Endpoint: v.String("endpoint"), Region: v.String("region"), PathStyle: v.Boolean("path_style"),
-		AccessKey: v.String("access_key"), SecretKey: v.String("secret_key")}
-}
-
 func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 	v := c.Config
 	cfg := Config{
-		Path: v.String("path"), S3: S3Options(v.Get("s3")), Compression: v.String("compression"),
+		Path: v.String("path"), S3: lakeio.DecodeS3(v.Get("s3")), Compression: v.String("compression"),
 		RowGroupRows: v.Int64("row_group_rows"), FileRows: v.Int64("file_rows"), FileBytes: v.Int64("file_size"),
 		FileAge: v.Duration("file_age"), MaxOpen: int(v.Int64("max_open_files")), MaxHeld: v.Int64("max_held_bytes"), Schema: c.In(),
 	}

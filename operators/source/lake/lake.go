@@ -27,18 +27,6 @@ import (
 	"github.com/flowrun/flowrun/runtime/op"
 )
 
-func s3Field() *spec.Field {
-	f := spec.Obj(
-		spec.F("endpoint", spec.String, "Endpoint URL of an S3-compatible store (default: AWS, or AWS_ENDPOINT_URL_S3).").Ex("http://127.0.0.1:8333"),
-		spec.F("region", spec.String, "Region (default AWS_REGION, else us-east-1)."),
-		spec.F("path_style", spec.Bool, "Put the bucket in the path instead of the host name (always so with an endpoint).").Def(false),
-		spec.F("access_key", spec.String, "Access key id (default AWS_ACCESS_KEY_ID or the AWS config files; anonymous with an endpoint and no key)."),
-		spec.F("secret_key", spec.String, "Secret access key (default AWS_SECRET_ACCESS_KEY)."),
-	)
-	f.Name, f.Doc = "s3", "S3 settings for an s3:// path."
-	return f
-}
-
 // Plugin is the registered operator.
 var Plugin = &op.Plugin{
 	Section: ast.Sources,
@@ -75,7 +63,7 @@ Every progress_every a line reports files, rows and bytes read of the total.`,
 			spec.F("to", spec.String, "End of the range (exclusive).").Ex("2026-11-26"),
 			spec.F("time_partitions", spec.StringMap, "Partition folder levels holding times: name → Go time layout (UTC). Default dt: 2006-01-02, hour: 15."),
 			spec.F("progress_every", spec.Duration, "How often a long read logs its progress.").Def(5*time.Second),
-			s3Field(),
+			lakeio.S3Field(),
 		),
 	},
 	Prepare: prepare,
@@ -108,7 +96,7 @@ var DefaultLayouts = map[string]string{"dt": "2006-01-02", "hour": "15"}
 
 func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 	v := c.Config
-	cfg := Config{Path: v.String("path"), S3: s3Options(v.Get("s3")), Progress: v.Duration("progress_every"), Layouts: DefaultLayouts}
+	cfg := Config{Path: v.String("path"), S3: lakeio.DecodeS3(v.Get("s3")), Progress: v.Duration("progress_every"), Layouts: DefaultLayouts}
 	ok := true
 	for _, k := range []string{"from", "to"} {
 		s := strings.TrimSpace(v.String(k))
@@ -167,14 +155,6 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 		return cfg.Schema, nil
 	}
 	return cfg.Schema, func(r op.Resources) (any, error) { return New(r, cfg), nil }
-}
-
-func s3Options(v *spec.Value) lakeio.S3Options {
-	if v == nil {
-		return lakeio.S3Options{}
-	}
-	return lakeio.S3Options{Endpoint: v.String("endpoint"), Region: v.String("region"), PathStyle: v.Boolean("path_style"),
-		AccessKey: v.String("access_key"), SecretKey: v.String("secret_key")}
 }
 
 // spanOf is the length of time one folder value of layout covers.
