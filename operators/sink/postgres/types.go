@@ -155,53 +155,32 @@ func (c *column) value(row int) any {
 				}
 				return out
 			}
-			out := make([]*string, 0, end-start)
-			for i := start; i < end; i++ {
-				if s.IsNull(int(i)) {
-					out = append(out, nil)
-					continue
-				}
-				v := s.Value(int(i))
-				out = append(out, &v)
-			}
-			return out
+			return nullableElems(s, start, end, s.Value)
 		case kListInt64:
 			s := vals.(*array.Int64)
-			out := make([]*int64, 0, end-start)
-			for i := start; i < end; i++ {
-				if s.IsNull(int(i)) {
-					out = append(out, nil)
-					continue
-				}
-				v := s.Value(int(i))
-				out = append(out, &v)
-			}
-			return out
+			return nullableElems(s, start, end, s.Value)
 		case kListFloat64:
 			s := vals.(*array.Float64)
-			out := make([]*float64, 0, end-start)
-			for i := start; i < end; i++ {
-				if s.IsNull(int(i)) {
-					out = append(out, nil)
-					continue
-				}
-				v := s.Value(int(i))
-				out = append(out, &v)
-			}
-			return out
+			return nullableElems(s, start, end, s.Value)
 		default:
 			s := vals.(*array.Boolean)
-			out := make([]*bool, 0, end-start)
-			for i := start; i < end; i++ {
-				if s.IsNull(int(i)) {
-					out = append(out, nil)
-					continue
-				}
-				v := s.Value(int(i))
-				out = append(out, &v)
-			}
-			return out
+			return nullableElems(s, start, end, s.Value)
 		}
 	}
 	return nil
+}
+
+// nullableElems copies list elements [start, end) of a child array as
+// pointers, nil for a null element (pgx writes NULL for a nil pointer).
+func nullableElems[T any](arr arrow.Array, start, end int64, value func(int) T) []*T {
+	out := make([]*T, 0, end-start)
+	for i := start; i < end; i++ {
+		if arr.IsNull(int(i)) {
+			out = append(out, nil)
+			continue
+		}
+		v := value(int(i))
+		out = append(out, &v)
+	}
+	return out
 }
