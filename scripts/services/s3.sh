@@ -65,24 +65,59 @@ cmd_up() {
 		return 0
 	fi
 	build
+	local attempt
+	for attempt in 1 2 3; do
+		start_once && return 0
+		log "start attempt $attempt failed; cleaning up and trying again"
+		stop_weed
+	done
+	die "weed did not start after 3 attempts (log: $LOGFILE)"
+}
+
+# clean_leftovers removes what a killed weed leaves behind: its raft and
+# volume state (tests create their own buckets, nothing here is kept across
+# runs; a stale raft log once held a restarted master in "not current leader"
+# for 20 s) and the unix sockets it creates in /tmp for its gRPC ports.
+clean_leftovers() {
+	rm -rf "$DATA/data"
+	local port
+	for port in "$MASTER_PORT" "$VOLUME_PORT" "$FILER_PORT" "$PORT"; do
+		rm -f /tmp/seaweedfs-*-"$port".sock /tmp/seaweedfs-*-grpc-$((port + 10000)).sock
+	done
+}
+
+# start_once starts weed and waits until the S3 port is healthy; false (with
+# the log's tail on stderr) when weed exits or never becomes healthy.
+start_once() {
+	if ! pid_alive "$PIDFILE" weed; then
+		clean_leftovers
+	fi
 	mkdir -p "$DATA/data"
 	log "starting weed server (s3 :$PORT)"
 	# setsid: the server outlives this script and its terminal.
 	setsid "$BIN" server -ip="$HOST" -ip.bind="$HOST" -dir="$DATA/data" \
 		-master.port="$MASTER_PORT" -volume.port="$VOLUME_PORT" -filer.port="$FILER_PORT" \
-		-volume.max=0 -master.volumeSizeLimitMB=64 \
+		-volume.max=0 -master.volumeSizeLimitMB=64 -master.telemetry=false \
 		-s3 -s3.port="$PORT" >"$LOGFILE" 2>&1 </dev/null &
 	echo $! >"$PIDFILE"
 	local t0=$SECONDS
 	until healthy; do
-		pid_alive "$PIDFILE" weed || { tail -30 "$LOGFILE" >&2; die "weed exited"; }
-		((SECONDS - t0 > START_TIMEOUT)) && { tail -30 "$LOGFILE" >&2; die "S3 port not healthy after ${START_TIMEOUT}s"; }
+		if ! pid_alive "$PIDFILE" weed; then
+			log "weed exited while starting; the end of its log:"
+			tail -30 "$LOGFILE" >&2
+			return 1
+		fi
+		if ((SECONDS - t0 > START_TIMEOUT)); then
+			log "S3 port not healthy after ${START_TIMEOUT}s; the end of weed's log:"
+			tail -30 "$LOGFILE" >&2
+			return 1
+		fi
 		sleep 0.5
 	done
 	log "healthy at http://$HOST:$PORT in $((SECONDS - t0))s"
 }
 
-cmd_down() {
+stop_weed() {
 	if pid_alive "$PIDFILE" weed; then
 		local pid
 		pid=$(<"$PIDFILE")
@@ -91,6 +126,12 @@ cmd_down() {
 		for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
 		kill -9 "$pid" 2>/dev/null || true
 	fi
+	rm -f "$PIDFILE"
+}
+
+cmd_down() {
+	stop_weed
+	clean_leftovers
 	rm -rf "$DATA"
 	log "stopped"
 }
