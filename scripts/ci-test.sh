@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (the README's): vet, format check, then every
-# test with the race detector, against real Kafka, PostgreSQL and HBase servers.
+# test with the race detector, against real Kafka, PostgreSQL, HBase and S3 servers.
 #
 #   bash scripts/ci-test.sh
 #
