@@ -59,3 +59,9 @@ fi
 # after every other package, and overlaps them.
 echo "== go test -race -count=1 -timeout 25m ./tests/e2e ./cmd/flowrun ./..."
 go test -race -count=1 -timeout 25m ./tests/e2e ./cmd/flowrun ./...
+
+# Tests that measure the process itself mean nothing under the race detector
+# (it multiplies memory several times) and skip there; they run here once
+# more without it. A few seconds: the peak-RSS test runs two child processes.
+echo "== go test -count=1 (without -race) -run '^TestPeakRSSWithinBudget$' ./runtime/exec"
+go test -count=1 -run '^TestPeakRSSWithinBudget$' -v ./runtime/exec

@@ -50,7 +50,7 @@ func TestPeakRSSWithinBudget(t *testing.T) {
 		return
 	}
 	if testing.Short() || raceEnabled {
-		t.Skip("runs two child processes; RSS means little under the race detector")
+		t.Skip("runs two child processes; RSS means little under the race detector (scripts/ci-test.sh runs it again without -race)")
 	}
 	grow := map[string]int64{}
 	for _, budget := range []string{"32", "4096"} {
