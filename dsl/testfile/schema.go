@@ -20,6 +20,16 @@ func Schema() map[string]any {
 		"properties": obj{
 			"input":   input,
 			"advance": obj{"type": "string", "description": "move the simulated clock by a duration (30s, 1h)"},
+			"watermark": obj{
+				"type": "object", "description": "per source: no more rows with an event time before this (RFC 3339), for every partition fed so far or one partition",
+				"additionalProperties": obj{"oneOf": []any{
+					obj{"type": "string"},
+					obj{
+						"type": "object", "required": []string{"time"}, "additionalProperties": false,
+						"properties": obj{"time": obj{"type": "string"}, "partition": obj{"type": "integer", "minimum": 0}},
+					},
+				}},
+			},
 		},
 	}
 	expect := obj{

@@ -19,6 +19,8 @@
 //	    steps:                       # or several steps, in order
 //	      - input: {posts: [...]}
 //	      - advance: 1m              # move the simulated clock
+//	      - watermark: {posts: 2026-11-25T13:05:00Z}   # no older rows will come (every partition fed)
+//	      - watermark: {posts: {time: 2026-11-25T13:05:00Z, partition: 1}}
 //	    expect:
 //	      pins:                      # rows per sink (dead-letter and late outputs are sinks)
 //	        - {unique_id: a, follower_count: 10000}
@@ -62,15 +64,30 @@ type Test struct {
 	Expect []*Expect
 }
 
-// Step is one thing a test does: feed rows or advance the clock. Exactly
-// one of Inputs and Advance is set. Watermarks are not steps: they follow
-// the event times of the rows fed, per partition, as in production, so a
-// test moves a partition's watermark by feeding it a later row, and lets an
-// idle partition go by advancing the clock past the window's idle_timeout.
+// Step is one thing a test does: feed rows, advance the clock, or announce
+// a watermark. Exactly one of Inputs, Advance and Watermarks is set.
+// Watermarks otherwise follow the event times of the rows fed, per
+// partition, as in production: a test moves a partition's watermark by
+// feeding it a later row, lets an idle partition go by advancing the clock
+// past the window's idle_timeout, or says outright that a source will send
+// nothing older than a time with a watermark step (what a source with an
+// upstream watermark, or a quiet partition, does in production).
 type Step struct {
-	Pos     source.Pos
-	Inputs  []*Input
-	Advance time.Duration
+	Pos        source.Pos
+	Inputs     []*Input
+	Advance    time.Duration
+	Watermarks []*Watermark
+}
+
+// Watermark is a step's announcement that a source will send no more rows
+// with an event time before Time: for one partition, or (Partition < 0)
+// for every partition the source has fed so far, or partition 0 when it
+// has fed none.
+type Watermark struct {
+	Source    string
+	Pos       source.Pos
+	Partition int32
+	Time      time.Time
 }
 
 // Input is the rows one step feeds one source.
@@ -292,9 +309,9 @@ func (d *decoder) tests(n *yaml.Node) []*Test {
 
 func (d *decoder) step(n *yaml.Node) *Step {
 	var st *Step
-	d.mapping(n, "a step", []string{"input", "advance"}, func(k, v *yaml.Node) {
+	d.mapping(n, "a step", []string{"input", "advance", "watermark"}, func(k, v *yaml.Node) {
 		if st != nil {
-			d.errorf(k, "conflict", "a step does one thing: 'input' or 'advance' (start a new '- ' item)")
+			d.errorf(k, "conflict", "a step does one thing: 'input', 'advance' or 'watermark' (start a new '- ' item)")
 			return
 		}
 		switch k.Value {
@@ -306,10 +323,12 @@ func (d *decoder) step(n *yaml.Node) *Step {
 				d.errorf(v, "type", "advance must be a positive duration such as 30s or 1h, not %s", kind(v))
 			}
 			st = &Step{Pos: d.pos(k), Advance: dur}
+		case "watermark":
+			st = d.watermarkStep(k, v)
 		}
 	})
 	if st == nil && n.Kind == yaml.MappingNode && len(n.Content) == 0 {
-		d.errorf(n, "missing", "an empty step: give 'input' or 'advance'")
+		d.errorf(n, "missing", "an empty step: give 'input', 'advance' or 'watermark'")
 	}
 	return st
 }
@@ -325,6 +344,37 @@ func (d *decoder) time(n *yaml.Node, what string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return t.UTC(), true
+}
+
+// watermarkStep decodes `watermark: {SOURCE: TIME}` (every partition the
+// source has fed) or `watermark: {SOURCE: {time: TIME, partition: N}}`.
+func (d *decoder) watermarkStep(k, v *yaml.Node) *Step {
+	st := &Step{Pos: d.pos(k), Watermarks: []*Watermark{}}
+	d.mapping(v, "watermark (source: time)", nil, func(k, v *yaml.Node) {
+		w := &Watermark{Source: k.Value, Pos: d.pos(k), Partition: -1}
+		if v.Kind != yaml.MappingNode {
+			w.Time, _ = d.time(v, "a watermark")
+			st.Watermarks = append(st.Watermarks, w)
+			return
+		}
+		d.mapping(v, "a watermark", []string{"time", "partition"}, func(k, v *yaml.Node) {
+			switch k.Value {
+			case "time":
+				w.Time, _ = d.time(v, "a watermark's time")
+			case "partition":
+				p, err := strconv.ParseInt(v.Value, 10, 32)
+				if v.Kind != yaml.ScalarNode || err != nil || p < 0 {
+					d.errorf(v, "type", "a watermark's partition must be a partition number (0, 1, ...), not %s", kind(v))
+				}
+				w.Partition = int32(p)
+			}
+		})
+		if !hasKey(v, "time") {
+			d.errorf(v, "missing", "a watermark needs a 'time:' (RFC 3339)")
+		}
+		st.Watermarks = append(st.Watermarks, w)
+	})
+	return st
 }
 
 func (d *decoder) inputStep(k, v *yaml.Node) *Step {

@@ -2,20 +2,25 @@ package pipetest
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
 	"github.com/flowrun/flowrun/dsl/arrowx"
+	"github.com/flowrun/flowrun/dsl/testfile"
 	"github.com/flowrun/flowrun/runtime/batch"
 	"github.com/flowrun/flowrun/runtime/op"
 )
 
-// item is one thing the driver hands a fixture source.
+// item is one thing the driver hands a fixture source: input rows, or
+// watermarks to announce.
 type item struct {
-	recs []partRecord // input rows, one record per partition
-	done chan error
+	recs  []partRecord // input rows, one record per partition
+	marks []*testfile.Watermark
+	done  chan error
 }
 
 type partRecord struct {
@@ -58,12 +63,45 @@ func (s *fixtureSource) Run(ctx context.Context, out op.Output) error {
 					break
 				}
 			}
+			if err == nil && len(it.marks) > 0 {
+				err = s.announce(ctx, out, it.marks)
+			}
 			it.done <- err
 			if err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// announce emits a watermark control per partition a step names (or, when
+// it names none, per partition fed so far, or partition 0), in order with
+// the batches already emitted.
+func (s *fixtureSource) announce(ctx context.Context, out op.Output, marks []*testfile.Watermark) error {
+	co, ok := out.(op.ControlOutput)
+	if !ok {
+		return fmt.Errorf("source %s: the runtime's output does not carry watermarks", s.name)
+	}
+	for _, m := range marks {
+		parts := []int32{m.Partition}
+		if m.Partition < 0 {
+			parts = parts[:0]
+			for p := range s.offsets {
+				parts = append(parts, p)
+			}
+			if len(parts) == 0 {
+				parts = append(parts, 0)
+			}
+			slices.Sort(parts)
+		}
+		for _, p := range parts {
+			c := op.Control{Kind: op.Watermark, Partition: batch.Position{Source: s.name, Partition: p}, Time: m.Time}
+			if err := co.EmitControl(ctx, c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // fixtureSink replaces a pipeline's sink: it keeps every row it receives,

@@ -318,6 +318,15 @@ func (h *harness) prepare(t *testfile.Test, probs *source.Errors) [][]stepInput 
 			recs := buildInput(alloc, h.nodes[in.Source].Output, in, probs)
 			steps[i] = append(steps[i], stepInput{src: src, recs: recs})
 		}
+		for _, w := range st.Watermarks {
+			src := h.sources[w.Source]
+			if src == nil {
+				e := probs.Add(w.Pos, "watermark for '%s', which is not a source of the pipeline", w.Source)
+				e.Hint = source.DidYouMean(w.Source, keys(h.sources))
+				continue
+			}
+			steps[i] = append(steps[i], stepInput{src: src, marks: []*testfile.Watermark{w}})
+		}
 	}
 	for _, e := range t.Expect {
 		if h.sinks[e.Sink] == nil {
@@ -388,8 +397,9 @@ func runTest(ctx context.Context, checked *validate.Result, t *testfile.Test, ti
 }
 
 type stepInput struct {
-	src  *fixtureSource
-	recs []partRecord
+	src   *fixtureSource
+	recs  []partRecord
+	marks []*testfile.Watermark
 }
 
 func releaseSteps(steps [][]stepInput) {
@@ -413,7 +423,7 @@ func (h *harness) drive(ctx context.Context, p *exec.Pipeline, clock *op.ManualC
 		for j, in := range steps[i] {
 			done := make(chan error, 1)
 			select {
-			case in.src.items <- item{recs: in.recs, done: done}:
+			case in.src.items <- item{recs: in.recs, marks: in.marks, done: done}:
 			case <-ctx.Done():
 				releaseSteps(append([][]stepInput{steps[i][j:]}, steps[i+1:]...))
 				return fmt.Errorf("%s: the pipeline stopped before this input was read", st.Pos)

@@ -135,8 +135,8 @@ func TestFindAndPipelineFor(t *testing.T) {
 	}
 	// testdata folders are skipped when walking, as go does; a folder
 	// given directly is searched.
-	if len(files) != 4 {
-		t.Errorf("found %v, want the 4 test files", files)
+	if len(files) != 5 {
+		t.Errorf("found %v, want the 5 test files", files)
 	}
 	if got := pipetest.PipelineFor("a/b/p.test.yaml", nil); got != "a/b/p.yaml" {
 		t.Errorf("PipelineFor = %q", got)
@@ -150,5 +150,15 @@ func TestHourWindowOnSimulatedTime(t *testing.T) {
 	r := run(t, "testdata/hourly.test.yaml", pipetest.Options{Timeout: 20 * time.Second})
 	if r.Failed() {
 		t.Fatalf("%s", text(r))
+	}
+}
+
+// TestWatermarkStep: a `watermark:` step closes a window before any later
+// row arrives (so an older row after it is late), and a watermark for one
+// partition does not close a window another partition still holds open.
+func TestWatermarkStep(t *testing.T) {
+	r := run(t, "testdata/watermark.test.yaml", pipetest.Options{Timeout: 20 * time.Second})
+	if r.Failed() || len(r.Tests) != 2 {
+		t.Fatalf("expected 2 passing tests:\n%s", text(r))
 	}
 }
