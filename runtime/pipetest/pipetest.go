@@ -309,20 +309,16 @@ func (h *harness) prepare(t *testfile.Test, probs *source.Errors) [][]stepInput 
 	steps := make([][]stepInput, len(t.Steps))
 	for i, st := range t.Steps {
 		for _, in := range st.Inputs {
-			src := h.sources[in.Source]
+			src := h.source(in.Source, in.Pos, "input", probs)
 			if src == nil {
-				e := probs.Add(in.Pos, "input for '%s', which is not a source of the pipeline", in.Source)
-				e.Hint = source.DidYouMean(in.Source, keys(h.sources))
 				continue
 			}
 			recs := buildInput(alloc, h.nodes[in.Source].Output, in, probs)
 			steps[i] = append(steps[i], stepInput{src: src, recs: recs})
 		}
 		for _, w := range st.Watermarks {
-			src := h.sources[w.Source]
+			src := h.source(w.Source, w.Pos, "watermark", probs)
 			if src == nil {
-				e := probs.Add(w.Pos, "watermark for '%s', which is not a source of the pipeline", w.Source)
-				e.Hint = source.DidYouMean(w.Source, keys(h.sources))
 				continue
 			}
 			steps[i] = append(steps[i], stepInput{src: src, marks: []*testfile.Watermark{w}})
@@ -337,6 +333,17 @@ func (h *harness) prepare(t *testfile.Test, probs *source.Errors) [][]stepInput 
 		checkExpect(h.nodes[e.Sink], e, probs)
 	}
 	return steps
+}
+
+// source is the fixture of the pipeline's source name, or nil with a
+// problem (what the step gives: input, watermark) at pos.
+func (h *harness) source(name string, pos source.Pos, what string, probs *source.Errors) *fixtureSource {
+	src := h.sources[name]
+	if src == nil {
+		e := probs.Add(pos, "%s for '%s', which is not a source of the pipeline", what, name)
+		e.Hint = source.DidYouMean(name, keys(h.sources))
+	}
+	return src
 }
 
 func runTest(ctx context.Context, checked *validate.Result, t *testfile.Test, timeout time.Duration) *TestResult {
