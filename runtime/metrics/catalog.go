@@ -30,6 +30,7 @@ var Catalog = []Family{
 	{"flowrun_kafka_consumer_lag", "gauge", []string{"topic", "partition"}, "Messages between the consumer's position and the partition's end."},
 	{"flowrun_kafka_source_in_flight_batches", "gauge", nil, "Batches the kafka source emitted that are not yet committable (bounded by max_in_flight)."},
 	{"flowrun_kafka_source_in_flight_bytes", "gauge", nil, "Bytes of those batches (bounded by max_in_flight_bytes)."},
+	{"flowrun_kafka_commit_latency_seconds", "histogram", nil, "Time from a batch's acknowledgement making its offset committable to the broker answering the offset commit that carries it (a consumer group only)."},
 	{"flowrun_kafka_produce_latency_seconds", "histogram", nil, "Time from sending a batch to Kafka to its acknowledgement."},
 	{"flowrun_sink_write_latency_seconds", "histogram", []string{"type"}, "Time a sink spent in one Write or Flush call (a flush includes the durable write: fsync, commit)."},
 	{"flowrun_sink_rows_written_total", "counter", []string{"type"}, "Rows a sink stored durably (committed), counted by the sink itself."},

@@ -62,6 +62,7 @@ func TestDashboardAndRulesUseCataloguedMetrics(t *testing.T) {
 	if dash.UID == "" || len(dash.Panels) < 8 {
 		t.Fatalf("dashboard has uid %q and %d panels", dash.UID, len(dash.Panels))
 	}
+	queried := map[string]bool{}
 	for _, p := range dash.Panels {
 		if len(p.Targets) == 0 {
 			t.Errorf("panel %q has no query", p.Title)
@@ -71,7 +72,18 @@ func TestDashboardAndRulesUseCataloguedMetrics(t *testing.T) {
 				if !known(m) {
 					t.Errorf("panel %q queries %s, which flowrun does not export", p.Title, m)
 				}
+				queried[strings.TrimSuffix(m, "_bucket")] = true
 			}
+		}
+	}
+	// What the issue asks the dashboard to show: throughput, lag, latency
+	// (acknowledgement, sink writes, Kafka commits and produces), dead
+	// letters, queue fill and window health.
+	for _, m := range []string{"flowrun_node_rows_out_total", "flowrun_kafka_consumer_lag", "flowrun_ack_latency_seconds",
+		"flowrun_sink_write_latency_seconds", "flowrun_kafka_commit_latency_seconds", "flowrun_kafka_produce_latency_seconds",
+		"flowrun_node_rejected_total", "flowrun_queue_bytes", "flowrun_window_watermark_lag_seconds", "flowrun_window_open_windows"} {
+		if !queried[m] {
+			t.Errorf("no dashboard panel shows %s", m)
 		}
 	}
 	rules, err := os.ReadFile(deploy + "prometheus/flowrun.rules.yml")

@@ -283,6 +283,8 @@ type Source struct {
 	iso    sarama.IsolationLevel
 	budget *budget
 
+	commits *commits // nil without a group
+
 	stop    context.CancelFunc
 	errMu   sync.Mutex
 	err     error
@@ -332,6 +334,9 @@ func New(r op.Resources, cfg Config, schema *arrow.Schema) *Source {
 	}
 	src := &Source{cfg: cfg, res: r, schema: schema, budget: newBudget(cfg.MaxInFlight, cfg.MaxInFlightBytes)}
 	src.budget.measure(r.MetricsOrNop())
+	if cfg.Group != "" {
+		src.commits = newCommits(r.Clock, r.MetricsOrNop())
+	}
 	return src
 }
 
@@ -382,10 +387,13 @@ func (s *Source) Run(ctx context.Context, out op.Output) error {
 	if !s.commit {
 		group = fmt.Sprintf("flowrun-%s-%d-%d", s.res.Node, os.Getpid(), time.Now().UnixNano())
 	}
-	// Offsets are marked only after acks; the periodic commit sends what is
-	// marked, and a partition being released commits explicitly.
+	// Offsets are marked only after acks; the handler's commit loop sends
+	// what is marked every second (timed: commits), and a partition being
+	// released commits explicitly. sarama's own auto-commit stays enabled
+	// only for the retried last flush when a session closes; its loop would
+	// commit untimed, so its interval is pushed out of the way.
 	scfg.Consumer.Offsets.AutoCommit.Enable = s.commit
-	scfg.Consumer.Offsets.AutoCommit.Interval = time.Second
+	scfg.Consumer.Offsets.AutoCommit.Interval = 24 * time.Hour
 
 	client, err := sarama.NewClient(addrs, scfg)
 	if err != nil {
@@ -425,6 +433,9 @@ func (s *Source) Run(ctx context.Context, out op.Output) error {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for err := range cg.Errors() {
+			if s.commits != nil {
+				s.commits.errs.Add(1)
+			}
 			if s.failed() == nil && cctx.Err() == nil {
 				s.res.Log.Warn("kafka consumer", "err", err)
 			}
@@ -489,7 +500,13 @@ func (s *Source) partDone(p kafkaclient.Partition) {
 	}
 }
 
-type handler struct{ s *Source }
+type handler struct {
+	s *Source
+	// The session's commit loop (a group only): started by Setup, stopped
+	// and joined by Cleanup.
+	stopCommits chan struct{}
+	commitsDone chan struct{}
+}
 
 // Setup runs on every partition assignment, before any claim starts: when
 // sinks downstream store positions (Resources.Resume), each claimed
@@ -499,6 +516,13 @@ type handler struct{ s *Source }
 // from the group's committed offset.
 func (h *handler) Setup(sess sarama.ConsumerGroupSession) error {
 	s := h.s
+	if s.commit && s.commits != nil {
+		h.stopCommits, h.commitsDone = make(chan struct{}), make(chan struct{})
+		go func(stop, done chan struct{}) {
+			defer close(done)
+			s.commits.loop(sess, stop)
+		}(h.stopCommits, h.commitsDone)
+	}
 	if s.res.Resume == nil {
 		return nil
 	}
@@ -522,7 +546,16 @@ func (h *handler) Setup(sess sarama.ConsumerGroupSession) error {
 	return nil
 }
 
-func (h *handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+// Cleanup runs when the session ends (also after a failed Setup), once
+// every claim has returned: it stops the session's commit loop.
+func (h *handler) Cleanup(sarama.ConsumerGroupSession) error {
+	if h.stopCommits != nil {
+		close(h.stopCommits)
+		<-h.commitsDone
+		h.stopCommits, h.commitsDone = nil, nil
+	}
+	return nil
+}
 
 // endCheckEvery is how long a --once partition short of its end waits
 // without receiving anything before it asks the broker whether only
@@ -866,6 +899,9 @@ func (c *claim) mark() error {
 	if c.s.commit && next > c.marked {
 		c.sess.MarkOffset(c.tp.Topic, c.tp.Partition, next, "")
 		c.marked = next
+		if c.s.commits != nil {
+			c.s.commits.marked()
+		}
 	}
 	if c.s.onMark != nil {
 		c.s.onMark(c.tp, c.marked, c.tr.ackedPending())
@@ -960,7 +996,7 @@ func (c *claim) finish() error {
 	}
 	err := c.mark()
 	if s.commit {
-		c.sess.Commit()
+		s.commits.commit(c.sess)
 	}
 	return err
 }
