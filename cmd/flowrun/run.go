@@ -107,7 +107,21 @@ func runPipeline(ctx context.Context, reg *op.Registry, path string, f runFlags,
 			return err
 		}
 	}
-	res, errs, err := loadPipelineFor(validate.Options{Once: f.once}, path, f.sets, f.vars, reg)
+	var shard op.Shard
+	if f.shard != "" {
+		var err error
+		if shard, err = op.ParseShard(f.shard); err != nil {
+			return fmt.Errorf("--shard: %w", err)
+		}
+	}
+	// The run's shard is checked (nodes that need whole groups behind a
+	// file-sharded source are refused) and given as ${SHARD_INDEX} and
+	// ${SHARD_COUNT}, over the environment and --set like the interval.
+	vars := shard.Vars()
+	for k, v := range f.vars {
+		vars[k] = v
+	}
+	res, errs, err := loadPipelineFor(validate.Options{Once: f.once, Shards: max(1, shard.Count)}, path, f.sets, vars, reg)
 	if err != nil {
 		return err
 	}
@@ -133,10 +147,8 @@ func runPipeline(ctx context.Context, reg *op.Registry, path string, f runFlags,
 		Log: log, BatchRows: f.batchRows, Once: f.once, DrainTimeout: f.drainTimeout, Vars: res.Pipeline.Vars,
 		MemoryBytes: int64(f.memoryMiB) << 20,
 	}
-	if f.shard != "" {
-		if opts.Shard, err = op.ParseShard(f.shard); err != nil {
-			return fmt.Errorf("--shard: %w", err)
-		}
+	if shard.Sharded() {
+		opts.Shard = shard
 		log = log.With("shard", opts.Shard.String())
 		opts.Log = log
 	}

@@ -146,7 +146,7 @@ func runSchedule(ctx context.Context, reg *op.Registry, dir string, f scheduleFl
 		}
 		seen[name] = file
 		// Check the whole pipeline now rather than at its first run.
-		if _, errs, err := loadPipelineFor(validate.Options{Once: true}, file, f.run.sets, placeholderVars, reg); err != nil {
+		if _, errs, err := loadPipelineFor(validate.Options{Once: true, Shards: f.shards}, file, f.run.sets, placeholderVars, reg); err != nil {
 			return err
 		} else if len(errs) > 0 {
 			fmt.Fprint(stderr, errs.Render())

@@ -271,7 +271,7 @@ func TestNilSemantics(t *testing.T) {
 		"coalesce": "coalesce(s, s)", "split": `split(s, ",")`, "trim": "trim(s)", "trimPrefix": `trimPrefix(s, "a")`,
 		"trimSuffix": `trimSuffix(s, "a")`, "upper": "upper(s)", "lower": "lower(s)", "replace": `replace(s, "a", "b")`,
 		"regex_match": `regex_match(s, "a")`, "regex_replace": `regex_replace(s, "a", "b")`, "to_timestamp": "to_timestamp(s)",
-		"hash": "hash(s)", "to_bool": "to_bool(s)", "to_int": "to_int(s)", "to_float": "to_float(n)", "to_string": "to_string(n)",
+		"hash": "hash(s)", "bucket": "bucket(s, 3)", "to_bool": "to_bool(s)", "to_int": "to_int(s)", "to_float": "to_float(n)", "to_string": "to_string(n)",
 		"int": "int(s)", "float": "float(s)", "string": "string(n)",
 	}
 	for _, d := range Docs() {

@@ -338,6 +338,31 @@ func newLibrary() *library {
 			},
 			types: []any{new(func(string) int), new(func(int) int)},
 		},
+		{
+			doc: FuncDoc{Name: "bucket", Signature: "bucket(s string, n int) int",
+				Doc: "Which of n buckets s falls in, 0 to n-1: the 64-bit FNV-1a hash of s, unsigned, mod n (ints hash their decimal text; null stays null). " +
+					"`bucket(key, ${SHARD_COUNT}) == ${SHARD_INDEX} - 1` keeps one shard's share of the keys, as flowrun run --shard I/N sets those variables; see docs/schedule.md.",
+				Example: `bucket("b", 3)`, Result: "1"},
+			fn: func(args ...any) (any, error) {
+				var s string
+				switch x := args[0].(type) {
+				case string:
+					s = x
+				case int:
+					s = strconv.Itoa(x)
+				default:
+					return nil, nil
+				}
+				n, _ := args[1].(int)
+				if n < 1 {
+					return nil, fmt.Errorf("bucket: n must be at least 1, got %d", n)
+				}
+				h := fnv.New64a()
+				h.Write([]byte(s))
+				return int(h.Sum64() % uint64(n)), nil
+			},
+			types: []any{new(func(string, int) int), new(func(int, int) int)},
+		},
 	}
 	casts := []struct {
 		name, alias, sig, doc, ex, res string

@@ -50,6 +50,10 @@ type Check struct {
 	// Once is set when the run reads unbounded sources up to their current
 	// end (flowrun run --once).
 	Once bool
+	// Shards is how many shard runs the pipeline is checked for (flowrun
+	// run --shard I/N, schedule: {shards: N}); above 1, nodes that need
+	// whole groups call RequireWholeInput.
+	Shards int
 }
 
 // Errorf reports a problem at pos.

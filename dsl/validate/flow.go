@@ -22,6 +22,10 @@ type Flow struct {
 	// "behind the unbounded kafka source 'posts' ..." for an acknowledgement
 	// that never comes, e.g. "offsets would never commit".
 	Commits string
+	// SplitByShard is set when, in a sharded run (flowrun run --shard
+	// I/N), the source reads only its share of the input (the lake source
+	// with shard: files reads the files whose path hashes to I).
+	SplitByShard bool
 }
 
 // FlowOperator is implemented by source operators whose input is unbounded
@@ -36,6 +40,10 @@ type FlowOperator interface {
 type Options struct {
 	// Once: unbounded sources stop at their current end (flowrun run --once).
 	Once bool
+	// Shards is how many shard runs the pipeline runs as (flowrun run
+	// --shard I/N); 0 or 1 is not sharded. A pipeline whose schedule
+	// declares shards: N is checked for N when this is 0.
+	Shards int
 }
 
 // Upstream is one source feeding a node, through `from:` edges or through
@@ -95,6 +103,30 @@ func (c *Check) RequireBounded(holds, hint string) bool {
 	e.Code = "unbounded"
 	e.Hint = hint
 	return false
+}
+
+// RequireWholeInput is for nodes that need every row of a group (dedupe,
+// aggregate, windows). In a sharded run behind a source that reads only
+// its shard's share of the input, each shard run would compute the node
+// over its share alone, and shards writing the same keys would overwrite
+// each other's partial results. It reports that at the node's operator key
+// ("<needs>; with N shards the lake source 'posts' reads ...") and returns
+// false.
+func (c *Check) RequireWholeInput(needs string) bool {
+	if c.Shards <= 1 {
+		return true
+	}
+	for _, u := range c.Upstream {
+		if !u.Flow.SplitByShard {
+			continue
+		}
+		e := c.Errorf(c.Node.TypePos, "%s, but in a run of %d shards the %s reads only each shard's share of the input: every shard would compute a partial result, and shards writing the same keys would overwrite each other",
+			needs, c.Shards, u.String())
+		e.Code = "sharded"
+		e.Hint = "give the source shard: none and keep each shard's keys after this node with filter: 'bucket(KEY, ${SHARD_COUNT}) == ${SHARD_INDEX} - 1' (docs/schedule.md), or do not shard"
+		return false
+	}
+	return true
 }
 
 // flows asks every source for its Flow and gives each node the list of

@@ -88,7 +88,9 @@ func (v *validator) schedule() {
 	if v.p.Schedule == "" {
 		return
 	}
-	ParseSchedule(v.p, &v.errs)
+	if sc := ParseSchedule(v.p, &v.errs); sc != nil && v.opts.Shards == 0 {
+		v.opts.Shards = sc.Shards
+	}
 }
 
 func (v *validator) declaredSchemas() {
@@ -481,6 +483,7 @@ func (v *validator) check(order []*vnode) {
 			Errs:     &v.errs,
 			Upstream: n.upstream,
 			Once:     v.opts.Once,
+			Shards:   v.opts.Shards,
 		}
 		before := len(v.errs)
 		out, build := v.callCheck(n, c)

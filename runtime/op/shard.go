@@ -41,6 +41,22 @@ func (s Shard) String() string {
 	return fmt.Sprintf("%d/%d", s.Index, s.Count)
 }
 
+// Variables a run sets to its shard (flowrun run --shard I/N), for
+// pipelines that split rows by key: bucket(KEY, ${SHARD_COUNT}) ==
+// ${SHARD_INDEX} - 1. An unsharded run is shard 1 of 1.
+const (
+	ShardIndexVar = "SHARD_INDEX"
+	ShardCountVar = "SHARD_COUNT"
+)
+
+// Vars are the run's SHARD_INDEX and SHARD_COUNT (1 and 1 when not sharded).
+func (s Shard) Vars() map[string]string {
+	if s.Count <= 1 {
+		return map[string]string{ShardIndexVar: "1", ShardCountVar: "1"}
+	}
+	return map[string]string{ShardIndexVar: strconv.Itoa(s.Index), ShardCountVar: strconv.Itoa(s.Count)}
+}
+
 // Owns reports whether the item named key belongs to this shard: FNV-1a of
 // the key mod Count equals Index-1. A hash (rather than contiguous ranges
 // of a sorted list) keeps an item's shard independent of the other items,

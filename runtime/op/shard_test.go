@@ -3,6 +3,13 @@ package op
 import (
 	"fmt"
 	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/flowrun/flowrun/dsl/exprc"
+	"github.com/flowrun/flowrun/dsl/spec"
 )
 
 func TestParseShard(t *testing.T) {
@@ -51,5 +58,46 @@ func TestShardOwnsExactlyOnce(t *testing.T) {
 	}
 	if !(Shard{}).Owns("x") {
 		t.Fatal("the zero Shard must own everything")
+	}
+}
+
+// TestBucketAgreesWithOwns: the expression bucket(key, N) == I-1, with
+// which pipelines split rows by key, picks the same shard as Owns, with
+// which the lake source splits files; and Vars gives a run its shard.
+func TestBucketAgreesWithOwns(t *testing.T) {
+	schema := arrow.NewSchema([]arrow.Field{{Name: "k", Type: arrow.BinaryTypes.String, Nullable: true}}, nil)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	keys := make([]string, 500)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%08x-post-%d", i*7919, i)
+		b.Field(0).(*array.StringBuilder).Append(keys[i])
+	}
+	rec := b.NewRecordBatch()
+	b.Release()
+	defer rec.Release()
+	for _, n := range []int{1, 2, 3, 7} {
+		for i := 1; i <= n; i++ {
+			sh := Shard{Index: i, Count: n}
+			v := sh.Vars()
+			src := "bucket(k, " + v[ShardCountVar] + ") == " + v[ShardIndexVar] + " - 1"
+			p, errs := exprc.Compile(spec.ExprSrc{Src: src}, schema)
+			if errs != nil {
+				t.Fatal(errs)
+			}
+			ev := p.NewEvaluator()
+			ev.Bind(rec)
+			for r, k := range keys {
+				got, err := ev.Eval(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got != sh.Owns(k) {
+					t.Fatalf("%s for %q: %v, Owns %v", src, k, got, sh.Owns(k))
+				}
+			}
+		}
+	}
+	if v := (Shard{}).Vars(); v[ShardIndexVar] != "1" || v[ShardCountVar] != "1" {
+		t.Errorf("unsharded vars %v, want 1 of 1", v)
 	}
 }

@@ -48,7 +48,15 @@ Only the declared schema's columns are read from the files (projection), and
 widened where safe as in the file source. Without schema the first file's
 schema is used (local folders only; declare it for s3://). Files whose name
 starts with . or _ (uploads in progress, the sink's records) are skipped.
-Every progress_every a line reports files, rows and bytes read of the total.`,
+Every progress_every a line reports files, rows and bytes read of the total.
+
+In a sharded run (flowrun run --shard I/N) the source reads, with shard:
+files, only the files whose path hashes to shard I: N runs read every file
+once. A pipeline that dedupes, aggregates or windows needs whole groups,
+which a share of the files does not hold; validation refuses it with
+shard: files. With shard: none every shard run reads every file, and the
+pipeline keeps its share of the keys after its grouping nodes with
+filter: 'bucket(KEY, ${SHARD_COUNT}) == ${SHARD_INDEX} - 1'.`,
 		Example: `sources:
   posts:
     lake:
@@ -63,10 +71,14 @@ Every progress_every a line reports files, rows and bytes read of the total.`,
 			spec.F("to", spec.String, "End of the range (exclusive).").Ex("2026-11-26"),
 			spec.F("time_partitions", spec.StringMap, "Partition folder levels holding times: name → Go time layout (UTC). Default dt: 2006-01-02, hour: 15."),
 			spec.F("progress_every", spec.Duration, "How often a long read logs its progress.").Def(5*time.Second),
+			spec.F("shard", spec.Enum, "In a sharded run (--shard I/N): files reads the files whose path hashes to I; none reads every file (the pipeline splits its rows by key).").OneOf("files", "none").Def("files"),
 			lakeio.S3Field(),
 		),
 	},
 	Prepare: prepare,
+	Flow: func(cfg *spec.Value, once bool) validate.Flow {
+		return validate.Flow{SplitByShard: cfg.String("shard") != "none"}
+	},
 }
 
 func init() { op.MustRegister(Plugin) }
@@ -79,6 +91,8 @@ type Config struct {
 	From, To time.Time // zero: unbounded
 	Layouts  map[string]string
 	Progress time.Duration
+	// WholeInput (shard: none): a sharded run reads every file.
+	WholeInput bool
 }
 
 // ParseTime reads a range bound: RFC 3339, a date, or a date and hour.
@@ -96,7 +110,8 @@ var DefaultLayouts = map[string]string{"dt": "2006-01-02", "hour": "15"}
 
 func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 	v := c.Config
-	cfg := Config{Path: v.String("path"), S3: lakeio.DecodeS3(v.Get("s3")), Progress: v.Duration("progress_every"), Layouts: DefaultLayouts}
+	cfg := Config{Path: v.String("path"), S3: lakeio.DecodeS3(v.Get("s3")), Progress: v.Duration("progress_every"), Layouts: DefaultLayouts,
+		WholeInput: v.String("shard") == "none"}
 	ok := true
 	for _, k := range []string{"from", "to"} {
 		s := strings.TrimSpace(v.String(k))
@@ -343,7 +358,7 @@ func (s *Source) Run(ctx context.Context, out op.Output) error {
 	if err != nil {
 		return err
 	}
-	if sh := s.res.Shard; sh.Sharded() {
+	if sh := s.res.Shard; sh.Sharded() && !s.cfg.WholeInput {
 		all := len(files)
 		files = ShardFiles(files, sh)
 		if s.res.Log != nil {

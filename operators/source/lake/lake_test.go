@@ -338,3 +338,42 @@ func TestShardsPartitionTheRead(t *testing.T) {
 		})
 	}
 }
+
+// TestShardNoneReadsEverything: with shard: none a sharded run reads every
+// file (the pipeline splits its rows by key itself), and the source tells
+// validation that only shard: files splits the input.
+func TestShardNoneReadsEverything(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lake")
+	writeLake(t, path, "", 144) // 24 hour files
+	for _, tt := range []struct {
+		shard string
+		rows  func(int) bool
+		split bool
+	}{
+		{"", func(n int) bool { return n > 0 && n < 144 }, true},
+		{", shard: files", func(n int) bool { return n > 0 && n < 144 }, true},
+		{", shard: none", func(n int) bool { return n == 144 }, false},
+	} {
+		cfg := `{path: "` + path + `", schema: slim` + tt.shard + `}`
+		schema, ctor, errs := prep(t, cfg)
+		if len(errs) > 0 {
+			t.Fatal(errs.Error())
+		}
+		src, _ := ctor(op.Resources{BatchRows: 50, Shard: op.Shard{Index: 2, Count: 3}})
+		out := &collect{schema: schema}
+		if err := src.(op.Source).Run(context.Background(), out); err != nil {
+			t.Fatal(err)
+		}
+		if !tt.rows(len(out.offs)) {
+			t.Errorf("%s: shard 2/3 read %d of 144 rows", cfg, len(out.offs))
+		}
+		var doc yaml.Node
+		if err := yaml.Unmarshal([]byte(cfg), &doc); err != nil {
+			t.Fatal(err)
+		}
+		v := spec.Decode(source.NewFile("p.yaml", []byte(cfg)), doc.Content[0], Plugin.Spec.Config, &errs)
+		if got := Plugin.SourceFlow(v, false).SplitByShard; got != tt.split {
+			t.Errorf("%s: SplitByShard %v, want %v", cfg, got, tt.split)
+		}
+	}
+}

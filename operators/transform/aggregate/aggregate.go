@@ -84,6 +84,9 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 		"use a window (windows: tumbling) for a stream, or run with --once") {
 		ok = false
 	}
+	if !c.RequireWholeInput("aggregate needs every row of its groups") {
+		ok = false
+	}
 	if !ok {
 		return nil, nil
 	}

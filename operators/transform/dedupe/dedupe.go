@@ -71,6 +71,7 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 		c.Errorf(cfg.PosOf("max_keys"), "'max_keys' must be at least 1")
 	}
 	within := cfg.Duration("within")
+	c.RequireWholeInput("dedupe needs every row of a key to drop its repeats")
 	return in, func(r op.Resources) (any, error) {
 		clock := r.Clock
 		if clock == nil {

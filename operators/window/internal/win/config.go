@@ -73,6 +73,9 @@ type Config struct {
 func Prepare(kind Kind) func(c *validate.Check) (*arrow.Schema, op.Constructor) {
 	return func(c *validate.Check) (*arrow.Schema, op.Constructor) {
 		cfg, ok := check(kind, c)
+		if !c.RequireWholeInput(fmt.Sprintf("a %s window needs every row of its keys and times", kind)) {
+			ok = false
+		}
 		if !ok {
 			return nil, nil
 		}
