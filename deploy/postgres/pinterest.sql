@@ -45,7 +45,24 @@ create table if not exists flowrun_offsets (
     primary key (pipeline, sink, topic, partition)
 );
 
--- Posts per category and minute of ingested_at, one row per Kafka partition
+-- Every valid post received, each version of a unique_id (pins keeps only
+-- the last), appended exactly once: the Kafka offsets are stored in the
+-- same transaction. category_counts equals the same counts over this
+-- table, less the posts that arrived after their minute was written
+-- (dead letters of node category_counts).
+create table if not exists post_arrivals (
+    unique_id       uuid not null,
+    ingested_at     timestamptz,
+    category        text not null,
+    follower_count  bigint,
+    is_video        bigint not null,         -- 1 for a video, else 0
+    is_story        bigint not null          -- 1 for a story page, else 0
+);
+create index if not exists post_arrivals_ingested_at on post_arrivals (ingested_at);
+
+-- Posts received per category and minute of ingested_at (every version of
+-- a post counts in the minute it arrived, under the category it carried),
+-- one row per Kafka partition
 -- (the window category_counts keeps windows per partition, so several
 -- processes in one consumer group write the same rows as one; see
 -- docs/windows.md). Written once, when the partition's watermark passes the

@@ -571,7 +571,7 @@ func TestStreamingPostgresOutage(t *testing.T) {
 // quickstart.sh: emulator → ingest API → embedded Kafka →
 // pinterest_streaming.yaml → PostgreSQL) on 2,000 posts in a schema of its
 // own, and checks that what it prints accounts for every post and matches
-// the tables.
+// the tables, category_counts included.
 func TestQuickstartScript(t *testing.T) {
 	url := testenv.Postgres(t)
 	testenv.Tool(t, "psql", "apt-get install -y postgresql-client") // scripts/quickstart.sh
@@ -601,6 +601,19 @@ func TestQuickstartScript(t *testing.T) {
 	}
 	if got := s.int(t, "select count(*) from $S.dead_letters"); got != dead {
 		t.Errorf("dead_letters table %d rows, printed %d", got, dead)
+	}
+	// The category counts: the bounded run at the end closes the minutes
+	// the stopped streaming run left open, so every valid post is counted
+	// (or, arriving behind its closed minute, a late dead letter).
+	counted, arrived, late := num("posts counted:"), num("(post_arrivals"), num("late")
+	if counted == 0 || counted+late != arrived || arrived != pins+later {
+		t.Errorf("category_counts: counted %d + late %d, post_arrivals %d, valid posts %d:\n%s", counted, late, arrived, pins+later, out)
+	}
+	if got := s.int(t, "select coalesce(sum(posts), 0) from $S.category_counts"); got != counted {
+		t.Errorf("category_counts holds %d posts, printed %d", got, counted)
+	}
+	if !regexp.MustCompile(`(?m)^ \S+ +\| \d\d:\d\d +\| +\d+ \|`).Match(out) {
+		t.Errorf("no category_counts row in the output:\n%s", out)
 	}
 	if strings.Contains(string(out), ":flowrun@") {
 		t.Errorf("the output shows a password:\n%s", out)
