@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/flowrun/flowrun/runtime/batch"
 )
 
 // NullPartition is the folder value of a null partition value (Hive's).
@@ -149,33 +151,134 @@ type Record struct {
 	Files []RecordFile `json:"files"`
 }
 
-// RecordFile is one committed (or about to be) data file.
+// RecordFile is one committed (or about to be) data file. A file of one
+// source partition has Name (and Source); a file of batches that carried
+// several positions (a merged acknowledgement, e.g. after an aggregate) has
+// Ranges, the union of its batches' positions.
 type RecordFile struct {
 	Key string `json:"key"` // relative to the lake root
 	Name
-	At int64 // unix seconds when it was recorded
+	Source string           // the source node of Name's offsets
+	Ranges []batch.Position // merged files: every position their rows came from
+	At     int64            // unix seconds when it was recorded
+}
+
+// Cover returns the positions the file's rows came from.
+func (f RecordFile) Cover() []batch.Position {
+	if f.Merged() || f.Topic == "" {
+		return f.Ranges
+	}
+	return []batch.Position{{Source: f.Source, Topic: f.Topic, Partition: f.Partition, First: f.First, Last: f.Last}}
+}
+
+// Merged reports whether the file holds batches of several positions.
+func (f RecordFile) Merged() bool { return len(f.Ranges) > 0 }
+
+// jsonPos is a position as records and footers write it.
+type jsonPos struct {
+	Source    string `json:"source,omitempty"`
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	First     int64  `json:"first"`
+	Last      int64  `json:"last"`
+}
+
+func toJSONPos(ps []batch.Position) []jsonPos {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]jsonPos, len(ps))
+	for i, p := range ps {
+		out[i] = jsonPos{p.Source, p.Topic, p.Partition, p.First, p.Last}
+	}
+	return out
+}
+
+func fromJSONPos(js []jsonPos) []batch.Position {
+	if len(js) == 0 {
+		return nil
+	}
+	out := make([]batch.Position, len(js))
+	for i, p := range js {
+		out[i] = batch.Position{Source: p.Source, Topic: p.Topic, Partition: p.Partition, First: p.First, Last: p.Last}
+	}
+	return out
 }
 
 // MarshalJSON keeps the record small and explicit.
 func (f RecordFile) MarshalJSON() ([]byte, error) {
-	return json.Marshal(map[string]any{"key": f.Key, "topic": f.Topic, "partition": f.Partition, "first": f.First, "last": f.Last, "at": f.At})
+	m := map[string]any{"key": f.Key, "at": f.At}
+	if f.Merged() {
+		m["ranges"] = toJSONPos(f.Ranges)
+	} else {
+		m["topic"], m["partition"], m["first"], m["last"] = f.Topic, f.Partition, f.First, f.Last
+		if f.Source != "" {
+			m["source"] = f.Source
+		}
+	}
+	return json.Marshal(m)
 }
 
 // UnmarshalJSON reads MarshalJSON's output.
 func (f *RecordFile) UnmarshalJSON(b []byte) error {
 	var v struct {
-		Key       string `json:"key"`
-		Topic     string `json:"topic"`
-		Partition int32  `json:"partition"`
-		First     int64  `json:"first"`
-		Last      int64  `json:"last"`
-		At        int64  `json:"at"`
+		Key       string    `json:"key"`
+		Source    string    `json:"source"`
+		Topic     string    `json:"topic"`
+		Partition int32     `json:"partition"`
+		First     int64     `json:"first"`
+		Last      int64     `json:"last"`
+		Ranges    []jsonPos `json:"ranges"`
+		At        int64     `json:"at"`
 	}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
-	*f = RecordFile{Key: v.Key, Name: Name{Topic: v.Topic, Partition: v.Partition, First: v.First, Last: v.Last}, At: v.At}
+	*f = RecordFile{Key: v.Key, Name: Name{Topic: v.Topic, Partition: v.Partition, First: v.First, Last: v.Last},
+		Source: v.Source, Ranges: fromJSONPos(v.Ranges), At: v.At}
 	return nil
+}
+
+// PositionsKey is the Parquet key-value metadata key of a merged file's
+// segments: the rows of each batch, in row order, with all its positions.
+const PositionsKey = "flowrun.positions"
+
+// MergedSegment is the run of rows one batch with several positions put in
+// a file.
+type MergedSegment struct {
+	Rows int64
+	Pos  []batch.Position
+}
+
+type jsonSeg struct {
+	Rows int64     `json:"rows"`
+	Pos  []jsonPos `json:"pos"`
+}
+
+// FormatMergedSegments renders segments as JSON.
+func FormatMergedSegments(segs []MergedSegment) string {
+	js := make([]jsonSeg, len(segs))
+	for i, s := range segs {
+		js[i] = jsonSeg{Rows: s.Rows, Pos: toJSONPos(s.Pos)}
+	}
+	b, _ := json.Marshal(js)
+	return string(b)
+}
+
+// ParseMergedSegments parses FormatMergedSegments' output.
+func ParseMergedSegments(s string) ([]MergedSegment, error) {
+	var js []jsonSeg
+	if err := json.Unmarshal([]byte(s), &js); err != nil {
+		return nil, fmt.Errorf("bad %s: %w", PositionsKey, err)
+	}
+	out := make([]MergedSegment, len(js))
+	for i, j := range js {
+		if j.Rows < 0 {
+			return nil, fmt.Errorf("bad %s: %d rows", PositionsKey, j.Rows)
+		}
+		out[i] = MergedSegment{Rows: j.Rows, Pos: fromJSONPos(j.Pos)}
+	}
+	return out, nil
 }
 
 // Records is a sink's set of commit records, loaded at start.

@@ -3,7 +3,10 @@ package lakeio
 import (
 	"context"
 	"path/filepath"
+	"reflect"
 	"testing"
+
+	"github.com/flowrun/flowrun/runtime/batch"
 )
 
 func TestNames(t *testing.T) {
@@ -70,22 +73,24 @@ func TestRecords(t *testing.T) {
 		t.Fatalf("empty: %v %v", r.Files, err)
 	}
 	a := RecordFile{Key: "dt=1/x.parquet", Name: Name{"t", 0, 0, 9}, At: 5}
-	b := RecordFile{Key: "dt=1/y.parquet", Name: Name{"t", 0, 10, 19}, At: 6}
+	b := RecordFile{Key: "dt=1/y.parquet", Name: Name{"t", 0, 10, 19}, Source: "posts", At: 6}
+	m := RecordFile{Key: "dt=1/merged-1-000001.parquet", At: 7, Ranges: []batch.Position{
+		{Source: "posts", Topic: "t", Partition: 0, First: 20, Last: 29}, {Source: "posts", Topic: "t", Partition: 1, First: 0, Last: 4}}}
 	if err := r.Append(ctx, []RecordFile{a}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Append(ctx, []RecordFile{b}); err != nil {
+	if err := r.Append(ctx, []RecordFile{b, m}); err != nil {
 		t.Fatal(err)
 	}
 	r2, err := LoadRecords(ctx, st, RecordsDir("lake"))
-	if err != nil || len(r2.Files) != 2 || r2.Files[0] != a || r2.Files[1] != b || r2.Count() != 2 {
+	if err != nil || len(r2.Files) != 3 || !reflect.DeepEqual(r2.Files, []RecordFile{a, b, m}) || r2.Count() != 2 {
 		t.Fatalf("reloaded: %+v %v", r2.Files, err)
 	}
 	if err := r2.Compact(ctx, []RecordFile{b}); err != nil {
 		t.Fatal(err)
 	}
 	r3, _ := LoadRecords(ctx, st, RecordsDir("lake"))
-	if len(r3.Files) != 1 || r3.Files[0] != b || r3.Count() != 1 {
+	if len(r3.Files) != 1 || !reflect.DeepEqual(r3.Files[0], b) || r3.Count() != 1 {
 		t.Fatalf("compacted: %+v, %d records", r3.Files, r3.Count())
 	}
 }
@@ -123,4 +128,30 @@ func FuzzEscape(f *testing.F) {
 			t.Fatalf("%q → %q → %q", s, EscapeValue(s), got)
 		}
 	})
+}
+
+func TestCover(t *testing.T) {
+	one := RecordFile{Key: "x", Name: Name{"t", 2, 5, 9}, Source: "posts"}
+	if got := one.Cover(); !reflect.DeepEqual(got, []batch.Position{{Source: "posts", Topic: "t", Partition: 2, First: 5, Last: 9}}) || one.Merged() {
+		t.Fatalf("one partition: %+v", got)
+	}
+	if got := (RecordFile{Key: "part-1.parquet"}).Cover(); got != nil {
+		t.Fatalf("no positions: %+v", got)
+	}
+}
+
+func TestMergedSegments(t *testing.T) {
+	segs := []MergedSegment{
+		{Rows: 3, Pos: []batch.Position{{Source: "a", Topic: "t", Partition: 0, First: 0, Last: 9}, {Source: "b", Topic: "u", Partition: 4, First: 7, Last: 7}}},
+		{Rows: 0, Pos: []batch.Position{{Topic: "t", Partition: 1, First: 1, Last: 2}}},
+	}
+	got, err := ParseMergedSegments(FormatMergedSegments(segs))
+	if err != nil || !reflect.DeepEqual(got, segs) {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	for _, bad := range []string{"", "[", `[{"rows":-1}]`, `{"rows":1}`} {
+		if _, err := ParseMergedSegments(bad); err == nil {
+			t.Errorf("ParseMergedSegments(%q) accepted", bad)
+		}
+	}
 }

@@ -84,6 +84,15 @@ func (r *Reader) Segments() ([]Segment, error) {
 	return ParseSegments(*v)
 }
 
+// MergedSegments returns a merged file's segments (nil when it has none).
+func (r *Reader) MergedSegments() ([]MergedSegment, error) {
+	v := r.pf.MetaData().KeyValueMetadata().FindValue(PositionsKey)
+	if v == nil {
+		return nil, nil
+	}
+	return ParseMergedSegments(*v)
+}
+
 // Schema is the file's Arrow schema.
 func (r *Reader) Schema() (*arrow.Schema, error) { return r.FR.Schema() }
 

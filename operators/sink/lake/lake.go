@@ -8,12 +8,14 @@
 //
 // Replay safety: a file holding rows of one source partition is named after
 // the offsets it covers (topic-pN-first-last.parquet) and lists, in its
-// footer, the offset range of every batch in it. Before a file is committed
-// its name goes into a commit record under _flowrun/<node>/. When a source
-// partition is (re)read from offset C — after a crash, a restart or a
-// rebalance — the sink first removes the committed files that hold only
-// offsets ≥ C and rewrites those that straddle C with their rows before C,
-// so the replay stores every row exactly once.
+// footer, the offset range of every batch in it; a file of batches with
+// several positions (merged-RUN-SEQ.parquet) lists every batch's positions.
+// Before a file is committed its name and positions go into a commit record
+// under _flowrun/<node>/. When a source partition is (re)read from offset C
+// — after a crash, a restart or a rebalance — the sink first removes the
+// rows of every committed batch holding an offset ≥ C of it (deleting or
+// rewriting the files), so the replay stores every row exactly once. Rows
+// without positions (part-RUN-SEQ.parquet) are stored at least once.
 package lake
 
 import (
@@ -22,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -63,11 +66,18 @@ batch is acknowledged when every file holding its rows is committed, so a
 Kafka source commits its offsets as the lake grows.
 
 Files holding rows of one Kafka partition are named
-topic-pN-FIRST-LAST.parquet after the offsets they cover. When a partition
-is read again from an offset (after a crash or a restart) the files the
-replay would duplicate are removed or cut back first, so every message is
-stored exactly once (see docs/lake.md for the conditions). Rows from sources
-without positions go to part-RUN-SEQ.parquet.`,
+topic-pN-FIRST-LAST.parquet after the offsets they cover; rows of batches
+that carry several positions (an aggregate's result over several
+partitions or sources) go to merged-RUN-SEQ.parquet files whose commit
+record and footer list every batch's positions. When a partition is read
+again from an offset (after a crash or a restart) the files holding rows
+of that replay are removed or cut back first, so every message is stored
+exactly once (see docs/lake.md for the conditions).
+
+Rows that carry no source positions (window results, file, generate and
+http sources) go to part-RUN-SEQ.parquet and are stored at least once: a
+run that reads the same input again, or a replay after a crash, adds them
+again.`,
 		Example: `sinks:
   lake:
     from: posts
@@ -214,18 +224,43 @@ var (
 	RecordsCompactAt = 256
 )
 
-// srcKey is one partition of one topic.
-type srcKey struct {
-	topic     string
-	partition int32
+// pkey is one partition of one topic read by one source node.
+type pkey struct {
+	source, topic string
+	partition     int32
 }
 
-// wkey identifies an open file: its partition folder and the source
-// partition its rows come from (keyed false: rows without one position).
+func keyOf(p batch.Position) pkey { return pkey{p.Source, p.Topic, p.Partition} }
+
+// matches reports whether position r is of partition k (a record written
+// before sources were recorded has no source: it matches any).
+func (k pkey) matches(r batch.Position) bool {
+	return r.Topic == k.topic && r.Partition == k.partition && (r.Source == "" || r.Source == k.source)
+}
+
+// wkind is what a file's name and footer say about where its rows came
+// from.
+type wkind uint8
+
+const (
+	kindPart   wkind = iota // rows without positions: part-RUN-SEQ.parquet
+	kindOne                 // rows of one source partition: topic-pN-FIRST-LAST.parquet
+	kindMerged              // rows of batches with several positions: merged-RUN-SEQ.parquet
+)
+
+// wkey identifies an open file: its partition folder, its kind and, for
+// kindOne, the source partition its rows come from.
 type wkey struct {
-	dir   string
-	src   srcKey
-	keyed bool
+	dir  string
+	kind wkind
+	src  pkey
+}
+
+// seg is the rows one batch (one ack) put in a file, with its positions.
+type seg struct {
+	rows int64
+	ack  *batch.Ack
+	pos  []batch.Position
 }
 
 type writer struct {
@@ -235,7 +270,7 @@ type writer struct {
 	opened time.Time
 	rows   int64
 	held   int64 // Arrow bytes of the batch rows whose acks it holds
-	segs   []lakeio.Segment
+	segs   []seg
 	acks   []*batch.Ack
 }
 
@@ -250,8 +285,9 @@ type Sink struct {
 
 	mu        sync.Mutex
 	writers   map[wkey]*writer
-	seen      map[srcKey]int64 // last offset received per source partition
-	cleaned   map[string]bool  // folders whose crash leftovers were removed
+	seen      map[pkey]int64      // last offset received per source partition
+	lastAck   map[pkey]*batch.Ack // the ack of that batch (its pieces are no replay)
+	cleaned   map[string]bool     // folders whose crash leftovers were removed
 	started   time.Time
 	lastSweep time.Time
 	files     []lakeio.RecordFile
@@ -308,7 +344,7 @@ func New(ctx context.Context, r op.Resources, cfg Config) (*Sink, error) {
 	}
 	s := &Sink{cfg: cfg, res: r, alloc: r.Alloc, store: store, recs: recs,
 		run:     fmt.Sprintf("%x", time.Now().UnixNano()),
-		writers: map[wkey]*writer{}, seen: map[srcKey]int64{}, files: recs.Files,
+		writers: map[wkey]*writer{}, seen: map[pkey]int64{}, lastAck: map[pkey]*batch.Ack{}, files: recs.Files,
 		cleaned: map[string]bool{}, started: time.Now(), lastSweep: time.Now()}
 	for _, p := range cfg.PartitionBy {
 		s.evs = append(s.evs, p.Prog.NewEvaluator())
@@ -366,20 +402,20 @@ func (s *Sink) write(ctx context.Context, b batch.Batch) error {
 	if s.cfg.Schema == nil {
 		s.cfg.Schema = rec.Schema()
 	}
-	var src srcKey
-	var pos batch.Position
+	var src pkey
 	ps := b.Ack.Positions()
-	keyed := len(ps) == 1
-	if keyed {
-		pos = ps[0]
-		src = srcKey{pos.Topic, pos.Partition}
-		if last, seen := s.seen[src]; !seen || pos.First <= last {
-			if err := s.replayFrom(ctx, src, pos.First); err != nil {
-				b.Release(err)
-				return err
-			}
+	kind := kindPart
+	switch {
+	case len(ps) == 1:
+		kind, src = kindOne, keyOf(ps[0])
+	case len(ps) > 1:
+		kind = kindMerged
+	}
+	if len(ps) > 0 {
+		if err := s.noteReplay(ctx, b.Ack, ps); err != nil {
+			b.Release(err)
+			return err
 		}
-		s.seen[src] = pos.Last
 	}
 	runs, rejects, err := s.partitionRuns(rec)
 	if err != nil {
@@ -391,7 +427,7 @@ func (s *Sink) write(ctx context.Context, b batch.Batch) error {
 	files := map[string]*writer{}
 	var order []*writer
 	for _, r := range runs {
-		k := wkey{dir: r.dir, src: src, keyed: keyed}
+		k := wkey{dir: r.dir, kind: kind, src: src}
 		w, ok := files[r.dir]
 		if !ok {
 			if w, err = s.writer(ctx, k); err != nil {
@@ -412,11 +448,11 @@ func (s *Sink) write(ctx context.Context, b batch.Batch) error {
 		w.held += share
 		s.held += share
 		s.res.Memory.Charge(share)
-		if keyed {
-			if l := len(w.segs); l > 0 && w.segs[l-1].First == pos.First && w.segs[l-1].Last == pos.Last {
-				w.segs[l-1].Rows += n
+		if kind != kindPart {
+			if l := len(w.segs); l > 0 && w.segs[l-1].ack == b.Ack {
+				w.segs[l-1].rows += n
 			} else {
-				w.segs = append(w.segs, lakeio.Segment{First: pos.First, Last: pos.Last, Rows: n})
+				w.segs = append(w.segs, seg{rows: n, ack: b.Ack, pos: ps})
 			}
 		}
 	}
@@ -609,13 +645,13 @@ func (s *Sink) commit(ctx context.Context, w *writer) error {
 	delete(s.writers, w.key)
 	var key string
 	var rf lakeio.RecordFile
-	if w.key.keyed {
-		name := lakeio.Name{Topic: w.key.src.topic, Partition: w.key.src.partition, First: w.segs[0].First, Last: w.segs[len(w.segs)-1].Last}
-		key = w.key.dir + name.String()
-		rf = lakeio.RecordFile{Key: key, Name: name, At: time.Now().Unix()}
-		if err := w.pw.AppendKeyValueMetadata(lakeio.SegmentsKey, lakeio.FormatSegments(w.segs)); err != nil {
+	positioned := w.key.kind != kindPart
+	if positioned {
+		var err error
+		if rf, err = s.describe(w.key.dir, w.key.kind, w.segs, w.pw); err != nil {
 			return s.abort(w, err)
 		}
+		key = rf.Key
 	} else {
 		s.seq++
 		key = fmt.Sprintf("%spart-%s-%06d.parquet", w.key.dir, s.run, s.seq)
@@ -623,7 +659,7 @@ func (s *Sink) commit(ctx context.Context, w *writer) error {
 	if err := w.pw.Close(); err != nil {
 		return s.abort(w, err)
 	}
-	if w.key.keyed {
+	if positioned {
 		// The record goes first: a crash after the file appears must
 		// still find it.
 		if err := s.recs.Append(ctx, []lakeio.RecordFile{rf}); err != nil {
@@ -633,7 +669,7 @@ func (s *Sink) commit(ctx context.Context, w *writer) error {
 	if err := w.up.Commit(ctx, key); err != nil {
 		return s.abort(w, fmt.Errorf("committing %s: %w", key, err))
 	}
-	if w.key.keyed {
+	if positioned {
 		s.files = append(s.files, rf)
 	}
 	s.Committed++
@@ -670,48 +706,150 @@ func (s *Sink) abortAll(err error) {
 	}
 }
 
-// replayFrom prepares for source partition src being read from offset
-// from: open files holding offsets ≥ from are dropped (their acks fail:
-// the source reads those offsets again), committed files holding only
-// offsets ≥ from are deleted, and a committed file straddling from is
-// rewritten with its rows before from.
-func (s *Sink) replayFrom(ctx context.Context, src srcKey, from int64) error {
+// describe names a positioned file from its segments and writes them
+// into its footer: a file of one source partition is named after its
+// offsets, a merged file gets a fresh merged-RUN-SEQ name; the record
+// lists what it covers either way.
+func (s *Sink) describe(dir string, kind wkind, segs []seg, pw *pqarrow.FileWriter) (lakeio.RecordFile, error) {
+	rf := lakeio.RecordFile{At: time.Now().Unix()}
+	if kind == kindOne {
+		p := segs[0].pos[0]
+		rf.Name = lakeio.Name{Topic: p.Topic, Partition: p.Partition, First: p.First, Last: segs[len(segs)-1].pos[0].Last}
+		rf.Source = p.Source
+		rf.Key = dir + rf.Name.String()
+		one := make([]lakeio.Segment, len(segs))
+		for i, sg := range segs {
+			one[i] = lakeio.Segment{First: sg.pos[0].First, Last: sg.pos[0].Last, Rows: sg.rows}
+		}
+		return rf, pw.AppendKeyValueMetadata(lakeio.SegmentsKey, lakeio.FormatSegments(one))
+	}
+	s.seq++
+	rf.Key = fmt.Sprintf("%smerged-%s-%06d.parquet", dir, s.run, s.seq)
+	ms := make([]lakeio.MergedSegment, len(segs))
+	var all []batch.Position
+	for i, sg := range segs {
+		ms[i] = lakeio.MergedSegment{Rows: sg.rows, Pos: sg.pos}
+		all = append(all, sg.pos...)
+	}
+	rf.Ranges = batch.MergePositions(all)
+	return rf, pw.AppendKeyValueMetadata(lakeio.PositionsKey, lakeio.FormatMergedSegments(ms))
+}
+
+// replay is a source partition read (again) from an offset.
+type replay struct {
+	k    pkey
+	from int64
+}
+
+type replays []replay
+
+// from returns the offset r's partition is read again from.
+func (rs replays) from(r batch.Position) (int64, bool) {
+	for _, rp := range rs {
+		if rp.k.matches(r) {
+			return rp.from, true
+		}
+	}
+	return 0, false
+}
+
+func replayedPart(rs replays, r batch.Position) bool {
+	_, ok := rs.from(r)
+	return ok
+}
+
+// hit reports whether rows that came from ps are read again: one of them
+// is at or after its partition's replay offset.
+func (rs replays) hit(ps []batch.Position) bool {
+	for _, r := range ps {
+		if from, ok := rs.from(r); ok && r.Last >= from {
+			return true
+		}
+	}
+	return false
+}
+
+// noteReplay finds the source partitions of ps that this batch reads from
+// an offset the sink may already hold — the first batch of the partition
+// in this run, or an offset at or before the last one received (a
+// rebalance gave it back) — and prepares the lake for them (replayFrom).
+// Pieces of one ack (a transform emitted several batches for one input)
+// are not a replay.
+func (s *Sink) noteReplay(ctx context.Context, ack *batch.Ack, ps []batch.Position) error {
+	var rs replays
+	var ks []pkey
+	var lasts []int64
+	for _, p := range ps {
+		k := keyOf(p)
+		i := slices.Index(ks, k)
+		if i < 0 {
+			ks = append(ks, k)
+			lasts = append(lasts, p.Last)
+			rs = append(rs, replay{k, p.First})
+			continue
+		}
+		rs[i].from = min(rs[i].from, p.First)
+		lasts[i] = max(lasts[i], p.Last)
+	}
+	var todo replays
+	for i, k := range ks {
+		if last, seen := s.seen[k]; !seen || (rs[i].from <= last && s.lastAck[k] != ack) {
+			todo = append(todo, rs[i])
+		}
+		s.seen[k], s.lastAck[k] = lasts[i], ack
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	return s.replayFrom(ctx, todo, ps)
+}
+
+// replayFrom prepares for the source partitions of rs being read from
+// their offsets: open files holding rows of those offsets are dropped
+// (their acks fail: the source reads them again), committed files holding
+// only such rows are deleted, and a committed file holding some is
+// rewritten without them. cur is the positions of the batch that started
+// the replay.
+func (s *Sink) replayFrom(ctx context.Context, rs replays, cur []batch.Position) error {
 	for k, w := range s.writers {
-		if k.keyed && k.src == src {
-			w.pw.Close()
-			delete(s.writers, k)
-			s.held -= w.held
-			s.res.Memory.Release(w.held)
-			w.up.Abort()
-			for _, a := range w.acks {
-				a.Done(batch.ErrDropped)
-			}
+		if k.kind == kindPart || !slices.ContainsFunc(w.segs, func(sg seg) bool { return rs.hit(sg.pos) }) {
+			continue
+		}
+		w.pw.Close()
+		delete(s.writers, k)
+		s.held -= w.held
+		s.res.Memory.Release(w.held)
+		w.up.Abort()
+		for _, a := range w.acks {
+			a.Done(batch.ErrDropped)
 		}
 	}
 	var keep []lakeio.RecordFile
 	changed := false
 	for _, f := range s.files {
-		if f.Topic != src.topic || f.Partition != src.partition {
+		cover := f.Cover()
+		if len(cover) == 0 || !rs.hit(cover) {
+			if len(cover) > 0 && !f.Merged() && replayedPart(rs, cover[0]) {
+				// A file of a replayed partition wholly before its
+				// replay offset: those offsets are never read again (a
+				// source commits forwards), the record can go.
+				changed = true
+				continue
+			}
 			keep = append(keep, f)
 			continue
 		}
-		if f.Last < from {
-			// Offsets before from are never read again (a source
-			// commits forwards): the record can go.
-			changed = true
-			continue
-		}
 		changed = true
-		if f.First >= from {
+		if from, _ := rs.from(cover[0]); !f.Merged() && f.First >= from {
 			if err := s.store.Delete(ctx, f.Key); err != nil {
 				return fmt.Errorf("removing %s before its offsets are read again: %w", f.Key, err)
 			}
 			s.res.Log.Warn("lake: removed a file its replay rewrites", "key", f.Key, "from", from)
 			continue
 		}
-		nf, err := s.cut(ctx, f, from)
+		nf, err := s.cut(ctx, f, rs, cur)
 		if err != nil {
-			return fmt.Errorf("cutting %s back to offset %d: %w", f.Key, from-1, err)
+			return fmt.Errorf("cutting %s back before the offsets read again: %w", f.Key, err)
 		}
 		if nf != nil {
 			keep = append(keep, *nf)
@@ -726,9 +864,12 @@ func (s *Sink) replayFrom(ctx context.Context, src srcKey, from int64) error {
 	return nil
 }
 
-// cut rewrites committed file f keeping only the rows of batches before
-// offset from, under the name of the offsets it then covers.
-func (s *Sink) cut(ctx context.Context, f lakeio.RecordFile, from int64) (*lakeio.RecordFile, error) {
+// cut rewrites committed file f without the rows of its batches that the
+// replays rs read again (a batch is read again whole when one of its
+// positions is at or after its partition's replay offset: a source resumes
+// at a batch boundary), under a name for what it then covers; a file left
+// with no rows is deleted. It returns the file's new record, nil if none.
+func (s *Sink) cut(ctx context.Context, f lakeio.RecordFile, rs replays, cur []batch.Position) (*lakeio.RecordFile, error) {
 	exists, err := s.store.Exists(ctx, f.Key)
 	if err != nil || !exists {
 		return nil, err // recorded but never committed: nothing to cut
@@ -738,24 +879,53 @@ func (s *Sink) cut(ctx context.Context, f lakeio.RecordFile, from int64) (*lakei
 		return nil, err
 	}
 	defer r.Close()
-	segs, err := r.Segments()
-	if err != nil {
-		return nil, err
-	}
-	var keepRows int64
-	var keepSegs []lakeio.Segment
-	for _, sg := range segs {
-		// A batch holding from (it started before) belongs to the
-		// replay too: the source resumed at a batch boundary C ≤ from,
-		// and the offsets between C and from gave this sink no rows.
-		if sg.Last >= from {
-			break
+	var segs []seg
+	if f.Merged() {
+		ms, err := r.MergedSegments()
+		if err != nil {
+			return nil, err
 		}
-		keepSegs = append(keepSegs, sg)
-		keepRows += sg.Rows
+		for _, m := range ms {
+			segs = append(segs, seg{rows: m.Rows, pos: m.Pos})
+		}
+	} else {
+		os, err := r.Segments()
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range os {
+			segs = append(segs, seg{rows: o.Rows, pos: []batch.Position{{Source: f.Source, Topic: f.Topic, Partition: f.Partition, First: o.First, Last: o.Last}}})
+		}
+	}
+	// Row ranges to keep, in row order.
+	type span struct{ from, to int64 }
+	var spans []span
+	var kept []seg
+	var at int64
+	for _, sg := range segs {
+		if !rs.hit(sg.pos) {
+			kept = append(kept, sg)
+			if l := len(spans); l > 0 && spans[l-1].to == at {
+				spans[l-1].to += sg.rows
+			} else {
+				spans = append(spans, span{at, at + sg.rows})
+			}
+		} else if f.Merged() {
+			// Its rows go; the replay brings them back only if it reads
+			// every position they came from again.
+			for _, p := range sg.pos {
+				if from, ok := rs.from(p); !ok || from > p.First {
+					s.res.Log.Warn("lake: a replay removes rows of a merged batch that also came from input it may not read again",
+						"key", f.Key, "position", fmt.Sprintf("%s/%s/%d:%d-%d", p.Source, p.Topic, p.Partition, p.First, p.Last),
+						"replay", fmt.Sprint(cur))
+					break
+				}
+			}
+		}
+		at += sg.rows
 	}
 	dir := f.Key[:len(f.Key)-len(lakeio.Base(f.Key))]
-	if len(keepSegs) == 0 {
+	if len(kept) == 0 {
 		return nil, s.store.Delete(ctx, f.Key)
 	}
 	schema, err := r.Schema()
@@ -771,20 +941,32 @@ func (s *Sink) cut(ctx context.Context, f lakeio.RecordFile, from int64) (*lakei
 		up.Abort()
 		return nil, err
 	}
-	left := keepRows
+	var row int64
 	err = r.Records(ctx, nil, func(rec arrow.RecordBatch) error {
 		defer rec.Release()
-		if left <= 0 {
-			return nil
+		lo, hi := row, row+rec.NumRows()
+		row = hi
+		for _, sp := range spans {
+			a, b := max(sp.from, lo), min(sp.to, hi)
+			if a >= b {
+				continue
+			}
+			sl := rec.NewSlice(a-lo, b-lo)
+			err := pw.WriteBuffered(sl)
+			sl.Release()
+			if err != nil {
+				return err
+			}
 		}
-		n := min(left, rec.NumRows())
-		sl := rec.NewSlice(0, n)
-		defer sl.Release()
-		left -= n
-		return pw.WriteBuffered(sl)
+		return nil
 	})
+	kind := kindOne
+	if f.Merged() {
+		kind = kindMerged
+	}
+	var nf lakeio.RecordFile
 	if err == nil {
-		err = pw.AppendKeyValueMetadata(lakeio.SegmentsKey, lakeio.FormatSegments(keepSegs))
+		nf, err = s.describe(dir, kind, kept, pw)
 	}
 	if cerr := pw.Close(); err == nil {
 		err = cerr
@@ -793,9 +975,6 @@ func (s *Sink) cut(ctx context.Context, f lakeio.RecordFile, from int64) (*lakei
 		up.Abort()
 		return nil, err
 	}
-	name := f.Name
-	name.Last = keepSegs[len(keepSegs)-1].Last
-	nf := lakeio.RecordFile{Key: dir + name.String(), Name: name, At: time.Now().Unix()}
 	if err := s.recs.Append(ctx, []lakeio.RecordFile{nf}); err != nil {
 		up.Abort()
 		return nil, err

@@ -729,3 +729,161 @@ func TestMemoryBudget(t *testing.T) {
 		t.Fatalf("%d bytes still charged after close", budget.InUse())
 	}
 }
+
+// mergedAck is the ack of a batch built from several inputs (an aggregate's
+// result): positions of two partitions of one topic and of a second source.
+func mergedAck(done *[]error, lo, hi int64) *batch.Ack {
+	return batch.NewAck(func(err error) { *done = append(*done, err) }).WithPositions(batch.MergePositions([]batch.Position{
+		{Source: "posts", Topic: "pins", Partition: 0, First: lo, Last: hi},
+		{Source: "posts", Topic: "pins", Partition: 1, First: lo, Last: hi},
+		{Source: "clicks", Topic: "clicks", Partition: 0, First: lo, Last: hi},
+	})...)
+}
+
+// writeMerged writes rows first..last under a merged ack of offsets lo..hi
+// of every input, in pieces of at most piece rows (one ack, several
+// batches, as a transform emits them).
+func writeMerged(t *testing.T, s *Sink, done *[]error, mem memory.Allocator, first, last, lo, hi, piece int64) {
+	t.Helper()
+	ack := mergedAck(done, lo, hi)
+	n := (last - first + piece) / piece
+	ack.Retain(int(n - 1))
+	for f := first; f <= last; f += piece {
+		if err := s.Write(context.Background(), batch.Batch{Rec: rows(mem, f, min(last, f+piece-1)), Ack: ack}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestMergedReplay: batches whose acks cover several partitions and
+// sources go to merged-* files listing their positions. A crash leaves some
+// committed; the next run reads the inputs again from where the sources
+// had committed, grouped differently. The lake ends with every row once: a
+// committed merged file holding replayed batches is cut back or removed.
+func TestMergedReplay(t *testing.T) {
+	for name, loc := range lakes(t) {
+		t.Run(name, func(t *testing.T) {
+			mem := memory.NewGoAllocator()
+			ctx := context.Background()
+			s1 := open(t, mem, config(loc, ", file_rows: 60"))
+			var d1 []error
+			// Row r stands for the aggregate of input offsets r/3 of
+			// every partition: rows 0-29 ← offsets 0-9, 30-59 ← 10-19 ...
+			writeMerged(t, s1, &d1, mem, 0, 29, 0, 9, 7)
+			writeMerged(t, s1, &d1, mem, 30, 59, 10, 19, 7) // hour 13 has 60 rows: committed
+			writeMerged(t, s1, &d1, mem, 60, 89, 20, 29, 30)
+			if len(d1) != 2 || d1[0] != nil || d1[1] != nil {
+				t.Fatalf("acks after the first file: %v", d1)
+			}
+			files, offs := readBack(t, s1.Store())
+			if len(files) != 1 || !strings.HasPrefix(files[0], "dt=2026-11-25/hour=13/merged-") || len(offs) != 60 {
+				t.Fatalf("committed before the crash: %v (%d rows)", files, len(offs))
+			}
+			s1.mu.Lock()
+			for _, w := range s1.writers {
+				w.up.Abort() // the crash: hour 14's rows never become visible
+			}
+			s1.mu.Unlock()
+
+			// The sources had committed offsets 0-9 only: offsets 10-29
+			// are read again, now as one batch, then new input follows.
+			s2 := open(t, mem, config(loc, ", file_rows: 1000"))
+			var d2 []error
+			writeMerged(t, s2, &d2, mem, 30, 89, 10, 29, 25)
+			writeMerged(t, s2, &d2, mem, 90, 99, 30, 32, 25)
+			if err := s2.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			files, offs = readBack(t, storeOf(t, loc))
+			wantOffsets(t, offs, 100)
+			for _, f := range files {
+				if !strings.Contains(f, "/merged-") {
+					t.Fatalf("file %s: want merged-* names", f)
+				}
+			}
+
+			// A run that reads everything again (the sources committed
+			// nothing) replaces every file; its records say what each holds.
+			s3 := open(t, mem, config(loc, ""))
+			var d3 []error
+			writeMerged(t, s3, &d3, mem, 0, 99, 0, 32, 40)
+			if err := s3.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			_, offs = readBack(t, storeOf(t, loc))
+			wantOffsets(t, offs, 100)
+			recs, err := lakeio.LoadRecords(ctx, storeOf(t, loc), lakeio.RecordsDir("lake"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs.Files) != 2 {
+				t.Fatalf("records %+v, want the two files of the last run", recs.Files)
+			}
+			for _, f := range recs.Files {
+				if !f.Merged() || len(f.Ranges) != 3 || f.Ranges[0].Source != "clicks" {
+					t.Fatalf("record %+v: want the three input ranges", f)
+				}
+			}
+			for _, err := range append(d2, d3...) {
+				if err != nil {
+					t.Fatalf("ack failed: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// TestMergedReplayKeepsOtherInputs: a replay of one partition removes only
+// the merged batches it reads again; batches of other inputs stay.
+func TestMergedReplayKeepsOtherInputs(t *testing.T) {
+	mem := memory.NewGoAllocator()
+	dir := filepath.Join(t.TempDir(), "lake")
+	s1 := open(t, mem, config(dir, ""))
+	var d []error
+	other := func(first, last, lo, hi int64) {
+		ack := batch.NewAck(func(err error) { d = append(d, err) }).WithPositions(
+			batch.Position{Source: "posts", Topic: "pins", Partition: 7, First: lo, Last: hi},
+			batch.Position{Source: "posts", Topic: "pins", Partition: 8, First: lo, Last: hi})
+		if err := s1.Write(context.Background(), batch.Batch{Rec: rows(mem, first, last), Ack: ack}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeMerged(t, s1, &d, mem, 0, 9, 0, 9, 10)
+	other(10, 19, 0, 9) // partitions 7 and 8 only
+	writeMerged(t, s1, &d, mem, 20, 29, 10, 19, 10)
+	if err := s1.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s2 := open(t, mem, config(dir, ""))
+	writeMerged(t, s2, &d, mem, 20, 29, 10, 19, 10) // partitions 0, 1 and clicks from 10
+	if err := s2.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, offs := readBack(t, storeOf(t, dir))
+	wantOffsets(t, offs, 30)
+}
+
+// TestPiecesOfOneAck: a transform may emit several batches under one input's
+// ack; the second piece repeats the positions of the first and is no replay.
+func TestPiecesOfOneAck(t *testing.T) {
+	mem := memory.NewGoAllocator()
+	dir := filepath.Join(t.TempDir(), "lake")
+	s := open(t, mem, config(dir, ""))
+	var a acks
+	ack := a.ack(0, 19)
+	ack.Retain(1)
+	for _, r := range [][2]int64{{0, 9}, {10, 19}} {
+		if err := s.Write(context.Background(), batch.Batch{Rec: rows(mem, r[0], r[1]), Ack: ack}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(t, s, &a, mem, 20, 29)
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err, ok := a.get(0); !ok || err != nil {
+		t.Fatalf("the split batch: acked %v, err %v", ok, err)
+	}
+	_, offs := readBack(t, storeOf(t, dir))
+	wantOffsets(t, offs, 30)
+}
