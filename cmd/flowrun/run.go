@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -23,6 +24,7 @@ import (
 	"github.com/flowrun/flowrun/runtime/exec"
 	"github.com/flowrun/flowrun/runtime/metrics"
 	"github.com/flowrun/flowrun/runtime/op"
+	"github.com/flowrun/flowrun/runtime/schedule"
 	"github.com/flowrun/flowrun/runtime/status"
 )
 
@@ -164,6 +166,15 @@ func runPipeline(ctx context.Context, reg *op.Registry, path string, f runFlags,
 	if mreg != nil {
 		srv := status.New(res, p, mreg, log)
 		srv.Recent = recentDeadLetters(p)
+		if res.Pipeline.Schedule != "" {
+			// A scheduled pipeline: its recent runs, from the history the
+			// scheduler and flowrun run --interval keep beside it.
+			hdir := f.history
+			if hdir == "" {
+				hdir = filepath.Dir(path)
+			}
+			srv.Runs = schedule.NewRecent(hdir, res.Pipeline.Name, recentRuns).Runs
+		}
 		addr, err := srv.Start(f.metricsAddr)
 		if err != nil {
 			return fmt.Errorf("--metrics-addr: %w", err)
@@ -389,6 +400,9 @@ func human(n int64) string {
 }
 
 // recentDeadLetters adapts the runtime's recent dead letters to the page's.
+// recentRuns is how many runs of the history the status page shows.
+const recentRuns = 20
+
 func recentDeadLetters(p *exec.Pipeline) func() []status.DeadLetter {
 	return func() []status.DeadLetter {
 		var out []status.DeadLetter

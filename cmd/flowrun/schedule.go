@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -27,6 +25,7 @@ import (
 	"github.com/flowrun/flowrun/runtime/metrics"
 	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/runtime/schedule"
+	"github.com/flowrun/flowrun/runtime/status"
 )
 
 // placeholderVars stand in for a run's interval when a pipeline file is
@@ -115,7 +114,7 @@ that crashed.`,
 	cmd.Flags().BoolVar(&f.once, "once", false, "run what is due now (and what becomes due as runs end), then exit")
 	cmd.Flags().IntVar(&f.maxActive, "max-active", 2, "runs at once over all pipelines")
 	cmd.Flags().IntVar(&f.shards, "shards", 0, "run every interval of every pipeline as this many shard runs (default: the pipeline's schedule: {shards: N}, else 1) (flowrun run --shard I/N: each lake source reads its share of the files), within --max-active")
-	cmd.Flags().StringVar(&f.run.metricsAddr, "metrics-addr", "", "serve the scheduler's Prometheus /metrics (runs by status, last success) on this host:port")
+	cmd.Flags().StringVar(&f.run.metricsAddr, "metrics-addr", "", "serve the scheduler's Prometheus /metrics (runs by status, last success) and a status page of the recent runs at / on this host:port")
 	cmd.Flags().StringVar(&f.run.history, "history", os.Getenv("FLOWRUN_HISTORY"), "directory of the run history (.flowrun/runs.jsonl); default $FLOWRUN_HISTORY, else DIR")
 	cmd.Flags().IntVar(&f.run.batchRows, "batch-rows", 1024, "rows per batch emitted by sources")
 	cmd.Flags().DurationVar(&f.run.drainTimeout, "drain-timeout", 15*time.Second, "how long a stop may take to drain in-flight batches")
@@ -178,18 +177,23 @@ func runSchedule(ctx context.Context, reg *op.Registry, dir string, f scheduleFl
 	}
 	opts := schedule.Options{MaxActive: f.maxActive, Log: log}
 	if f.run.metricsAddr != "" {
-		// The scheduler's own /metrics: runs by status and the last success
-		// per pipeline (the runs themselves are short-lived processes' work).
+		// The scheduler's own /metrics (runs by status and the last success
+		// per pipeline), and a status page of the recent runs of every
+		// pipeline it schedules, read from the history.
 		mreg := metrics.New(log)
 		opts.Metrics = mreg
-		ln, err := net.Listen("tcp", f.run.metricsAddr)
+		srv := status.NewScheduler("schedule "+dir, mreg, log)
+		srv.Runs = schedule.NewRecent(hdir, "", recentRuns).Runs
+		addr, err := srv.Start(f.run.metricsAddr)
 		if err != nil {
 			return fmt.Errorf("--metrics-addr: %w", err)
 		}
-		srv := &http.Server{Handler: mreg.Handler(), ReadHeaderTimeout: 5 * time.Second}
-		go srv.Serve(ln)
-		defer srv.Close()
-		log.Info("serving scheduler metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			srv.Close(ctx)
+		}()
+		log.Info("serving scheduler metrics and the status page", "url", "http://"+addr+"/")
 	}
 	s := schedule.New(st, pipelines, schedule.Options{MaxActive: opts.MaxActive, Log: log, Metrics: opts.Metrics,
 		Run: func(ctx context.Context, j schedule.Job) (schedule.Result, error) {

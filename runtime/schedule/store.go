@@ -173,9 +173,18 @@ func read(f *os.File) (*History, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
+	return readHistory(f, false)
+}
+
+// readHistory reads history lines from r; midLine says r starts inside a
+// line (a tail of the file), whose rest is skipped.
+func readHistory(r io.Reader, midLine bool) (*History, error) {
 	h := &History{byID: map[string]int{}}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	if midLine && !sc.Scan() {
+		return h, sc.Err()
+	}
 	for sc.Scan() {
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {

@@ -1,8 +1,11 @@
 // Package status owns the HTTP server that `flowrun run --metrics-addr`
 // starts: /metrics for Prometheus, and at / a live status page of the
 // running pipeline (its DAG, per-node counters, Kafka lag, watermarks, the
-// last dead letters) fed by /status.json. It only reads: nothing it serves
-// changes the pipeline.
+// last dead letters and, for a scheduled pipeline, its recent runs from the
+// scheduler's run history) fed by /status.json. `flowrun schedule
+// --metrics-addr` serves the same page without a graph: the recent runs of
+// every pipeline it schedules. It only reads: nothing it serves changes the
+// pipeline or the history.
 package status
 
 import (
@@ -13,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -24,6 +28,7 @@ import (
 	"github.com/flowrun/flowrun/dsl/validate"
 	"github.com/flowrun/flowrun/runtime/exec"
 	"github.com/flowrun/flowrun/runtime/metrics"
+	"github.com/flowrun/flowrun/runtime/schedule"
 )
 
 //go:embed page.html
@@ -46,6 +51,10 @@ type Server struct {
 	log     *slog.Logger
 	// Recent, when set, returns the last dead letters (newest first).
 	Recent func() []DeadLetter
+	// Runs, when set, returns the recent runs from the run history, newest
+	// first (schedule.Recent.Runs).
+	Runs func() ([]schedule.Run, error)
+	name string // the page's title when there is no pipeline (the scheduler)
 
 	srv  *http.Server
 	ln   net.Listener
@@ -59,6 +68,16 @@ func New(checked *validate.Result, p *exec.Pipeline, reg *metrics.Registry, log 
 		log = slog.Default()
 	}
 	return &Server{checked: checked, p: p, reg: reg, started: time.Now(), log: log}
+}
+
+// NewScheduler prepares the page of `flowrun schedule`: no pipeline graph,
+// the recent runs of every scheduled pipeline (set Runs), and the
+// scheduler's metrics.
+func NewScheduler(name string, reg *metrics.Registry, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{reg: reg, started: time.Now(), log: log, name: name}
 }
 
 // Handler is the server's routes, for tests.
@@ -121,7 +140,48 @@ type Snapshot struct {
 	DeadLetters []DeadLetter  `json:"dead_letters"`
 	Lag         []SeriesValue `json:"kafka_lag"`
 	Watermarks  []SeriesValue `json:"watermarks"`
-	Runs        []SeriesValue `json:"runs"`
+	Runs        []RunStatus   `json:"runs"`
+	// RunsError says why the run history could not be read (the page shows
+	// it in place of the runs).
+	RunsError string `json:"runs_error,omitempty"`
+}
+
+// RunStatus is one run of a scheduled pipeline as the page shows it.
+type RunStatus struct {
+	ID       string           `json:"id"`
+	Pipeline string           `json:"pipeline"`
+	Interval string           `json:"interval"` // "start .. end", " [I/N]" for a shard
+	Attempt  int              `json:"attempt"`
+	Trigger  string           `json:"trigger"`
+	Status   string           `json:"status"`
+	Started  time.Time        `json:"started"`
+	Duration float64          `json:"duration_seconds"` // so far, when running
+	Rows     map[string]int64 `json:"rows"`
+	Error    string           `json:"error,omitempty"`
+}
+
+// password in a URL (scheme://user:password@host): never shown, whatever
+// an error message carries.
+var urlPassword = regexp.MustCompile(`(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]*@`)
+
+func runStatus(r schedule.Run, now time.Time) RunStatus {
+	iv := r.Start.Format(time.RFC3339) + " .. " + r.End.Format(time.RFC3339)
+	if r.Shard != "" {
+		iv += " [" + r.Shard + "]"
+	}
+	rs := RunStatus{ID: r.ID, Pipeline: r.Pipeline, Interval: iv, Attempt: r.Attempt, Trigger: r.Trigger,
+		Status: string(r.Status), Started: r.Started, Rows: r.Rows, Error: urlPassword.ReplaceAllString(r.Error, "${1}xxxxx@")}
+	if rs.Rows == nil {
+		rs.Rows = map[string]int64{}
+	}
+	switch {
+	case r.Status == schedule.Skipped || r.Started.IsZero():
+	case r.Ended.IsZero():
+		rs.Duration = now.Sub(r.Started).Seconds()
+	default:
+		rs.Duration = r.Ended.Sub(r.Started).Seconds()
+	}
+	return rs
 }
 
 // NodeStatus is one node's live counters and place in the graph.
@@ -147,7 +207,21 @@ type SeriesValue struct {
 
 // Snapshot reads the pipeline's state now.
 func (s *Server) Snapshot() Snapshot {
-	snap := Snapshot{Pipeline: s.p.Name, Started: s.started, Now: time.Now(), Nodes: []NodeStatus{}, DeadLetters: []DeadLetter{}}
+	snap := Snapshot{Pipeline: s.name, Started: s.started, Now: time.Now(), Nodes: []NodeStatus{}, DeadLetters: []DeadLetter{},
+		Lag: []SeriesValue{}, Watermarks: []SeriesValue{}, Runs: []RunStatus{}}
+	if s.Runs != nil {
+		runs, err := s.Runs()
+		if err != nil {
+			snap.RunsError = urlPassword.ReplaceAllString(err.Error(), "${1}xxxxx@")
+		}
+		for _, r := range runs {
+			snap.Runs = append(snap.Runs, runStatus(r, snap.Now))
+		}
+	}
+	if s.p == nil { // the scheduler's page: its runs only
+		return snap
+	}
+	snap.Pipeline = s.p.Name
 	depth := map[string]int{}
 	for _, cn := range s.checked.Nodes { // inputs come first
 		d := 0
@@ -197,7 +271,6 @@ func (s *Server) Snapshot() Snapshot {
 	if err == nil {
 		snap.Lag = series(fams, "flowrun_kafka_consumer_lag")
 		snap.Watermarks = series(fams, "flowrun_window_watermark_seconds")
-		snap.Runs = series(fams, "flowrun_schedule_runs_total")
 	}
 	return snap
 }

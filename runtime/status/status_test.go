@@ -9,12 +9,14 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowrun/flowrun/dsl/validate"
 	_ "github.com/flowrun/flowrun/operators/all"
 	"github.com/flowrun/flowrun/runtime/exec"
 	"github.com/flowrun/flowrun/runtime/metrics"
 	"github.com/flowrun/flowrun/runtime/op"
+	"github.com/flowrun/flowrun/runtime/schedule"
 	"github.com/flowrun/flowrun/runtime/status"
 )
 
@@ -105,4 +107,98 @@ func TestStatus(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST / = %d, want 405", resp.StatusCode)
 	}
+}
+
+// TestRecentRuns: a scheduled pipeline's page lists its recent runs from
+// the run history (newest first, with duration, rows and error, no
+// password), and the scheduler's page (no pipeline) lists every pipeline's.
+func TestRecentRuns(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dir := t.TempDir()
+	st, err := schedule.OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := func(d int) time.Time { return time.Date(2026, 11, d, 0, 0, 0, 0, time.UTC) }
+	started := time.Now().Add(-time.Minute)
+	failed := schedule.Run{ID: schedule.RunID("s", day(23), 1), Pipeline: "s", Start: day(23), End: day(24), Attempt: 1,
+		Trigger: "schedule", Status: schedule.Failed, Started: started, Ended: started.Add(2500 * time.Millisecond),
+		Rows: map[string]int64{"out": 7}, Error: `sink out: connect postgres://flowrun:s3cret@127.0.0.1:1/x: refused`}
+	running := schedule.Run{ID: schedule.RunID("s", day(24), 1), Pipeline: "s", Start: day(24), End: day(25), Attempt: 1,
+		Trigger: "manual", Status: schedule.Running, Started: started.Add(30 * time.Second)}
+	other := running
+	other.ID, other.Pipeline = schedule.RunID("other", day(24), 1), "other"
+	if err := st.Append(failed, running, other); err != nil {
+		t.Fatal(err)
+	}
+
+	res, errs := validate.Load("s.yaml", []byte(pipeline), func(string) (string, bool) { return "", false }, op.Default)
+	if len(errs) > 0 {
+		t.Fatal(errs.Render())
+	}
+	reg := metrics.New(quiet)
+	p, err := exec.New(res, exec.Options{Metrics: reg, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := status.New(res, p, reg, quiet)
+	s.Runs = schedule.NewRecent(dir, "s", 20).Runs
+	snap := getSnapshot(t, s)
+	if len(snap.Runs) != 2 || snap.Runs[0].ID != running.ID || snap.Runs[1].ID != failed.ID {
+		t.Fatalf("runs %+v, want the running then the failed run of s", snap.Runs)
+	}
+	r := snap.Runs[1]
+	if r.Status != "failed" || r.Duration != 2.5 || r.Rows["out"] != 7 || r.Interval != "2026-11-23T00:00:00Z .. 2026-11-24T00:00:00Z" || r.Trigger != "schedule" {
+		t.Errorf("failed run shown as %+v", r)
+	}
+	if strings.Contains(r.Error, "s3cret") || !strings.Contains(r.Error, "postgres://flowrun:xxxxx@127.0.0.1:1/x: refused") {
+		t.Errorf("error shown as %q", r.Error)
+	}
+	if d := snap.Runs[0].Duration; d < 29 || d > 120 {
+		t.Errorf("running run's duration so far %.1fs, want about 30s", d)
+	}
+
+	// The run ends: the next poll shows it.
+	running.Status, running.Ended = schedule.Succeeded, running.Started.Add(time.Second)
+	if err := st.Append(running); err != nil {
+		t.Fatal(err)
+	}
+	if snap := getSnapshot(t, s); snap.Runs[0].Status != "succeeded" || snap.Runs[0].Duration != 1 {
+		t.Errorf("after the run ended: %+v", snap.Runs[0])
+	}
+
+	sched := status.NewScheduler("schedule pipelines/", metrics.New(quiet), quiet)
+	sched.Runs = schedule.NewRecent(dir, "", 20).Runs
+	snap = getSnapshot(t, sched)
+	if snap.Pipeline != "schedule pipelines/" || len(snap.Nodes) != 0 || len(snap.Runs) != 3 {
+		t.Errorf("scheduler page: %+v", snap)
+	}
+	srv := httptest.NewServer(sched.Handler())
+	defer srv.Close()
+	for _, path := range []string{"/", "/metrics"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("scheduler %s: %d", path, resp.StatusCode)
+		}
+	}
+}
+
+func getSnapshot(t *testing.T, s *status.Server) status.Snapshot {
+	t.Helper()
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/status.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var snap status.Snapshot
+	if err := json.NewDecoder(resp.Body).Decode(&snap); err != nil {
+		t.Fatal(err)
+	}
+	return snap
 }

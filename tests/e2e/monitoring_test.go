@@ -150,3 +150,86 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 	_ = io.Discard
 }
+
+// TestStatusPageShowsRecentRuns: the status page of a scheduled pipeline's
+// run (flowrun run --interval --metrics-addr, a process of its own) lists the
+// pipeline's recent runs from the run history beside it: the earlier run
+// with its rows, and itself, running. /status.json is checked, then the page
+// in headless Chromium.
+func TestStatusPageShowsRecentRuns(t *testing.T) {
+	chromium := testenv.Tool(t, "chromium", "apt-get install -y chromium")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "daily.yaml")
+	const text = `flowrun: 1
+name: daily-runs
+schedule: {cron: "@daily", catchup: 1}
+vars: {COUNT: "40", RATE: "0"}
+sources:
+  posts: {generate: {count: "${COUNT}", rate: "${RATE}", seed: 3}}
+sinks:
+  out: {from: posts, discard: {}}
+`
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	first := flowrun(t, "first", file, nil, nil, "--interval", "2026-11-23")
+	if code := first.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("first interval exited %d", code)
+	}
+	// The second interval runs for about 12 s at 500 posts/s.
+	addr := freeAddr(t)
+	second := flowrun(t, "second", file, map[string]string{"COUNT": "6000", "RATE": "500"}, nil,
+		"--interval", "2026-11-24", "--metrics-addr", addr)
+
+	type run struct {
+		ID, Status, Interval string
+		Duration             float64 `json:"duration_seconds"`
+		Rows                 map[string]int64
+	}
+	var snap struct {
+		Runs      []run
+		RunsError string `json:"runs_error"`
+	}
+	client := &http.Client{Timeout: time.Second}
+	if !eventually(30*time.Second, func() bool {
+		resp, err := client.Get("http://" + addr + "/status.json")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(&snap) == nil && len(snap.Runs) > 0
+	}) {
+		t.Fatalf("/status.json never listed a run (second exited: %v): %+v", second.exited(), snap)
+	}
+	const now, before = "daily-runs@2026-11-24T00:00:00Z#1", "daily-runs@2026-11-23T00:00:00Z#1"
+	if len(snap.Runs) != 2 || snap.Runs[0].ID != now || snap.Runs[0].Status != "running" ||
+		snap.Runs[1].ID != before || snap.Runs[1].Status != "succeeded" || snap.Runs[1].Rows["out"] != 40 || snap.RunsError != "" {
+		t.Fatalf("recent runs %+v (error %q), want %s running and %s succeeded with 40 rows out", snap.Runs, snap.RunsError, now, before)
+	}
+
+	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--disable-component-update", "--no-first-run", "--user-data-dir="+t.TempDir(),
+		"--virtual-time-budget=3000", "--dump-dom", "http://"+addr+"/")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium --dump-dom: %v", err)
+	}
+	dom := string(out)
+	for _, want := range []string{
+		`data-run="` + now + `">running<`,
+		`data-run="` + before + `">succeeded<`,
+		"2026-11-23T00:00:00Z .. 2026-11-24T00:00:00Z",
+		"out=40",
+	} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		_, runs, _ := strings.Cut(dom, `id="runs"`)
+		t.Logf("runs table: %.2000s", runs)
+	}
+	if code := second.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("second interval exited %d", code)
+	}
+}
