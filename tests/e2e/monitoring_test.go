@@ -9,12 +9,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flowrun/flowrun/internal/testenv"
+	"github.com/flowrun/flowrun/operators/kafkaclient"
+	"github.com/flowrun/flowrun/operators/kafkaclient/kafkatest"
 )
 
 // startMonitored runs testdata/monitored.yaml with --metrics-addr and waits
@@ -37,42 +41,85 @@ func startMonitored(t *testing.T) (addr string) {
 	return addr
 }
 
-// TestPrometheusScrapesFlowrun: a real Prometheus scrapes a running flowrun;
-// its query API then returns the node series with plausible values.
-func TestPrometheusScrapesFlowrun(t *testing.T) {
+// startPrometheus runs a real Prometheus scraping target every second and
+// returns its address.
+func startPrometheus(t *testing.T, target string) string {
+	t.Helper()
 	prom := testenv.Tool(t, "prometheus", "apt-get install -y prometheus")
-	addr := startMonitored(t)
 	promAddr := freeAddr(t)
 	dir := t.TempDir()
-	cfg := fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n  - job_name: flowrun\n    static_configs: [{targets: [%q]}]\n", addr)
+	cfg := fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n  - job_name: flowrun\n    static_configs: [{targets: [%q]}]\n", target)
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	start(t, "prometheus", nil, prom, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+	pp := start(t, "prometheus", nil, prom, "--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+promAddr)
+	client := &http.Client{Timeout: time.Second}
+	if !eventually(30*time.Second, func() bool {
+		resp, err := client.Get("http://" + promAddr + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}) {
+		t.Fatalf("prometheus not ready within 30s (exited: %v)", pp.exited())
+	}
+	return promAddr
+}
+
+// promSeries is one series of an instant query's answer.
+type promSeries struct {
+	Metric map[string]string
+	Value  float64 // NaN when Prometheus answers NaN
+}
+
+// promQuery runs an instant query against Prometheus's query API. A query
+// Prometheus cannot parse or evaluate is an error carrying its message.
+func promQuery(promAddr, q string) ([]promSeries, error) {
+	resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Status, ErrorType, Error string
+		Data                     struct {
+			Result []struct {
+				Metric map[string]string
+				Value  [2]any
+			}
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return nil, err
+	}
+	if r.Status != "success" {
+		return nil, fmt.Errorf("%s: %s (HTTP %d)", r.ErrorType, r.Error, resp.StatusCode)
+	}
+	out := make([]promSeries, 0, len(r.Data.Result))
+	for _, s := range r.Data.Result {
+		v, _ := strconv.ParseFloat(fmt.Sprint(s.Value[1]), 64)
+		out = append(out, promSeries{Metric: s.Metric, Value: v})
+	}
+	return out, nil
+}
+
+// TestPrometheusScrapesFlowrun: a real Prometheus scrapes a running flowrun;
+// its query API then returns the node series with plausible values.
+func TestPrometheusScrapesFlowrun(t *testing.T) {
+	testenv.Tool(t, "prometheus", "apt-get install -y prometheus")
+	addr := startMonitored(t)
+	promAddr := startPrometheus(t, addr)
 
 	query := func(q string) (map[string]float64, error) {
-		resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(q))
+		series, err := promQuery(promAddr, q)
 		if err != nil {
 			return nil, err
 		}
-		defer resp.Body.Close()
-		var r struct {
-			Status string
-			Data   struct {
-				Result []struct {
-					Metric map[string]string
-					Value  [2]any
-				}
-			}
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-			return nil, err
-		}
 		out := map[string]float64{}
-		for _, s := range r.Data.Result {
-			v, _ := strconv.ParseFloat(fmt.Sprint(s.Value[1]), 64)
-			out[s.Metric["node"]] = v
+		for _, s := range series {
+			out[s.Metric["node"]] = s.Value
 		}
 		return out, nil
 	}
@@ -96,6 +143,140 @@ func TestPrometheusScrapesFlowrun(t *testing.T) {
 	if err != nil || len(up) != 1 {
 		t.Errorf("up = %v (%v)", up, err)
 	}
+}
+
+// TestDashboardQueriesReturnSeries stands in for loading the dashboard into
+// a real Grafana (no Grafana server can be installed here: see
+// docs/metrics.md). A real Prometheus scrapes testdata/dashboard.yaml, a
+// pipeline that gives every panel something to show (a rule with dead
+// letters, a window, Kafka produce and consume with a group, the ingest
+// API); then every query of deploy/grafana/dashboards/flowrun.json, with
+// $pipeline set as Grafana sets it, must parse and evaluate in Prometheus
+// and return at least one series, and the pipeline selector's label_values
+// query must list the pipeline.
+func TestDashboardQueriesReturnSeries(t *testing.T) {
+	testenv.Tool(t, "prometheus", "apt-get install -y prometheus")
+	brokers := testenv.Kafka(t)
+	topic := kafkatest.Topic(t)
+	if err := kafkaclient.CreateTopics(brokers, 2, topic); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(repoRoot, "deploy/grafana/dashboards/flowrun.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Templating struct {
+			List []struct{ Name, Query string }
+		}
+		Panels []struct {
+			Title   string
+			Targets []struct{ RefID, Expr string }
+		}
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatal(err)
+	}
+
+	addr, listen := freeAddr(t), freeAddr(t)
+	p := flowrun(t, "dashboard", "tests/e2e/testdata/dashboard.yaml", map[string]string{
+		"KAFKA_BROKERS": strings.Join(brokers, ","), "TOPIC": topic, "GROUP": "flowrun-test-" + topic, "LISTEN": listen,
+	}, nil, "--metrics-addr", addr)
+	client := &http.Client{Timeout: 2 * time.Second}
+	if !eventually(30*time.Second, func() bool {
+		resp, err := client.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}) {
+		t.Fatalf("/metrics never answered (flowrun exited: %v)", p.exited())
+	}
+	promAddr := startPrometheus(t, addr)
+
+	// Posts to the ingest API while the test waits: a few per second, and
+	// one malformed (400), so the requests panel has more than one status.
+	stop := make(chan struct{})
+	posted := make(chan struct{})
+	go func() {
+		defer close(posted)
+		for i := 0; ; i++ {
+			body := fmt.Sprintf(`{"index": %d, "unique_id": "u%d", "category": "travel"}`, i, i)
+			if i%5 == 4 {
+				body = `{"index": "not a number"}`
+			}
+			if resp, err := client.Post("http://"+listen+"/v1/posts", "application/json", strings.NewReader(body)); err == nil {
+				resp.Body.Close()
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() { close(stop); <-posted }()
+
+	const pipelineSel = `=~"dashboard"` // Grafana's rendering of $pipeline for one value
+	type target struct{ panel, ref, expr string }
+	var targets []target
+	for _, pn := range dash.Panels {
+		for _, tg := range pn.Targets {
+			expr := strings.ReplaceAll(tg.Expr, `=~"$pipeline"`, pipelineSel)
+			if strings.Contains(expr, "$") {
+				t.Errorf("panel %q query %s uses a variable the test does not set: %s", pn.Title, tg.RefID, tg.Expr)
+				continue
+			}
+			targets = append(targets, target{pn.Title, tg.RefID, expr})
+		}
+	}
+	// Every query parses at once, before any series exists.
+	for _, tg := range targets {
+		if _, err := promQuery(promAddr, tg.expr); err != nil {
+			t.Errorf("panel %q query %s does not run in Prometheus: %v\n%s", tg.panel, tg.ref, err, tg.expr)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	empty := map[string]bool{}
+	ok := eventually(90*time.Second, func() bool {
+		clear(empty)
+		for _, tg := range targets {
+			series, err := promQuery(promAddr, tg.expr)
+			if err != nil || len(series) == 0 {
+				empty[fmt.Sprintf("%s (%s): %s", tg.panel, tg.ref, tg.expr)] = true
+			}
+		}
+		return len(empty) == 0
+	})
+	if !ok {
+		for e := range empty {
+			t.Errorf("no series for panel %s", e)
+		}
+	}
+	for _, v := range dash.Templating.List {
+		if v.Name != "pipeline" {
+			continue
+		}
+		// label_values(METRIC, LABEL) is Grafana's call of the series API.
+		m := regexp.MustCompile(`^label_values\((\w+),\s*(\w+)\)$`).FindStringSubmatch(v.Query)
+		if m == nil {
+			t.Fatalf("pipeline selector query %q is not label_values(metric, label)", v.Query)
+		}
+		resp, err := http.Get("http://" + promAddr + "/api/v1/label/" + m[2] + "/values?match[]=" + url.QueryEscape(m[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct{ Data []string }
+		err = json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if err != nil || !slices.Contains(r.Data, "dashboard") {
+			t.Errorf("pipeline selector lists %v (%v), want dashboard among them", r.Data, err)
+		}
+	}
+	t.Logf("%d dashboard queries in %d panels return series", len(targets), len(dash.Panels))
 }
 
 // TestStatusPageInChromium loads the status page in headless Chromium
