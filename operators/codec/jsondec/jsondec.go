@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"strconv"
 	"time"
 	"unicode/utf16"
@@ -73,6 +74,7 @@ type column struct {
 	target
 	elem target // for lists
 	lb   *array.ListBuilder
+	str  *strCol // top-level string and binary columns
 }
 
 const (
@@ -100,21 +102,21 @@ type val struct {
 // Decoder decodes JSON objects into Arrow record batches of a fixed schema.
 // It is not safe for concurrent use.
 type Decoder struct {
-	schema  *arrow.Schema
-	rb      *array.RecordBuilder
-	cols    []column
-	index   map[string]int
-	slots   []val
-	items   []val
-	order   []int // column of the k-th key of the previous object, to skip map lookups
-	line    []byte
-	buf     []byte // unescaped strings of the current row
-	key     []byte // unescaped key
-	text    []byte // AppendText's fields end to end
-	rows    int
-	bytes   int
-	depth   int
-	dataLen []int // per column: string bytes of the last batch
+	schema *arrow.Schema
+	rb     *array.RecordBuilder
+	cols   []column
+	keys   []int32 // open-addressing table of column names: column+1, 0 empty
+	slots  []val
+	items  []val
+	order  []int // column of the k-th key of the previous object, to skip map lookups
+	line   []byte
+	buf    []byte // unescaped strings of the current row
+	key    []byte // unescaped key
+	text   []byte // AppendText's fields end to end
+	rows   int
+	bytes  int
+	depth  int
+	arrs   []arrow.Array // Flush's columns
 }
 
 // NewDecoder returns a decoder for schema whose builders use alloc.
@@ -122,7 +124,6 @@ func NewDecoder(schema *arrow.Schema, alloc memory.Allocator, opts Options) *Dec
 	d := &Decoder{
 		schema: schema,
 		rb:     array.NewRecordBuilder(alloc, schema),
-		index:  make(map[string]int, schema.NumFields()),
 		slots:  make([]val, schema.NumFields()),
 	}
 	d.cols = make([]column, schema.NumFields())
@@ -140,12 +141,51 @@ func NewDecoder(schema *arrow.Schema, alloc memory.Allocator, opts Options) *Dec
 			}
 		} else {
 			c.target = newTarget(f.Type, b)
+			if c.kind == kString || c.kind == kBinary {
+				c.str = newStrCol(f.Type, alloc)
+			}
 		}
-		if _, dup := d.index[f.Name]; !dup {
-			d.index[f.Name] = i
+	}
+	n := 8
+	for n < 2*len(d.cols) {
+		n *= 2
+	}
+	d.keys = make([]int32, n)
+	for i := range d.cols {
+		if d.lookup([]byte(d.cols[i].name)) < 0 { // the first of duplicate names wins
+			p := keyHash([]byte(d.cols[i].name)) & uint32(n-1)
+			for d.keys[p] != 0 {
+				p = (p + 1) & uint32(n-1)
+			}
+			d.keys[p] = int32(i + 1)
 		}
 	}
 	return d
+}
+
+// keyHash mixes a key's length and three of its bytes: cheap, and enough to
+// tell a schema's column names apart (lookup compares the names anyway).
+func keyHash(k []byte) uint32 {
+	n := len(k)
+	if n == 0 {
+		return 0
+	}
+	h := uint32(n)*0x9E3779B1 ^ uint32(k[0])*0x85EBCA77 ^ uint32(k[n-1])*0xC2B2AE3D ^ uint32(k[n/2])*0x27D4EB2F
+	return h ^ h>>15
+}
+
+// lookup returns the column named key, or -1.
+func (d *Decoder) lookup(key []byte) int {
+	mask := uint32(len(d.keys) - 1)
+	for p := keyHash(key) & mask; ; p = (p + 1) & mask {
+		c := d.keys[p]
+		if c == 0 {
+			return -1
+		}
+		if d.cols[c-1].name == string(key) {
+			return int(c - 1)
+		}
+	}
 }
 
 func newTarget(t arrow.DataType, b array.Builder) target {
@@ -185,24 +225,24 @@ func (d *Decoder) Bytes() int { return d.bytes }
 func (d *Decoder) Flush() arrow.RecordBatch {
 	rows := d.rows
 	d.rows, d.bytes = 0, 0
-	// Size the next batch's buffers like this one's, so the builders do not
-	// regrow (and copy, and zero) them row after row.
-	if len(d.dataLen) != len(d.rb.Fields()) {
-		d.dataLen = make([]int, len(d.rb.Fields()))
-	}
-	for i, f := range d.rb.Fields() {
-		if sb, ok := f.(*array.StringBuilder); ok {
-			d.dataLen[i] = sb.DataLen()
+	d.arrs = d.arrs[:0]
+	for i := range d.cols {
+		c := &d.cols[i]
+		if c.str != nil {
+			d.arrs = append(d.arrs, c.str.finish())
+			continue
+		}
+		d.arrs = append(d.arrs, c.b.NewArray())
+		// Size the next batch's buffers like this one's, so the builders
+		// do not regrow (and copy, and zero) them row after row.
+		if rows > 0 {
+			c.b.Reserve(rows)
 		}
 	}
-	rec := d.rb.NewRecordBatch()
-	if rows > 0 {
-		for i, f := range d.rb.Fields() {
-			f.Reserve(rows)
-			if sb, ok := f.(*array.StringBuilder); ok && d.dataLen[i] > 0 {
-				sb.ReserveData(d.dataLen[i] + d.dataLen[i]/8)
-			}
-		}
+	rec := array.NewRecordBatch(d.schema, d.arrs, int64(rows))
+	for i, a := range d.arrs {
+		a.Release()
+		d.arrs[i] = nil
 	}
 	return rec
 }
@@ -212,12 +252,27 @@ func (d *Decoder) Release() {
 	if d.rb != nil {
 		d.rb.Release()
 		d.rb = nil
+		for i := range d.cols {
+			if c := d.cols[i].str; c != nil {
+				c.release()
+			}
+		}
 	}
 }
+
+// maxBatchText bounds the input bytes of one batch, so that no string
+// column's 32-bit offsets can overflow (a column never holds more bytes
+// than the records it came from).
+const maxBatchText = 1<<31 - 1
+
+var errBatchFull = errors.New("the batch being built would exceed 2 GiB; flush it first")
 
 // Append decodes one JSON object (surrounding whitespace allowed) into one
 // row. On error nothing is appended.
 func (d *Decoder) Append(line []byte) error {
+	if d.bytes+len(line) > maxBatchText {
+		return errBatchFull
+	}
 	d.line = line
 	d.buf = d.buf[:0]
 	d.items = d.items[:0]
@@ -247,6 +302,9 @@ func (d *Decoder) AppendText(cols []int, vals []string) error {
 	n := 0
 	for _, v := range vals {
 		n += len(v)
+	}
+	if d.bytes+n > maxBatchText {
+		return errBatchFull
 	}
 	// Lay the texts end to end in the line so spans can point at them.
 	line := d.text[:0]
@@ -313,6 +371,14 @@ func (d *Decoder) commit() {
 	for i := range d.cols {
 		c := &d.cols[i]
 		s := &d.slots[i]
+		if c.str != nil {
+			if s.state == stSet {
+				c.str.append(d.str(s.s))
+			} else {
+				c.str.appendNull()
+			}
+			continue
+		}
 		if s.state != stSet {
 			c.b.AppendNull()
 			continue
@@ -425,9 +491,7 @@ func (d *Decoder) object() error {
 				}
 			}
 			if col < 0 {
-				if c, ok := d.index[string(key)]; ok {
-					col = c
-				}
+				col = d.lookup(key)
 				if k < len(d.order) {
 					d.order[k] = col
 				} else if k < 4*len(d.cols)+4 {
@@ -913,9 +977,11 @@ var strSpecial = func() (t [256]bool) {
 }()
 
 const (
-	ones        = 0x0101010101010101
-	highBits    = 0x8080808080808080
-	quotes      = '"' * ones
+	ones     = 0x0101010101010101
+	highBits = 0x8080808080808080
+	// flip maps '"' (0x22) to 0x20 and the bytes 0x20-0x21 above it, so
+	// that "below 0x21" after the flip is exactly a control byte or a quote.
+	flip        = 0x02 * ones
 	backslashes = '\\' * ones
 )
 
@@ -929,20 +995,39 @@ func hasLess(x uint64, n byte) uint64 { return (x - uint64(n)*ones) &^ x & highB
 func (d *Decoder) scanString(i int) (start, end int, esc, nonASCII bool, next int, err error) {
 	b := d.line
 	start = i + 1
-	var high byte
+	var high8 uint64 // the bytes seen word by word, or-ed (non-ASCII if a high bit is set)
+	var high byte    // the same for the bytes seen one by one
 	j := start
-	// Eight bytes at a time while none is a quote, a backslash or a control.
-	var high8 uint64
+	// Eight bytes at a time. The lowest flagged byte of the mask is exactly
+	// the first quote, backslash or control byte (the borrow of the
+	// subtraction only flags bytes above a real match), so the scan jumps
+	// straight to it. Flipping bit 1 maps the control bytes onto themselves
+	// and '"' onto 0x20 (and ' ', '!' onto 0x22, 0x23): one comparison
+	// finds both.
 	for j+8 <= len(b) {
 		w := binary.LittleEndian.Uint64(b[j:])
-		if hasZero(w^quotes)|hasZero(w^backslashes)|hasLess(w, 0x20) != 0 {
-			break
+		m := hasLess(w^flip, 0x21) | hasZero(w^backslashes)
+		if m == 0 {
+			high8 |= w
+			j += 8
+			continue
 		}
-		high8 |= w
-		j += 8
-	}
-	if high8&highBits != 0 {
-		high = 0x80
+		k := bits.TrailingZeros64(m) >> 3
+		high8 |= w & (1<<(8*uint(k)) - 1)
+		j += k
+		switch c := b[j]; c {
+		case '"':
+			return start, j, esc, (high8&highBits) != 0 || high >= 0x80, j + 1, nil
+		case '\\':
+			esc = true
+			n, err := d.escape(j)
+			if err != nil {
+				return 0, 0, false, false, j, err
+			}
+			j = n
+		default:
+			return 0, 0, false, false, j, d.syntax(j, "control character %#02x in string", c)
+		}
 	}
 	for j < len(b) {
 		c := b[j]
@@ -953,28 +1038,38 @@ func (d *Decoder) scanString(i int) (start, end int, esc, nonASCII bool, next in
 		}
 		switch {
 		case c == '"':
-			return start, j, esc, high >= 0x80, j + 1, nil
+			return start, j, esc, (high8&highBits) != 0 || high >= 0x80, j + 1, nil
 		case c == '\\':
 			esc = true
-			if j+1 >= len(b) {
-				return 0, 0, false, false, j, d.syntax(j, "unterminated string")
+			n, err := d.escape(j)
+			if err != nil {
+				return 0, 0, false, false, j, err
 			}
-			switch b[j+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				j += 2
-			case 'u':
-				if j+6 > len(b) || !isHex4(b[j+2:j+6]) {
-					return 0, 0, false, false, j, d.syntax(j, "bad \\u escape")
-				}
-				j += 6
-			default:
-				return 0, 0, false, false, j, d.syntax(j, "bad escape \\%c", b[j+1])
-			}
+			j = n
 		default:
 			return 0, 0, false, false, j, d.syntax(j, "control character %#02x in string", c)
 		}
 	}
 	return 0, 0, false, false, len(b), d.syntax(len(b), "unterminated string")
+}
+
+// escape checks the escape sequence whose backslash is at j and returns
+// the index after it.
+func (d *Decoder) escape(j int) (int, error) {
+	b := d.line
+	if j+1 >= len(b) {
+		return j, d.syntax(j, "unterminated string")
+	}
+	switch b[j+1] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		return j + 2, nil
+	case 'u':
+		if j+6 > len(b) || !isHex4(b[j+2:j+6]) {
+			return j, d.syntax(j, "bad \\u escape")
+		}
+		return j + 6, nil
+	}
+	return j, d.syntax(j, "bad escape \\%c", b[j+1])
 }
 
 func isHex4(b []byte) bool {

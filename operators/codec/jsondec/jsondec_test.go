@@ -7,13 +7,16 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/flowrun/flowrun/dsl/types"
+	"github.com/flowrun/flowrun/operators/source/generate/posts"
 )
 
 var testSchema = arrow.NewSchema([]arrow.Field{
@@ -387,4 +390,203 @@ func FuzzExactInt(f *testing.F) {
 			t.Fatalf("exactInt(%q) = %d, %d; want %d, %d", s, v, r, want, wr)
 		}
 	})
+}
+
+// genPosts returns n posts as the emulator and the Kafka benchmark write
+// them (operators/source/generate/posts: shuffled key order, missing and
+// extra fields, non-ASCII text).
+func genPosts(n int) [][]byte {
+	g := posts.New(1)
+	var p posts.Post
+	lines := make([][]byte, n)
+	for i := range lines {
+		g.Next(&p)
+		lines[i] = posts.AppendJSON(nil, &p)
+	}
+	return lines
+}
+
+// BenchmarkDecodePosts decodes generated posts into batches of 1024 rows,
+// as the kafka source does (one op = one post).
+func BenchmarkDecodePosts(b *testing.B) {
+	lines := genPosts(4096)
+	var size int64
+	for _, l := range lines {
+		size += int64(len(l))
+	}
+	d := NewDecoder(pinSchema, memory.NewGoAllocator(), Options{})
+	defer d.Release()
+	b.ReportAllocs()
+	b.SetBytes(size / int64(len(lines)))
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for i := 0; i < b.N; i++ {
+		if err := d.Append(lines[i%len(lines)]); err != nil {
+			b.Fatal(err)
+		}
+		if d.Rows() == 1024 {
+			d.Flush().Release()
+		}
+	}
+	reportCPU(b, cpu0)
+}
+
+// cpuTime is the process's CPU time (user and system, every thread, the
+// garbage collector's included).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports CPU nanoseconds per op beside the wall-clock ns/op:
+// on a shared machine it varies less with the load.
+func reportCPU(b *testing.B, since time.Duration) {
+	b.ReportMetric(float64(cpuTime()-since)/float64(b.N), "cpu-ns/op")
+}
+
+// TestStringScanEveryOffset puts each byte the string scan stops at (a
+// quote, a backslash escape, a control byte) and bytes next to them in value
+// ('!', '#', ' ', 0x7f, non-ASCII) at every offset of the eight-byte words it
+// reads, and compares the result with encoding/json's.
+func TestStringScanEveryOffset(t *testing.T) {
+	schema := arrow.NewSchema([]arrow.Field{{Name: "s", Type: arrow.BinaryTypes.String, Nullable: true}}, nil)
+	d := NewDecoder(schema, memory.NewGoAllocator(), Options{})
+	defer d.Release()
+	specials := []string{`\"`, `\\`, `\n`, `\u00e9`, `\ud83d\ude00`, "!", "#", " ", "\x7f", "é", "\x01", "\x1f", `"`, `\x`}
+	for _, sp := range specials {
+		for pre := 0; pre < 20; pre++ {
+			for post := 0; post < 10; post++ {
+				line := `{"s":"` + strings.Repeat("a", pre) + sp + strings.Repeat("b", post) + `"}`
+				var want struct{ S *string }
+				wantErr := json.Unmarshal([]byte(line), &want)
+				err := d.Append([]byte(line))
+				if (err != nil) != (wantErr != nil) {
+					t.Fatalf("%q: error %v, encoding/json: %v", line, err, wantErr)
+				}
+				if err != nil {
+					continue
+				}
+				rec := d.Flush()
+				got := rec.Column(0).(*array.String).Value(0)
+				rec.Release()
+				if got != *want.S {
+					t.Fatalf("%q: got %q, want %q", line, got, *want.S)
+				}
+			}
+		}
+	}
+}
+
+// TestKeyLookup checks the column-name table with names that share their
+// length and first, middle and last bytes (the bytes it hashes), duplicate
+// names (the first wins), an empty name and unknown keys.
+func TestKeyLookup(t *testing.T) {
+	var fields []arrow.Field
+	names := []string{"a1x1a", "a2x2a", "a3x3a", "a4x4a", "", "k", "a1x1a", "kk", "a5x5a", "a6x6a", "a7x7a", "a8x8a", "a9x9a"}
+	for _, n := range names {
+		fields = append(fields, arrow.Field{Name: n, Type: arrow.PrimitiveTypes.Int64, Nullable: true})
+	}
+	d := NewDecoder(arrow.NewSchema(fields, nil), memory.NewGoAllocator(), Options{})
+	defer d.Release()
+	for i, n := range names {
+		want := i
+		if n == "a1x1a" {
+			want = 0
+		}
+		if got := d.lookup([]byte(n)); got != want {
+			t.Errorf("lookup(%q) = %d, want %d", n, got, want)
+		}
+	}
+	for _, n := range []string{"a0x0a", "a1x1b", "kkk", "K", "a1x1"} {
+		if got := d.lookup([]byte(n)); got != -1 {
+			t.Errorf("lookup(%q) = %d, want -1", n, got)
+		}
+	}
+	if err := d.Append([]byte(`{"a9x9a":9,"":5,"a1x1a":1,"zz":3,"kk":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	rec := d.Flush()
+	defer rec.Release()
+	for i, want := range map[int]int64{12: 9, 4: 5, 0: 1, 7: 2} {
+		if got := rec.Column(i).(*array.Int64).Value(0); got != want {
+			t.Errorf("column %d (%q) = %d, want %d", i, names[i], got, want)
+		}
+	}
+	if !rec.Column(6).IsNull(0) {
+		t.Error("the second column named a1x1a got a value")
+	}
+}
+
+// TestStringColumnsAcrossBatches decodes batches of growing and shrinking
+// sizes whose string values are present, null, missing or long, in
+// patterns that start and end batches with nulls, and checks every value,
+// every null and the arrays' validity.
+func TestStringColumnsAcrossBatches(t *testing.T) {
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "s", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "b", Type: arrow.BinaryTypes.Binary, Nullable: true},
+		{Name: "i", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	}, nil)
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	d := NewDecoder(schema, mem, Options{})
+	defer d.Release()
+	row := 0
+	for _, n := range []int{1, 0, 3, 1000, 10, 5000, 2, 70, 1} {
+		type want struct {
+			s, b  string
+			sNull bool
+			bNull bool
+		}
+		var wants []want
+		for k := 0; k < n; k++ {
+			row++
+			var w want
+			var line string
+			switch {
+			case row%7 == 0:
+				w.sNull, w.bNull = true, true
+				line = fmt.Sprintf(`{"i":%d}`, row)
+			case row%5 == 0:
+				w.sNull = true
+				w.b = strings.Repeat("x", row%300)
+				line = fmt.Sprintf(`{"s":null,"b":%q,"i":%d}`, w.b, row)
+			case k == 0 || k == n-1:
+				w.s, w.bNull = "edge", true
+				line = fmt.Sprintf(`{"b":null,"s":"edge","i":%d}`, row)
+			default:
+				w.s = strings.Repeat("é", row%50) + fmt.Sprint(row)
+				w.b = fmt.Sprint(row)
+				line = fmt.Sprintf(`{"s":%q,"b":%q,"i":%d}`, w.s, w.b, row)
+			}
+			if err := d.Append([]byte(line)); err != nil {
+				t.Fatal(err)
+			}
+			wants = append(wants, w)
+		}
+		rec := d.Flush()
+		if err := validate(rec); err != nil {
+			t.Fatal(err)
+		}
+		if int(rec.NumRows()) != n {
+			t.Fatalf("batch of %d rows has %d", n, rec.NumRows())
+		}
+		sc, bc := rec.Column(0).(*array.String), rec.Column(1).(*array.Binary)
+		if err := bc.ValidateFull(); err != nil {
+			t.Fatal(err)
+		}
+		for k, w := range wants {
+			if sc.IsNull(k) != w.sNull || bc.IsNull(k) != w.bNull {
+				t.Fatalf("batch of %d, row %d: nulls %v %v, want %v %v", n, k, sc.IsNull(k), bc.IsNull(k), w.sNull, w.bNull)
+			}
+			if !w.sNull && sc.Value(k) != w.s {
+				t.Fatalf("batch of %d, row %d: s = %q, want %q", n, k, sc.Value(k), w.s)
+			}
+			if !w.bNull && string(bc.Value(k)) != w.b {
+				t.Fatalf("batch of %d, row %d: b = %q, want %q", n, k, bc.Value(k), w.b)
+			}
+		}
+		rec.Release()
+	}
 }
