@@ -423,40 +423,14 @@ func (s *Sink) write(ctx context.Context, b batch.Batch) error {
 		return err
 	}
 	batchBytes := b.Bytes()
-	// One reference of the ack per file the batch's rows go to.
-	files := map[string]*writer{}
-	var order []*writer
-	for _, r := range runs {
-		k := wkey{dir: r.dir, kind: kind, src: src}
-		w, ok := files[r.dir]
-		if !ok {
-			if w, err = s.writer(ctx, k); err != nil {
-				break
-			}
-			files[r.dir] = w
-			order = append(order, w)
-		}
-		sl := rec.NewSlice(int64(r.from), int64(r.to))
-		err = w.pw.WriteBuffered(sl)
-		sl.Release()
-		if err != nil {
-			break
-		}
-		n := int64(r.to - r.from)
-		w.rows += n
-		share := batchBytes * n / rec.NumRows()
-		w.held += share
-		s.held += share
-		s.res.Memory.Charge(share)
-		if kind != kindPart {
-			if l := len(w.segs); l > 0 && w.segs[l-1].ack == b.Ack {
-				w.segs[l-1].rows += n
-			} else {
-				w.segs = append(w.segs, seg{rows: n, ack: b.Ack, pos: ps})
-			}
-		}
-	}
-	if err != nil {
+	// The ack keeps one reference per file the batch's rows go to (and
+	// per dead letter); the caller's reference goes at the end. A file
+	// reaching file_rows or file_size is committed at once. Files without
+	// offsets in their names are cut in the middle of a batch too, so a
+	// large batch (an aggregate's whole result) still makes files of
+	// file_rows rows; a file of one partition may pass file_rows by one
+	// batch (two files of a batch would have one name).
+	fail := func(err error) error {
 		// The rows written so far are in files that can no longer be
 		// trusted: abort them all, failing their acks.
 		rec.Release()
@@ -464,11 +438,63 @@ func (s *Sink) write(ctx context.Context, b batch.Batch) error {
 		s.abortAll(err)
 		return err
 	}
-	// One reference per file the rows went to and per dead letter.
-	b.Ack.Retain(len(order) + len(rejects) - 1)
-	for _, w := range order {
-		w.acks = append(w.acks, b.Ack)
+	var touched []*writer
+	for _, r := range runs {
+		k := wkey{dir: r.dir, kind: kind, src: src}
+		for from := int64(r.from); from < int64(r.to); {
+			w, err := s.writer(ctx, k)
+			if err != nil {
+				return fail(err)
+			}
+			if l := len(w.acks); l == 0 || w.acks[l-1] != b.Ack {
+				b.Ack.Retain(1)
+				w.acks = append(w.acks, b.Ack)
+			}
+			to := int64(r.to)
+			if kind != kindOne {
+				to = min(to, from+max(1, s.cfg.FileRows-w.rows))
+			}
+			sl := rec.NewSlice(from, to)
+			err = w.pw.WriteBuffered(sl)
+			sl.Release()
+			if err != nil {
+				return fail(err)
+			}
+			n := to - from
+			from = to
+			w.rows += n
+			share := batchBytes * n / rec.NumRows()
+			w.held += share
+			s.held += share
+			s.res.Memory.Charge(share)
+			if kind != kindPart {
+				if l := len(w.segs); l > 0 && w.segs[l-1].ack == b.Ack {
+					w.segs[l-1].rows += n
+				} else {
+					w.segs = append(w.segs, seg{rows: n, ack: b.Ack, pos: ps})
+				}
+			}
+			if kind == kindOne {
+				touched = append(touched, w) // committed once the batch is written
+			} else if s.full(w) {
+				if err := s.commit(ctx, w); err != nil {
+					rec.Release()
+					b.Ack.Done(err)
+					return err
+				}
+			}
+		}
 	}
+	for _, w := range touched {
+		if s.writers[w.key] == w && s.full(w) {
+			if err := s.commit(ctx, w); err != nil {
+				rec.Release()
+				b.Ack.Done(err)
+				return err
+			}
+		}
+	}
+	b.Ack.Retain(len(rejects))
 	for i, rj := range rejects {
 		if s.enc == nil {
 			s.enc = jsonenc.NewEncoder(rec.Schema())
@@ -480,17 +506,12 @@ func (s *Sink) write(ctx context.Context, b batch.Batch) error {
 				b.Ack.Done(err)
 			}
 			rec.Release()
+			b.Ack.Done(err)
 			return err
 		}
 	}
 	rec.Release()
-	for _, w := range order {
-		if w.rows >= s.cfg.FileRows || w.up.Written()+w.pw.RowGroupTotalCompressedBytes() >= s.cfg.FileBytes {
-			if err := s.commit(ctx, w); err != nil {
-				return err
-			}
-		}
-	}
+	b.Ack.Done(nil)
 	for len(s.writers) > s.cfg.MaxOpen || (len(s.writers) > 0 && (s.held > s.cfg.MaxHeld || s.overBudget())) {
 		if err := s.commit(ctx, s.oldest()); err != nil {
 			return err
@@ -498,6 +519,11 @@ func (s *Sink) write(ctx context.Context, b batch.Batch) error {
 	}
 	s.mOpen.Set(float64(len(s.writers)))
 	return nil
+}
+
+// full reports whether w reached file_rows or file_size.
+func (s *Sink) full(w *writer) bool {
+	return w.rows >= s.cfg.FileRows || w.up.Written()+w.pw.RowGroupTotalCompressedBytes() >= s.cfg.FileBytes
 }
 
 // overBudget reports whether the pipeline's memory budget is exceeded:
@@ -926,7 +952,11 @@ func (s *Sink) cut(ctx context.Context, f lakeio.RecordFile, rs replays, cur []b
 	}
 	dir := f.Key[:len(f.Key)-len(lakeio.Base(f.Key))]
 	if len(kept) == 0 {
-		return nil, s.store.Delete(ctx, f.Key)
+		if err := s.store.Delete(ctx, f.Key); err != nil {
+			return nil, err
+		}
+		s.res.Log.Warn("lake: removed a file its replay rewrites", "key", f.Key)
+		return nil, nil
 	}
 	schema, err := r.Schema()
 	if err != nil {

@@ -887,3 +887,27 @@ func TestPiecesOfOneAck(t *testing.T) {
 	_, offs := readBack(t, storeOf(t, dir))
 	wantOffsets(t, offs, 30)
 }
+
+// TestLargeMergedBatchRolls: one batch larger than file_rows (an aggregate's
+// whole result) is spread over files of file_rows rows, committed as they
+// fill; its ack completes when the last of them is committed.
+func TestLargeMergedBatchRolls(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	dir := filepath.Join(t.TempDir(), "lake")
+	s := open(t, mem, `{path: "`+dir+`", file_rows: 100}`)
+	var d []error
+	writeMerged(t, s, &d, mem, 0, 249, 0, 9, 250)
+	files, offs := readBack(t, s.Store())
+	if len(files) != 2 || len(offs) != 200 || len(d) != 0 {
+		t.Fatalf("before close: files %v, %d rows, acks %v; want two full files, the batch not acked", files, len(offs), d)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	files, offs = readBack(t, storeOf(t, dir))
+	wantOffsets(t, offs, 250)
+	if len(files) != 3 || len(d) != 1 || d[0] != nil {
+		t.Fatalf("files %v, acks %v", files, d)
+	}
+}
