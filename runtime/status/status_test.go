@@ -34,8 +34,9 @@ sinks:
   bad: {discard: {}}
 `
 
-func TestStatus(t *testing.T) {
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+// build validates the test pipeline and builds it with a metrics registry.
+func build(t *testing.T, quiet *slog.Logger) (*validate.Result, *exec.Pipeline, *metrics.Registry) {
+	t.Helper()
 	res, errs := validate.Load("s.yaml", []byte(pipeline), func(string) (string, bool) { return "", false }, op.Default)
 	if len(errs) > 0 {
 		t.Fatal(errs.Render())
@@ -45,6 +46,12 @@ func TestStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return res, p, reg
+}
+
+func TestStatus(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	res, p, reg := build(t, quiet)
 	if err := p.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -132,15 +139,7 @@ func TestRecentRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	res, errs := validate.Load("s.yaml", []byte(pipeline), func(string) (string, bool) { return "", false }, op.Default)
-	if len(errs) > 0 {
-		t.Fatal(errs.Render())
-	}
-	reg := metrics.New(quiet)
-	p, err := exec.New(res, exec.Options{Metrics: reg, Log: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, p, reg := build(t, quiet)
 	s := status.New(res, p, reg, quiet)
 	s.Runs = schedule.NewRecent(dir, "s", 20).Runs
 	snap := getSnapshot(t, s)

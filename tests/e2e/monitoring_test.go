@@ -27,18 +27,23 @@ func startMonitored(t *testing.T) (addr string) {
 	t.Helper()
 	addr = freeAddr(t)
 	p := flowrun(t, "flowrun", "tests/e2e/testdata/monitored.yaml", nil, nil, "--metrics-addr", addr)
+	if !answers("http://"+addr+"/metrics", 20*time.Second) {
+		t.Fatalf("/metrics never answered (flowrun exited: %v)", p.exited())
+	}
+	return addr
+}
+
+// answers polls url until it answers 200, for at most timeout.
+func answers(url string, timeout time.Duration) bool {
 	client := &http.Client{Timeout: time.Second}
-	if !eventually(20*time.Second, func() bool {
-		resp, err := client.Get("http://" + addr + "/metrics")
+	return eventually(timeout, func() bool {
+		resp, err := client.Get(url)
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == 200
-	}) {
-		t.Fatalf("/metrics never answered (flowrun exited: %v)", p.exited())
-	}
-	return addr
+	})
 }
 
 // startPrometheus runs a real Prometheus scraping target every second and
@@ -54,15 +59,7 @@ func startPrometheus(t *testing.T, target string) string {
 	}
 	pp := start(t, "prometheus", nil, prom, "--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+promAddr)
-	client := &http.Client{Timeout: time.Second}
-	if !eventually(30*time.Second, func() bool {
-		resp, err := client.Get("http://" + promAddr + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}) {
+	if !answers("http://"+promAddr+"/-/ready", 30*time.Second) {
 		t.Fatalf("prometheus not ready within 30s (exited: %v)", pp.exited())
 	}
 	return promAddr
@@ -182,17 +179,10 @@ func TestDashboardQueriesReturnSeries(t *testing.T) {
 	p := flowrun(t, "dashboard", "tests/e2e/testdata/dashboard.yaml", map[string]string{
 		"KAFKA_BROKERS": strings.Join(brokers, ","), "TOPIC": topic, "GROUP": "flowrun-test-" + topic, "LISTEN": listen,
 	}, nil, "--metrics-addr", addr)
-	client := &http.Client{Timeout: 2 * time.Second}
-	if !eventually(30*time.Second, func() bool {
-		resp, err := client.Get("http://" + addr + "/metrics")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}) {
+	if !answers("http://"+addr+"/metrics", 30*time.Second) {
 		t.Fatalf("/metrics never answered (flowrun exited: %v)", p.exited())
 	}
+	client := &http.Client{Timeout: 2 * time.Second}
 	promAddr := startPrometheus(t, addr)
 
 	// Posts to the ingest API while the test waits: a few per second, and
