@@ -23,6 +23,7 @@ import (
 	"github.com/flowrun/flowrun/operators/hbaseclient"
 	"github.com/flowrun/flowrun/runtime/batch"
 	"github.com/flowrun/flowrun/runtime/op"
+	"github.com/flowrun/flowrun/runtime/op/optest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -115,44 +116,6 @@ func dropAfter(t *testing.T, addr, table string) {
 	})
 }
 
-type acks struct {
-	mu   sync.Mutex
-	n    int
-	errs []error
-}
-
-func (a *acks) new() *batch.Ack {
-	return batch.NewAck(func(err error) {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		a.n++
-		if err != nil {
-			a.errs = append(a.errs, err)
-		}
-	})
-}
-
-func (a *acks) get() (int, []error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.n, append([]error(nil), a.errs...)
-}
-
-type deadLetters struct {
-	mu      sync.Mutex
-	records []string
-	reasons []string
-}
-
-func (d *deadLetters) Reject(ack *batch.Ack, record, reason string) error {
-	d.mu.Lock()
-	d.records = append(d.records, record)
-	d.reasons = append(d.reasons, reason)
-	d.mu.Unlock()
-	ack.Done(nil)
-	return nil
-}
-
 func scan(t *testing.T, addr, table string) []hbaseclient.Row {
 	t.Helper()
 	c, err := hbaseclient.Dial(context.Background(), addr, hbaseclient.Options{})
@@ -172,8 +135,7 @@ func scan(t *testing.T, addr, table string) []hbaseclient.Row {
 // documented way; a second write of the same rows changes nothing.
 func TestWriteReadBack(t *testing.T) {
 	addr := testenv.HBase(t)
-	alloc := memory.NewCheckedAllocator(memory.NewGoAllocator())
-	defer alloc.AssertSize(t, 0)
+	alloc := optest.Allocator(t)
 	table := tableName(t)
 	dropAfter(t, addr, table)
 	ctx := context.Background()
@@ -182,9 +144,9 @@ func TestWriteReadBack(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var a acks
+		var a optest.Acks
 		for from := 0; from < 1000; from += 250 {
-			if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, from, from+250, nil, nil), Ack: a.new()}); err != nil {
+			if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, from, from+250, nil, nil), Ack: a.New()}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -194,7 +156,7 @@ func TestWriteReadBack(t *testing.T) {
 		if err := s.Close(ctx); err != nil {
 			t.Fatal("second Close:", err)
 		}
-		if n, errs := a.get(); n != 4 || len(errs) > 0 {
+		if n, errs := a.Get(); n != 4 || len(errs) > 0 {
 			t.Fatalf("round %d: %d acks, errors %v", round, n, errs)
 		}
 		got := scan(t, addr, table)
@@ -252,8 +214,7 @@ func checkRow(t *testing.T, i int, r hbaseclient.Row) {
 // key is empty; every other row is stored and the batch is acknowledged.
 func TestRefusedRowsToDeadLetters(t *testing.T) {
 	addr := testenv.HBase(t)
-	alloc := memory.NewCheckedAllocator(memory.NewGoAllocator())
-	defer alloc.AssertSize(t, 0)
+	alloc := optest.Allocator(t)
 	table := tableName(t)
 	dropAfter(t, addr, table)
 	ctx := context.Background()
@@ -268,24 +229,24 @@ func TestRefusedRowsToDeadLetters(t *testing.T) {
 	cfg := config(t, addr, table)
 	cfg.Create = false
 	cfg.Columns = append(cfg.Columns, Column{Index: 7, Name: "note", Family: "zz", Qualifier: "note"})
-	dl := &deadLetters{}
+	dl := &optest.DeadLetters{}
 	s, err := New(ctx, op.Resources{Node: "out", Alloc: alloc, DeadLetters: dl}, cfg, schema)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var a acks
+	var a optest.Acks
 	rec := rows(alloc, 0, 200, map[int]bool{17: true}, map[int]int{123: 11 << 20}, 31, 150, 151)
-	if err := s.Write(ctx, batch.Batch{Rec: rec, Ack: a.new()}); err != nil {
+	if err := s.Write(ctx, batch.Batch{Rec: rec, Ack: a.New()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n, errs := a.get(); n != 1 || len(errs) > 0 {
+	if n, errs := a.Get(); n != 1 || len(errs) > 0 {
 		t.Fatalf("%d acks, errors %v", n, errs)
 	}
-	if len(dl.records) != 5 {
-		t.Fatalf("dead letters %d, want 5: %v", len(dl.records), dl.reasons)
+	if len(dl.Records()) != 5 {
+		t.Fatalf("dead letters %d, want 5: %v", len(dl.Records()), dl.Reasons())
 	}
 	want := map[string]string{
 		`"id":""`:         "row_key is empty",
@@ -296,11 +257,11 @@ func TestRefusedRowsToDeadLetters(t *testing.T) {
 	}
 	for id, reason := range want {
 		found := false
-		for i, rec := range dl.records {
+		for i, rec := range dl.Records() {
 			if strings.Contains(rec, id) {
 				found = true
-				if !strings.Contains(dl.reasons[i], reason) {
-					t.Errorf("%s: reason %q, want it to contain %q", id, dl.reasons[i], reason)
+				if !strings.Contains(dl.Reasons()[i], reason) {
+					t.Errorf("%s: reason %q, want it to contain %q", id, dl.Reasons()[i], reason)
 				}
 			}
 		}
@@ -366,12 +327,12 @@ func TestRetriesThenFails(t *testing.T) {
 			}
 			return flaky{putter: c, mu: &mu, fails: &fails, calls: &calls}, nil
 		}
-		var a acks
-		if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, 0, 100, nil, nil), Ack: a.new()}); err != nil {
+		var a optest.Acks
+		if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, 0, 100, nil, nil), Ack: a.New()}); err != nil {
 			t.Fatal(err)
 		}
 		closeErr := s.Close(ctx)
-		n, errs := a.get()
+		n, errs := a.Get()
 		if n != 1 {
 			t.Fatalf("fails=%d: %d acks", tc.fails, n)
 		}
@@ -416,8 +377,7 @@ func TestIdleConnectionRedialled(t *testing.T) {
 	addr := testenv.HBase(t)
 	table := tableName(t)
 	dropAfter(t, addr, table)
-	alloc := memory.NewCheckedAllocator(memory.NewGoAllocator())
-	defer alloc.AssertSize(t, 0)
+	alloc := optest.Allocator(t)
 	ctx := context.Background()
 	cfg := config(t, addr, table)
 	cfg.MaxInFlight, cfg.BatchRows = 1, 100
@@ -435,14 +395,14 @@ func TestIdleConnectionRedialled(t *testing.T) {
 		}
 		return stale{c}, nil
 	}
-	var a acks
-	if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, 0, 300, nil, nil), Ack: a.new()}); err != nil {
+	var a optest.Acks
+	if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, 0, 300, nil, nil), Ack: a.New()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n, errs := a.get(); n != 1 || len(errs) > 0 || dials != 3 {
+	if n, errs := a.Get(); n != 1 || len(errs) > 0 || dials != 3 {
 		t.Fatalf("%d acks, errors %v, %d dials (want 3: one per request)", n, errs, dials)
 	}
 }
@@ -480,8 +440,7 @@ func TestGatewayOutageRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer proxy.Close()
-	alloc := memory.NewCheckedAllocator(memory.NewGoAllocator())
-	defer alloc.AssertSize(t, 0)
+	alloc := optest.Allocator(t)
 	ctx := context.Background()
 	cfg := config(t, proxy.Addr, table)
 	cfg.BatchRows, cfg.MaxInFlight = 200, 2
@@ -491,20 +450,20 @@ func TestGatewayOutageRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var a acks
+	var a optest.Acks
 	for from := 0; from < 2000; from += 250 {
 		if from == 500 {
 			proxy.Cut()
 			time.AfterFunc(time.Second, proxy.Resume)
 		}
-		if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, from, from+250, nil, nil), Ack: a.new()}); err != nil {
+		if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, from, from+250, nil, nil), Ack: a.New()}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n, errs := a.get(); n != 8 || len(errs) > 0 {
+	if n, errs := a.Get(); n != 8 || len(errs) > 0 {
 		t.Fatalf("%d acks, errors %v", n, errs)
 	}
 	if proxy.Cuts.Load() == 0 || !strings.Contains(logs.String(), "put failed, retrying") {

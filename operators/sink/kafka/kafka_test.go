@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	"github.com/flowrun/flowrun/operators/kafkaclient/kafkatest"
 	"github.com/flowrun/flowrun/runtime/batch"
 	"github.com/flowrun/flowrun/runtime/op"
+	"github.com/flowrun/flowrun/runtime/op/optest"
 )
 
 func TestMain(m *testing.M) { kafkatest.VerifyTestMain(m) }
@@ -34,29 +34,6 @@ var schema = arrow.NewSchema([]arrow.Field{
 	{Name: "id", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
 	{Name: "name", Type: arrow.BinaryTypes.String, Nullable: true},
 }, nil)
-
-type acks struct {
-	mu   sync.Mutex
-	n    int
-	errs []error
-}
-
-func (a *acks) new() *batch.Ack {
-	return batch.NewAck(func(err error) {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		a.n++
-		if err != nil {
-			a.errs = append(a.errs, err)
-		}
-	})
-}
-
-func (a *acks) get() (int, []error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.n, append([]error(nil), a.errs...)
-}
 
 func rows(alloc memory.Allocator, from, to int) arrow.RecordBatch {
 	b := array.NewRecordBuilder(alloc, schema)
@@ -84,17 +61,16 @@ func keyProg(t *testing.T, src string) *exprc.Program {
 // write sends ids [0,n) in batches of 100 and closes the sink.
 func write(t *testing.T, brokers []string, topic string, n int, cfg Config) {
 	t.Helper()
-	alloc := memory.NewCheckedAllocator(memory.NewGoAllocator())
-	defer alloc.AssertSize(t, 0)
+	alloc := optest.Allocator(t)
 	cfg.Brokers, cfg.Topic = brokers, topic
 	s, err := New(op.Resources{Node: "out", Alloc: alloc}, cfg, schema)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var a acks
+	var a optest.Acks
 	ctx := context.Background()
 	for from := 0; from < n; from += 100 {
-		if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, from, min(from+100, n)), Ack: a.new()}); err != nil {
+		if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, from, min(from+100, n)), Ack: a.New()}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -107,7 +83,7 @@ func write(t *testing.T, brokers []string, topic string, n int, cfg Config) {
 	if err := s.Close(ctx); err != nil {
 		t.Fatal("second Close:", err)
 	}
-	if got, errs := a.get(); got != (n+99)/100 || len(errs) > 0 {
+	if got, errs := a.Get(); got != (n+99)/100 || len(errs) > 0 {
 		t.Fatalf("acks %d of %d, errors %v", got, (n+99)/100, errs)
 	}
 }
@@ -225,10 +201,10 @@ func TestDeliveryFailure(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.Close() // the broker goes away
-			var a acks
+			var a optest.Acks
 			ack := func() *batch.Ack {
 				if withAck {
-					return a.new()
+					return a.New()
 				}
 				return nil
 			}
@@ -253,7 +229,7 @@ func TestDeliveryFailure(t *testing.T) {
 				return
 			}
 			for {
-				if n, _ := a.get(); n == 1 {
+				if n, _ := a.Get(); n == 1 {
 					break
 				}
 				if ctx.Err() != nil {
@@ -261,19 +237,19 @@ func TestDeliveryFailure(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			if _, errs := a.get(); len(errs) != 1 {
+			if _, errs := a.Get(); len(errs) != 1 {
 				t.Fatalf("ack errors %v, want the delivery failure", errs)
 			}
 			if err := s.Flush(ctx); err != nil {
 				t.Fatalf("Flush after a failure reported through the ack: %v", err)
 			}
-			if err := s.Write(ctx, batch.Batch{Rec: rows(memory.DefaultAllocator, 0, 1), Ack: a.new()}); err != nil {
+			if err := s.Write(ctx, batch.Batch{Rec: rows(memory.DefaultAllocator, 0, 1), Ack: a.New()}); err != nil {
 				t.Fatalf("Write after a failure reported through the ack: %v", err)
 			}
 			if err := s.Close(ctx); err != nil {
 				t.Fatalf("Close: %v", err)
 			}
-			if n, errs := a.get(); n != 2 || len(errs) != 2 {
+			if n, errs := a.Get(); n != 2 || len(errs) != 2 {
 				t.Fatalf("acks %d, errors %v", n, errs)
 			}
 		})
@@ -296,37 +272,19 @@ func TestRealSinkReadBackWithKcat(t *testing.T) {
 	checkValues(t, values, 1234)
 }
 
-// deadLetters records what the sink rejects and finishes each ack like the
-// dead-letter sink would once the record is stored.
-type deadLetters struct {
-	mu      sync.Mutex
-	records []string
-	reasons []string
-}
-
-func (d *deadLetters) Reject(ack *batch.Ack, record, reason string) error {
-	d.mu.Lock()
-	d.records = append(d.records, record)
-	d.reasons = append(d.reasons, reason)
-	d.mu.Unlock()
-	ack.Done(nil)
-	return nil
-}
-
 // TestHeadersAndUndeliverableToDeadLetters: headers come from expressions
 // (a null one is left out); a message the producer refuses goes to the dead
 // letters with its reason while the rest of its batch is delivered, and the
 // batch is acknowledged without error.
 func TestHeadersAndUndeliverableToDeadLetters(t *testing.T) {
-	alloc := memory.NewCheckedAllocator(memory.NewGoAllocator())
-	defer alloc.AssertSize(t, 0)
+	alloc := optest.Allocator(t)
 	topic := kafkatest.Topic(t)
 	addrs, release, err := kafkaclient.ResolveBrokers([]string{"embedded"}, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer release()
-	dl := &deadLetters{}
+	dl := &optest.DeadLetters{}
 	cfg := Config{Brokers: []string{"embedded"}, Topic: topic, MaxInFlight: 2, Retries: 1, MaxMessage: 200,
 		Headers: []Header{{Name: "origin", Value: keyProg(t, `"flowrun"`)}, {Name: "name", Value: keyProg(t, "name")}}}
 	s, err := New(op.Resources{Node: "out", Alloc: alloc, DeadLetters: dl}, cfg, schema)
@@ -347,19 +305,19 @@ func TestHeadersAndUndeliverableToDeadLetters(t *testing.T) {
 	}
 	rec := b.NewRecordBatch()
 	b.Release()
-	var a acks
+	var a optest.Acks
 	ctx := context.Background()
-	if err := s.Write(ctx, batch.Batch{Rec: rec, Ack: a.new()}); err != nil {
+	if err := s.Write(ctx, batch.Batch{Rec: rec, Ack: a.New()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n, errs := a.get(); n != 1 || len(errs) > 0 {
+	if n, errs := a.Get(); n != 1 || len(errs) > 0 {
 		t.Fatalf("acks %d, errors %v", n, errs)
 	}
-	if len(dl.records) != 1 || !strings.Contains(dl.records[0], `"id":3`) || !strings.Contains(dl.reasons[0], "deliver to "+topic) {
-		t.Fatalf("dead letters %v %v", dl.records, dl.reasons)
+	if len(dl.Records()) != 1 || !strings.Contains(dl.Records()[0], `"id":3`) || !strings.Contains(dl.Reasons()[0], "deliver to "+topic) {
+		t.Fatalf("dead letters %v %v", dl.Records(), dl.Reasons())
 	}
 	msgs := readAll(t, addrs, topic)
 	if len(msgs) != 9 {
@@ -393,8 +351,7 @@ func TestOversizeRejectsBatchUnwritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer release()
-	alloc := memory.NewCheckedAllocator(memory.NewGoAllocator())
-	defer alloc.AssertSize(t, 0)
+	alloc := optest.Allocator(t)
 	s, err := New(op.Resources{Node: "out", Alloc: alloc}, Config{Brokers: []string{"embedded"}, Topic: topic, MaxMessage: 1000, MaxInFlight: 2, Retries: 1}, schema)
 	if err != nil {
 		t.Fatal(err)
@@ -406,18 +363,18 @@ func TestOversizeRejectsBatchUnwritten(t *testing.T) {
 	}
 	rec := b.NewRecordBatch()
 	b.Release()
-	var a acks
+	var a optest.Acks
 	ctx := context.Background()
-	if err := s.Write(ctx, batch.Batch{Rec: rec, Ack: a.new()}); err != nil {
+	if err := s.Write(ctx, batch.Batch{Rec: rec, Ack: a.New()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, 10, 12), Ack: a.new()}); err != nil {
+	if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, 10, 12), Ack: a.New()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	n, errs := a.get()
+	n, errs := a.Get()
 	var rj *op.RejectedRows
 	if n != 2 || len(errs) != 1 || !errors.As(errs[0], &rj) {
 		t.Fatalf("acks %d, errors %v; want one op.RejectedRows", n, errs)
@@ -479,16 +436,16 @@ func TestPartialFailureNamesFailedRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var a acks
+	var a optest.Acks
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := s.Write(ctx, batch.Batch{Rec: rows(memory.DefaultAllocator, 0, 20), Ack: a.new()}); err != nil {
+	if err := s.Write(ctx, batch.Batch{Rec: rows(memory.DefaultAllocator, 0, 20), Ack: a.New()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	n, errs := a.get()
+	n, errs := a.Get()
 	var fr *op.FailedRows
 	if n != 1 || len(errs) != 1 || !errors.As(errs[0], &fr) {
 		t.Fatalf("acks %d, errors %v; want one op.FailedRows", n, errs)

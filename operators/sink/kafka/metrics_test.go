@@ -14,6 +14,7 @@ import (
 	"github.com/flowrun/flowrun/runtime/batch"
 	"github.com/flowrun/flowrun/runtime/metrics"
 	"github.com/flowrun/flowrun/runtime/op"
+	"github.com/flowrun/flowrun/runtime/op/optest"
 )
 
 // TestProduceLatencyMetric: each batch the broker acknowledged is timed
@@ -26,10 +27,10 @@ func TestProduceLatencyMetric(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var a acks
+	var a optest.Acks
 	ctx := context.Background()
 	for from := 0; from < 300; from += 100 {
-		if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, from, from+100), Ack: a.new()}); err != nil {
+		if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, from, from+100), Ack: a.New()}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -39,7 +40,7 @@ func TestProduceLatencyMetric(t *testing.T) {
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got, errs := a.get(); got != 3 || len(errs) > 0 {
+	if got, errs := a.Get(); got != 3 || len(errs) > 0 {
 		t.Fatalf("acks %d, errors %v", got, errs)
 	}
 	srv := httptest.NewServer(reg.Handler())

@@ -26,6 +26,7 @@ import (
 	"github.com/flowrun/flowrun/operators/lakeio"
 	"github.com/flowrun/flowrun/runtime/batch"
 	"github.com/flowrun/flowrun/runtime/op"
+	"github.com/flowrun/flowrun/runtime/op/optest"
 )
 
 var schema = arrow.NewSchema([]arrow.Field{
@@ -229,8 +230,7 @@ func wantOffsets(t *testing.T, got []int64, n int64) {
 func TestWriteAckReadBack(t *testing.T) {
 	for name, loc := range lakes(t) {
 		t.Run(name, func(t *testing.T) {
-			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-			defer mem.AssertSize(t, 0)
+			mem := optest.Allocator(t)
 			s := open(t, mem, config(loc, ", file_rows: 50"))
 			var a acks
 			write(t, s, &a, mem, 0, 29)  // 13:00-13:29
@@ -422,21 +422,6 @@ func storeOf(t *testing.T, loc string) lakeio.Store {
 	return st
 }
 
-type deadLetters struct {
-	mu      sync.Mutex
-	records []string
-	reasons []string
-}
-
-func (d *deadLetters) Reject(ack *batch.Ack, record, reason string) error {
-	d.mu.Lock()
-	d.records = append(d.records, record)
-	d.reasons = append(d.reasons, reason)
-	d.mu.Unlock()
-	ack.Done(nil)
-	return nil
-}
-
 // TestPartitionFailureGoesToDeadLetters: a row whose partition expression
 // fails (a null time here) is a dead letter with the reason; the others
 // are written, and the batch is acked once both are stored.
@@ -447,7 +432,7 @@ func TestPartitionFailureGoesToDeadLetters(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatal(errs.Error())
 	}
-	dl := &deadLetters{}
+	dl := &optest.DeadLetters{}
 	si, err := ctor(op.Resources{Node: "lake", DeadLetters: dl})
 	if err != nil {
 		t.Fatal(err)
@@ -468,8 +453,8 @@ func TestPartitionFailureGoesToDeadLetters(t *testing.T) {
 	if err := s.Write(context.Background(), batch.Batch{Rec: b.NewRecordBatch(), Ack: a.ack(0, 2)}); err != nil {
 		t.Fatal(err)
 	}
-	if len(dl.records) != 1 || !strings.Contains(dl.records[0], `"off":1`) || !strings.HasPrefix(dl.reasons[0], "lake: partition dt: ") {
-		t.Fatalf("dead letters %q %q", dl.records, dl.reasons)
+	if len(dl.Records()) != 1 || !strings.Contains(dl.Records()[0], `"off":1`) || !strings.HasPrefix(dl.Reasons()[0], "lake: partition dt: ") {
+		t.Fatalf("dead letters %q %q", dl.Records(), dl.Reasons())
 	}
 	if _, ok := a.get(0); ok {
 		t.Fatal("acked before the file is committed")
@@ -892,8 +877,7 @@ func TestPiecesOfOneAck(t *testing.T) {
 // whole result) is spread over files of file_rows rows, committed as they
 // fill; its ack completes when the last of them is committed.
 func TestLargeMergedBatchRolls(t *testing.T) {
-	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-	defer mem.AssertSize(t, 0)
+	mem := optest.Allocator(t)
 	dir := filepath.Join(t.TempDir(), "lake")
 	s := open(t, mem, `{path: "`+dir+`", file_rows: 100}`)
 	var d []error

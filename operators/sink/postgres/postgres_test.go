@@ -32,6 +32,7 @@ import (
 	"github.com/flowrun/flowrun/operators/codec/jsondec"
 	"github.com/flowrun/flowrun/runtime/batch"
 	"github.com/flowrun/flowrun/runtime/op"
+	"github.com/flowrun/flowrun/runtime/op/optest"
 )
 
 var schema = arrow.NewSchema([]arrow.Field{
@@ -237,57 +238,16 @@ func records(t *testing.T, mem memory.Allocator, in *arrow.Schema, lines ...stri
 	return dec.Flush()
 }
 
-// acks counts acknowledgements.
-type acks struct {
-	mu   sync.Mutex
-	n    int
-	errs []error
-}
-
-func (a *acks) new() *batch.Ack {
-	return batch.NewAck(func(err error) {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		a.n++
-		if err != nil {
-			a.errs = append(a.errs, err)
-		}
-	})
-}
-
-func (a *acks) get() (int, []error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.n, append([]error(nil), a.errs...)
-}
-
-// deadLetters collects rejected rows.
-type deadLetters struct {
-	mu      sync.Mutex
-	records []string
-	reasons []string
-}
-
-func (d *deadLetters) Reject(ack *batch.Ack, record, reason string) error {
-	d.mu.Lock()
-	d.records = append(d.records, record)
-	d.reasons = append(d.reasons, reason)
-	d.mu.Unlock()
-	ack.Done(nil)
-	return nil
-}
-
 func write(t *testing.T, s *Sink, a *acks, rec arrow.RecordBatch) {
 	t.Helper()
-	if err := s.Write(context.Background(), batch.Batch{Rec: rec, Ack: a.new()}); err != nil {
+	if err := s.Write(context.Background(), batch.Batch{Rec: rec, Ack: a.New()}); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestAppendCreate(t *testing.T) {
 	d := newDB(t)
-	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-	defer mem.AssertSize(t, 0)
+	mem := optest.Allocator(t)
 	s := d.mustOpen(`{table: $S.pins, create: true}`, schema, nil)
 	var a acks
 	write(t, s, &a, records(t, mem, schema,
@@ -297,7 +257,7 @@ func TestAppendCreate(t *testing.T) {
 	if err := s.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if n, errs := a.get(); n != 2 || len(errs) > 0 {
+	if n, errs := a.Get(); n != 2 || len(errs) > 0 {
 		t.Fatalf("acks = %d %v, want 2 without errors", n, errs)
 	}
 	got := d.strings(`select concat_ws('|', coalesce(id,'NULL'), coalesce(n::text,'NULL'), coalesce(x::text,'NULL'), coalesce(ok::text,'NULL'),
@@ -325,8 +285,7 @@ func TestAppendCreate(t *testing.T) {
 
 func TestUpsert(t *testing.T) {
 	d := newDB(t)
-	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-	defer mem.AssertSize(t, 0)
+	mem := optest.Allocator(t)
 	s := d.mustOpen(`{table: $S.pins, key: [id], keep: [at], create: true, rows_per_transaction: 100000, flush_interval: 1h}`, schema, nil)
 	var a acks
 	// The same key twice in one batch and again in the next batch of the
@@ -349,7 +308,7 @@ func TestUpsert(t *testing.T) {
 	if strings.Join(got, "|") != want {
 		t.Fatalf("rows %q, want %q", strings.Join(got, "|"), want)
 	}
-	if n, errs := a.get(); n != 3 || len(errs) > 0 {
+	if n, errs := a.Get(); n != 3 || len(errs) > 0 {
 		t.Fatalf("acks = %d %v", n, errs)
 	}
 
@@ -438,14 +397,13 @@ func TestBadRowsToDeadLetters(t *testing.T) {
 	for _, mode := range []string{"append", "upsert"} {
 		t.Run(mode, func(t *testing.T) {
 			d := newDB(t)
-			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-			defer mem.AssertSize(t, 0)
+			mem := optest.Allocator(t)
 			d.exec(`create table $S.t (id uuid primary key, code varchar(3), n bigint check (n >= 0))`)
 			cfg := `{table: $S.t}`
 			if mode == "upsert" {
 				cfg = `{table: $S.t, key: [id]}`
 			}
-			var dl deadLetters
+			var dl optest.DeadLetters
 			s := d.mustOpen(cfg, badSchema, &dl)
 			var lines []string
 			bad := map[int]string{
@@ -468,16 +426,16 @@ func TestBadRowsToDeadLetters(t *testing.T) {
 			if err := s.Flush(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			if n, errs := a.get(); n != 2 || len(errs) > 0 {
+			if n, errs := a.Get(); n != 2 || len(errs) > 0 {
 				t.Fatalf("acks %d %v", n, errs)
 			}
 			if got := d.strings(`select count(*)::text from $S.t`); got[0] != "195" {
 				t.Fatalf("rows stored = %s, want 195", got[0])
 			}
-			if len(dl.records) != 5 {
-				t.Fatalf("dead letters = %d, want 5: %q", len(dl.records), dl.reasons)
+			if len(dl.Records()) != 5 {
+				t.Fatalf("dead letters = %d, want 5: %q", len(dl.Records()), dl.Reasons())
 			}
-			all := strings.Join(dl.reasons, "\n")
+			all := strings.Join(dl.Reasons(), "\n")
 			for _, want := range []string{
 				`invalid input syntax for type uuid: "not-a-uuid"`,
 				`value too long for type character varying(3) (SQLSTATE 22001)`,
@@ -489,8 +447,8 @@ func TestBadRowsToDeadLetters(t *testing.T) {
 					t.Errorf("reasons lack %q:\n%s", want, all)
 				}
 			}
-			if !strings.Contains(strings.Join(dl.records, "\n"), `"code":"toolong"`) {
-				t.Errorf("records: %q", dl.records)
+			if !strings.Contains(strings.Join(dl.Records(), "\n"), `"code":"toolong"`) {
+				t.Errorf("records: %q", dl.Records())
 			}
 		})
 	}
@@ -498,8 +456,7 @@ func TestBadRowsToDeadLetters(t *testing.T) {
 
 func TestBadRowWithoutDeadLetterFails(t *testing.T) {
 	d := newDB(t)
-	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-	defer mem.AssertSize(t, 0)
+	mem := optest.Allocator(t)
 	d.exec(`create table $S.t (id uuid, code varchar(3), n bigint)`)
 	s := d.mustOpen(`{table: $S.t}`, badSchema, nil)
 	var a acks
@@ -509,13 +466,13 @@ func TestBadRowWithoutDeadLetterFails(t *testing.T) {
 		!strings.Contains(err.Error(), "no dead_letter output") || !strings.Contains(err.Error(), `"code":"long"`) {
 		t.Fatalf("flush error: %v", err)
 	}
-	if n, errs := a.get(); n != 1 || len(errs) != 1 {
+	if n, errs := a.Get(); n != 1 || len(errs) != 1 {
 		t.Fatalf("acks %d %v, want the batch failed", n, errs)
 	}
 	if got := d.strings(`select count(*)::text from $S.t`); got[0] != "0" {
 		t.Fatalf("rows stored = %s, want 0 (the transaction rolled back)", got[0])
 	}
-	if err := s.Write(context.Background(), batch.Batch{Rec: records(t, mem, badSchema, `{"code":"a"}`), Ack: a.new()}); err == nil {
+	if err := s.Write(context.Background(), batch.Batch{Rec: records(t, mem, badSchema, `{"code":"a"}`), Ack: a.New()}); err == nil {
 		t.Fatal("write after failure accepted")
 	}
 }
@@ -525,8 +482,7 @@ func TestBadRowWithoutDeadLetterFails(t *testing.T) {
 // retries with back-off and every row lands once.
 func TestRetryAcrossOutage(t *testing.T) {
 	d := newDB(t)
-	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-	defer mem.AssertSize(t, 0)
+	mem := optest.Allocator(t)
 	px := newProxy(t, d.url)
 	d2 := *d
 	d2.url = px.url
@@ -545,7 +501,7 @@ func TestRetryAcrossOutage(t *testing.T) {
 	if err := s.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if n, errs := a.get(); n != 40 || len(errs) > 0 {
+	if n, errs := a.Get(); n != 40 || len(errs) > 0 {
 		t.Fatalf("acks %d %v", n, errs)
 	}
 	if got := d.strings(`select count(*)::text || ' ' || sum(n)::text from $S.t`); got[0] != "80 1560" {
@@ -611,9 +567,12 @@ func newProxy(t *testing.T, url string) *proxy {
 	return &proxy{Proxy: p, url: u}
 }
 
-// posAck is an ack covering offsets [first, last] of partition part.
+// acks counts acknowledgements (optest.Acks) and makes acks with positions.
+type acks struct{ optest.Acks }
+
+// pos is an ack covering offsets [first, last] of partition part.
 func (a *acks) pos(part int32, first, last int64) *batch.Ack {
-	return a.new().WithPositions(batch.Position{Source: "src", Topic: "tp", Partition: part, First: first, Last: last})
+	return a.New().WithPositions(batch.Position{Source: "src", Topic: "tp", Partition: part, First: first, Last: last})
 }
 
 func writeFinal(t *testing.T, s *Sink, rec arrow.RecordBatch, ack *batch.Ack, final bool) {
@@ -639,8 +598,7 @@ func TestExactlyOnce(t *testing.T) {
 	for _, mode := range []string{"append", "upsert"} {
 		t.Run(mode, func(t *testing.T) {
 			d := newDB(t)
-			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-			defer mem.AssertSize(t, 0)
+			mem := optest.Allocator(t)
 			cfg := `{table: $S.t, create: true, flush_interval: 1h}`
 			if mode == "upsert" {
 				cfg = `{table: $S.t, key: [id], create: true, flush_interval: 1h}`
@@ -662,7 +620,7 @@ func TestExactlyOnce(t *testing.T) {
 			if err := s.Flush(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			if n, errs := a.get(); n != 4 || len(errs) > 0 {
+			if n, errs := a.Get(); n != 4 || len(errs) > 0 {
 				t.Fatalf("acks %d %v", n, errs)
 			}
 			got, err := StoreSink{s}.Resume(context.Background(), "src", "tp")
@@ -695,8 +653,7 @@ func TestExactlyOnce(t *testing.T) {
 // every dead letter is stored once.
 func TestDeadLetterSinkExactlyOnce(t *testing.T) {
 	d := newDB(t)
-	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-	defer mem.AssertSize(t, 0)
+	mem := optest.Allocator(t)
 	dl := func(node string, recs ...string) arrow.RecordBatch {
 		var lines []string
 		for _, r := range recs {
