@@ -54,8 +54,8 @@ lists and structs JSON; a null writes no cell. 'flowrun hbase scan' reads them
 back the same way.
 
 Rows are sent in putMultiple requests of 'batch_rows' rows (rows of several
-batches share a request; a partial one goes out on the runtime's periodic
-flush) with up to
+batches share a request; a partial one goes out when it has waited a
+second, on the runtime's periodic flush, and at the end) with up to
 'max_in_flight' requests outstanding, one connection each. Network and
 region failures are retried with exponential back-off from 'retry_backoff'
 to 'max_backoff', at most 'retries' times; then the batch fails and the
@@ -277,6 +277,9 @@ type job struct {
 	puts   []hbaseclient.Put
 	owners []owner // per put: its batch and input row
 	segs   []*tracker
+	// flushed is set by the first periodic Flush that finds the job
+	// pending; the next one sends it (see Flush).
+	flushed bool
 }
 
 // owner is where a put came from, for dead letters.
@@ -729,11 +732,20 @@ func (s *Sink) done(t *tracker, err error) {
 	t.ack.Done(err)
 }
 
-// Flush sends the rows waiting for a full request and reports a failure of
-// the senders.
+// Flush sends the rows waiting for a full request once they have waited
+// one flush interval, and reports a failure of the senders. The runtime
+// calls it every second: a request pending at one call is sent at the
+// next, so a row waits at most two intervals, while rows that flow faster
+// than batch_rows a second fill whole requests instead of being cut into a
+// partial one every second (each request costs HBase a WAL sync and an
+// RPC). Close sends the rest at the end of the input.
 func (s *Sink) Flush(ctx context.Context) error {
 	if err := s.failed(); err != nil {
 		return err
+	}
+	if j := s.pending; j != nil && !j.flushed {
+		j.flushed = true
+		return nil
 	}
 	if err := s.send(ctx); err != nil {
 		return err

@@ -477,3 +477,103 @@ func TestGatewayOutageRetried(t *testing.T) {
 		checkRow(t, i, r)
 	}
 }
+
+// sizes records the size of every request it passes on.
+type sizes struct {
+	putter
+	mu  *sync.Mutex
+	got *[]int
+}
+
+func (s sizes) PutMultiple(ctx context.Context, table string, puts []hbaseclient.Put) error {
+	s.mu.Lock()
+	*s.got = append(*s.got, len(puts))
+	s.mu.Unlock()
+	return s.putter.PutMultiple(ctx, table, puts)
+}
+
+// TestPartialRequestWaitsOneFlush: a full request goes at once; rows short
+// of batch_rows wait through one periodic Flush (more rows may come and
+// fill the request) and go at the next, so a steady input is sent in whole
+// requests rather than one cut short every second; Close sends the rest.
+func TestPartialRequestWaitsOneFlush(t *testing.T) {
+	addr := testenv.HBase(t)
+	table := tableName(t)
+	dropAfter(t, addr, table)
+	ctx := context.Background()
+	alloc := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer alloc.AssertSize(t, 0)
+	cfg := config(t, addr, table)
+	cfg.MaxInFlight, cfg.BatchRows = 2, 500
+	s, err := New(ctx, op.Resources{Node: "out", Alloc: alloc}, cfg, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []int
+	real := s.dial
+	s.dial = func(ctx context.Context) (putter, error) {
+		c, err := real(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return sizes{putter: c, mu: &mu, got: &got}, nil
+	}
+	var a acks
+	waitAcks := func(want int) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if n, _ := a.get(); n >= want {
+				return
+			}
+		}
+		n, errs := a.get()
+		t.Fatalf("%d acks (%v), want %d", n, errs, want)
+	}
+	requests := func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]int(nil), got...)
+	}
+	write := func(from, to int) {
+		t.Helper()
+		if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, from, to, nil, nil), Ack: a.new()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0, 600) // 500 go at once, 100 wait
+	waitAcks(0)
+	time.Sleep(50 * time.Millisecond)
+	if r := requests(); fmt.Sprint(r) != "[500]" {
+		t.Fatalf("after 600 rows: requests %v, want [500]", r)
+	}
+	if err := s.Flush(ctx); err != nil { // the first flush that sees the 100: they wait
+		t.Fatal(err)
+	}
+	write(600, 750)
+	time.Sleep(50 * time.Millisecond)
+	if r := requests(); fmt.Sprint(r) != "[500]" {
+		t.Fatalf("after one flush: requests %v, want [500] (the partial request waits)", r)
+	}
+	if n, _ := a.get(); n != 0 {
+		t.Fatalf("%d batches acknowledged before their rows were sent", n)
+	}
+	if err := s.Flush(ctx); err != nil { // the second: 250 rows go
+		t.Fatal(err)
+	}
+	waitAcks(2)
+	if r := requests(); fmt.Sprint(r) != "[500 250]" {
+		t.Fatalf("after two flushes: requests %v, want [500 250]", r)
+	}
+	write(750, 760)
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitAcks(3)
+	if r := requests(); fmt.Sprint(r) != "[500 250 10]" {
+		t.Fatalf("after close: requests %v, want [500 250 10]", r)
+	}
+	if n := len(scan(t, addr, table)); n != 760 {
+		t.Fatalf("%d rows stored, want 760", n)
+	}
+}
