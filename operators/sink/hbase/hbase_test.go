@@ -501,8 +501,7 @@ func TestPartialRequestWaitsOneFlush(t *testing.T) {
 	table := tableName(t)
 	dropAfter(t, addr, table)
 	ctx := context.Background()
-	alloc := memory.NewCheckedAllocator(memory.NewGoAllocator())
-	defer alloc.AssertSize(t, 0)
+	alloc := optest.Allocator(t)
 	cfg := config(t, addr, table)
 	cfg.MaxInFlight, cfg.BatchRows = 2, 500
 	s, err := New(ctx, op.Resources{Node: "out", Alloc: alloc}, cfg, schema)
@@ -519,15 +518,15 @@ func TestPartialRequestWaitsOneFlush(t *testing.T) {
 		}
 		return sizes{putter: c, mu: &mu, got: &got}, nil
 	}
-	var a acks
+	var a optest.Acks
 	waitAcks := func(want int) {
 		t.Helper()
 		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			if n, _ := a.get(); n >= want {
+			if n, _ := a.Get(); n >= want {
 				return
 			}
 		}
-		n, errs := a.get()
+		n, errs := a.Get()
 		t.Fatalf("%d acks (%v), want %d", n, errs, want)
 	}
 	requests := func() []int {
@@ -537,7 +536,7 @@ func TestPartialRequestWaitsOneFlush(t *testing.T) {
 	}
 	write := func(from, to int) {
 		t.Helper()
-		if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, from, to, nil, nil), Ack: a.new()}); err != nil {
+		if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, from, to, nil, nil), Ack: a.New()}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -555,7 +554,7 @@ func TestPartialRequestWaitsOneFlush(t *testing.T) {
 	if r := requests(); fmt.Sprint(r) != "[500]" {
 		t.Fatalf("after one flush: requests %v, want [500] (the partial request waits)", r)
 	}
-	if n, _ := a.get(); n != 0 {
+	if n, _ := a.Get(); n != 0 {
 		t.Fatalf("%d batches acknowledged before their rows were sent", n)
 	}
 	if err := s.Flush(ctx); err != nil { // the second: 250 rows go
