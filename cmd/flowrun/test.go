@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,6 +18,7 @@ type testFlags struct {
 	format  string
 	update  bool
 	verbose bool
+	changed bool
 	sets    []string
 	timeout time.Duration
 }
@@ -37,13 +39,29 @@ A failing test prints, per sink, the expected rows that were not produced
 exit code is 1 when any test fails or any file is invalid.
 
 --update rewrites the expectations of failing tests with what the pipeline
-produced; review the change before committing it.`,
+produced; review the change before committing it.
+
+--changed takes the files as a list of changed files (as a pre-commit hook
+passes them): a changed pipeline runs its NAME.test.yaml (and its own
+tests: block), a changed include fragment the tests of every pipeline
+under the current folder that includes it, and other YAML is skipped.`,
 		Example: `  flowrun test pipelines/
   flowrun test pipelines/pinterest_clean.test.yaml --run 'counts'
   flowrun test --format github pipelines/ examples/`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.format != "text" && f.format != "github" {
 				return fmt.Errorf("--format %q: want text or github", f.format)
+			}
+			if f.changed {
+				files, err := changedTests(args, cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				if len(files) == 0 {
+					fmt.Fprintln(cmd.ErrOrStderr(), "flowrun test: no tests for the changed files")
+					return nil
+				}
+				args = files
 			}
 			if len(args) == 0 {
 				args = []string{"."}
@@ -54,6 +72,7 @@ produced; review the change before committing it.`,
 	cmd.Flags().StringVar(&f.run, "run", "", "run only tests whose name matches this regular expression")
 	cmd.Flags().StringVar(&f.format, "format", "text", "output format: text or github (workflow annotations)")
 	cmd.Flags().BoolVar(&f.update, "update", false, "rewrite failing expectations with what the pipeline produced")
+	cmd.Flags().BoolVar(&f.changed, "changed", false, "the files are changed files (a pre-commit hook): run the tests of changed pipelines and of pipelines that include a changed fragment")
 	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "print passing tests too")
 	cmd.Flags().StringArrayVar(&f.sets, "set", nil, "set a variable: NAME=VALUE (repeatable)")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 30*time.Second, "fail a test that runs longer than this")
@@ -97,6 +116,33 @@ func runTests(cmd *cobra.Command, reg *op.Registry, args []string, f testFlags) 
 		return &exitError{code: 1}
 	}
 	return nil
+}
+
+// changedTests lists the test files that exercise the changed files.
+func changedTests(changed []string, notes io.Writer) ([]string, error) {
+	targets, err := expandChanged(changed, ".", notes)
+	if err != nil {
+		return nil, err
+	}
+	byPipeline, err := testsByPipeline(".")
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	seen := map[string]bool{}
+	for _, t := range targets {
+		tests := testsOf(t, byPipeline)
+		if len(tests) == 0 {
+			fmt.Fprintf(notes, "no tests: %s (its tests would be in %s.test.yaml)\n", t.path, strings.TrimSuffix(strings.TrimSuffix(t.path, ".yaml"), ".yml"))
+		}
+		for _, p := range tests {
+			if !seen[p] {
+				seen[p] = true
+				files = append(files, p)
+			}
+		}
+	}
+	return files, nil
 }
 
 func printTestSummary(w io.Writer, s pipetest.Summary) {

@@ -88,9 +88,10 @@ func varLookup(sets []string) (func(string) (string, bool), error) {
 
 func newValidateCmd(reg *op.Registry) *cobra.Command {
 	var (
-		sets   []string
-		format string
-		once   bool
+		sets    []string
+		format  string
+		once    bool
+		changed bool
 	)
 	cmd := &cobra.Command{
 		Use:   "validate FILE...",
@@ -108,7 +109,12 @@ environment, then the file's vars: defaults.
 
 The exit code is 1 when any file has a problem and 0 when all are clean.
 --format json prints a JSON array of {file,line,column,message,hint,code};
---format github prints GitHub Actions workflow annotations.`,
+--format github prints GitHub Actions workflow annotations.
+
+--changed takes the files as a list of changed files (as a pre-commit hook
+passes them): YAML files that are not flowrun's are skipped, and an include
+fragment is checked through every pipeline under the current folder that
+includes it.`,
 		Example: `  flowrun validate pipelines/*.yaml
   flowrun validate --set OUT=/tmp/out pipeline.yaml
   flowrun validate --format github pipelines/*.yaml`,
@@ -119,9 +125,24 @@ The exit code is 1 when any file has a problem and 0 when all are clean.
 			default:
 				return fmt.Errorf("--format %q: want text, json or github", format)
 			}
+			if changed {
+				targets, err := expandChanged(args, ".", cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				args = args[:0]
+				for _, t := range targets {
+					args = append(args, t.path)
+				}
+				if len(args) == 0 && format != "json" {
+					fmt.Fprintln(cmd.ErrOrStderr(), "flowrun validate: no pipeline, test or included file among the changed files")
+					return nil
+				}
+			}
 			return runValidate(cmd.OutOrStdout(), cmd.ErrOrStderr(), reg, args, sets, format, validate.Options{Once: once})
 		},
 	}
+	cmd.Flags().BoolVar(&changed, "changed", false, "the files are changed files (a pre-commit hook): skip other YAML, check pipelines that include a changed fragment")
 	cmd.Flags().BoolVar(&once, "once", false, "check for a run with --once (unbounded sources stop at their current end)")
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "set a variable: NAME=VALUE (repeatable)")
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text, json or github")
