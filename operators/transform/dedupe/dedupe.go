@@ -5,6 +5,8 @@ package dedupe
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
+	"log/slog"
 	"math"
 	"sync"
 	"time"
@@ -30,17 +32,32 @@ var Plugin = &op.Plugin{
 		Doc: `The first row for each key passes; later rows with the same key are dropped
 (counted as filtered). Null is a key value like any other. With within, a key
 is forgotten that long after it was first seen (on the node's clock), so a
-later row with it passes again. At most max_keys keys are remembered; beyond
-that the oldest are forgotten. The state lives in memory and is lost on
-restart: use an upserting sink for exactly-once results.`,
+later row with it passes again. The state lives in memory and is lost on
+restart: use an upserting sink for exactly-once results.
+
+At most max_keys keys are remembered; a key costs its own size plus about
+65 bytes (90 with within or forget_oldest): about 100 MB a million UUIDs.
+When a new key arrives with max_keys held, on_full decides: error (the
+default) stops the pipeline with an error naming the node and the bound,
+since a repeat of a forgotten key would pass unnoticed; forget_oldest
+forgets the oldest keys to make room, logs a warning the first time and
+counts every forgotten key in flowrun_dedupe_forgotten_keys_total. Keys
+that expired by within do not count.`,
 		Example: `transforms:
   unique:
     from: clean
-    dedupe: {key: unique_id, within: 1h}`,
+    dedupe: {key: unique_id, within: 1h}
+  unique_today:
+    from: clean
+    dedupe: {key: unique_id, max_keys: 5000000}   # fails past 5M distinct ids
+  recent:
+    from: clean
+    dedupe: {key: unique_id, max_keys: 100000, on_full: forget_oldest}`,
 		Config: spec.Obj(
 			spec.F("key", spec.StringList, "Columns that make up the key.").Req(),
 			spec.F("within", spec.Duration, "Forget a key this long after first seeing it; 0 means never.").Def(time.Duration(0)),
-			spec.F("max_keys", spec.Int, "Most keys remembered; the oldest are forgotten first.").Def(1_000_000),
+			spec.F("max_keys", spec.Int, "Most keys remembered at once; see on_full for what happens past it.").Def(1_000_000),
+			spec.F("on_full", spec.Enum, "When a new key arrives with max_keys held: error stops the pipeline; forget_oldest forgets the oldest keys (a repeat of one then passes), counted in flowrun_dedupe_forgotten_keys_total.").OneOf("error", "forget_oldest").Def("error"),
 		),
 	},
 	Prepare: prepare,
@@ -71,14 +88,53 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 		c.Errorf(cfg.PosOf("max_keys"), "'max_keys' must be at least 1")
 	}
 	within := cfg.Duration("within")
+	forget := cfg.String("on_full") == "forget_oldest"
 	c.RequireWholeInput("dedupe needs every row of a key to drop its repeats")
 	return in, func(r op.Resources) (any, error) {
 		clock := r.Clock
 		if clock == nil {
 			clock = op.SystemClock{}
 		}
-		return New(keys, within, int(maxKeys), clock, xf.Alloc(r)), nil
+		o := Options{Within: within, MaxKeys: int(maxKeys), Clock: clock, Log: r.Log}
+		if forget {
+			o.OnFull = ForgetOldest
+			o.Forgotten = r.MetricsOrNop().Counter("flowrun_dedupe_forgotten_keys_total",
+				"Keys dedupe forgot to stay within max_keys (on_full: forget_oldest); a later repeat of one passed.")
+		}
+		return New(keys, o, xf.Alloc(r)), nil
 	}
+}
+
+// OnFull says what Dedupe does when a new key arrives with MaxKeys held.
+type OnFull int
+
+const (
+	// Fail makes Process return an ErrFull: the default, because a
+	// repeat of a forgotten key would pass unnoticed.
+	Fail OnFull = iota
+	// ForgetOldest forgets the key first seen longest ago.
+	ForgetOldest
+)
+
+// Options configure a Dedupe.
+type Options struct {
+	Within  time.Duration // forget a key this long after first seen; 0 never
+	MaxKeys int           // most keys held at once (at least 1)
+	OnFull  OnFull
+	Clock   op.Clock     // nil: the system clock
+	Log     *slog.Logger // ForgetOldest warns here once; nil: no log
+	// Forgotten counts keys forgotten by ForgetOldest; nil: not counted.
+	Forgotten op.Counter
+}
+
+// ErrFull is what Process returns when a new key arrives with MaxKeys keys
+// held and OnFull is Fail. The runtime prefixes the node's name.
+type ErrFull struct{ MaxKeys int }
+
+func (e *ErrFull) Error() string {
+	return fmt.Sprintf("dedupe: a new key arrived with max_keys (%d) keys held; forgetting one would let a later repeat of it pass unnoticed, so the run stops. "+
+		"Raise max_keys (memory: about 100 MB a million 36-character keys), set within to forget keys by age, "+
+		"or set on_full: forget_oldest to forget the oldest keys (counted in flowrun_dedupe_forgotten_keys_total)", e.MaxKeys)
 }
 
 type seen struct {
@@ -88,23 +144,30 @@ type seen struct {
 
 // Dedupe remembers keys and drops repeated ones.
 type Dedupe struct {
-	keys    []int
-	within  int64
-	maxKeys int
-	clock   op.Clock
-	mem     memory.Allocator
+	keys []int
+	o    Options
+	mem  memory.Allocator
+	// ordered: order is kept (within or ForgetOldest need the oldest
+	// key); without it a key costs only its map entry.
+	ordered bool
 
-	mu    sync.Mutex
-	first map[string]int64 // key → unix nanos first seen
-	order []seen           // keys in the order first seen (may hold stale entries)
-	head  int
-	buf   []byte
-	keep  []bool
+	mu     sync.Mutex
+	first  map[string]int64 // key → unix nanos first seen
+	order  []seen           // keys in the order first seen (may hold stale entries)
+	head   int
+	buf    []byte
+	keep   []bool
+	warned bool
 }
 
 // New returns a Dedupe over the key columns keys.
-func New(keys []int, within time.Duration, maxKeys int, clock op.Clock, mem memory.Allocator) *Dedupe {
-	return &Dedupe{keys: keys, within: int64(within), maxKeys: max(1, maxKeys), clock: clock, mem: mem, first: map[string]int64{}}
+func New(keys []int, o Options, mem memory.Allocator) *Dedupe {
+	o.MaxKeys = max(1, o.MaxKeys)
+	if o.Clock == nil {
+		o.Clock = op.SystemClock{}
+	}
+	return &Dedupe{keys: keys, o: o, mem: mem, first: map[string]int64{},
+		ordered: o.Within > 0 || o.OnFull == ForgetOldest}
 }
 
 // Len returns how many keys are remembered.
@@ -114,13 +177,16 @@ func (d *Dedupe) Len() int {
 	return len(d.first)
 }
 
-// Process implements op.Transform.
+// Process implements op.Transform. With OnFull Fail it returns an *ErrFull
+// when a new key finds MaxKeys held, emitting nothing of in and failing its
+// ack; the Dedupe is not meant to be used after that (the run stops).
 func (d *Dedupe) Process(ctx context.Context, in batch.Batch, out op.Output) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	now := d.clock.Now().UnixNano()
-	if d.within > 0 {
-		d.expire(now)
+	now := d.o.Clock.Now().UnixNano()
+	within := int64(d.o.Within)
+	if within > 0 {
+		d.expire(now, within)
 	}
 	n := in.Rows()
 	d.keep = append(d.keep[:0], make([]bool, n)...)
@@ -134,35 +200,54 @@ func (d *Dedupe) Process(ctx context.Context, in batch.Batch, out op.Output) err
 		for _, c := range cols {
 			d.buf = appendKey(d.buf, c, r)
 		}
-		if at, ok := d.first[string(d.buf)]; ok && (d.within == 0 || now-at < d.within) {
+		at, ok := d.first[string(d.buf)]
+		if ok && (within == 0 || now-at < within) {
 			continue
+		}
+		if !ok && len(d.first) >= d.o.MaxKeys {
+			if d.o.OnFull == Fail {
+				err := &ErrFull{MaxKeys: d.o.MaxKeys}
+				in.Release(err)
+				return err
+			}
+			d.evictOne()
 		}
 		k := string(d.buf)
 		d.first[k] = now
-		d.order = append(d.order, seen{k, now})
+		if d.ordered {
+			d.order = append(d.order, seen{k, now})
+		}
 		d.keep[r] = true
 		kept++
-		if len(d.first) > d.maxKeys {
-			d.evictOne()
-		}
 	}
 	d.compact()
 	return xf.EmitKept(ctx, out, d.mem, in.Ack, in.Rec, d.keep, kept)
 }
 
 // expire forgets keys first seen `within` or more before now.
-func (d *Dedupe) expire(now int64) {
-	for d.head < len(d.order) && now-d.order[d.head].at >= d.within {
+func (d *Dedupe) expire(now, within int64) {
+	for d.head < len(d.order) && now-d.order[d.head].at >= within {
 		d.drop(d.order[d.head])
 		d.head++
 	}
 }
 
+// evictOne forgets the oldest key (ForgetOldest), warning the first time.
 func (d *Dedupe) evictOne() {
+	if !d.warned {
+		d.warned = true
+		if d.o.Log != nil {
+			d.o.Log.Warn("dedupe: max_keys reached, forgetting the oldest keys; a repeat of a forgotten key passes (flowrun_dedupe_forgotten_keys_total counts them)",
+				"max_keys", d.o.MaxKeys)
+		}
+	}
 	for d.head < len(d.order) {
 		e := d.order[d.head]
 		d.head++
 		if d.drop(e) {
+			if d.o.Forgotten != nil {
+				d.o.Forgotten.Add(1)
+			}
 			return
 		}
 	}

@@ -2,6 +2,7 @@ package xftest_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 
@@ -133,5 +134,51 @@ func TestPinterestPipeline(t *testing.T) {
 	}
 	if sink.rows["bad"] != 0 {
 		t.Errorf("dead letters %d", sink.rows["bad"])
+	}
+}
+
+// TestDedupeFullNamesTheNode: a dedupe past max_keys stops the run with an
+// error that names the node and the bound (on_full: error, the default),
+// or lets the run finish (forget_oldest).
+func TestDedupeFullNamesTheNode(t *testing.T) {
+	for _, tc := range []struct{ onFull, err string }{
+		{"", `node "unique": dedupe: a new key arrived with max_keys (1000) keys held; forgetting one would let a later repeat of it pass unnoticed, so the run stops.`},
+		{"on_full: forget_oldest", ""},
+	} {
+		mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+		reg := op.NewRegistry()
+		sink := &collectSink{rows: map[string]int{}, ids: map[string]map[string]int{}}
+		for _, p := range []*op.Plugin{generate.Plugin, dedupe.Plugin, sink.plugin()} {
+			if err := reg.Register(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		yaml := `flowrun: 1
+name: full
+sources:
+  posts: {generate: {count: 3000, seed: 5}}
+transforms:
+  unique: {from: posts, dedupe: {key: [unique_id], max_keys: 1000, ` + tc.onFull + `}}
+sinks:
+  pins: {from: unique, collect: {}}
+`
+		res, errs := validate.Load("full.yaml", []byte(yaml), nil, reg)
+		if len(errs) > 0 {
+			t.Fatalf("validate:\n%s", errs.Render())
+		}
+		p, err := exec.New(res, exec.Options{Alloc: mem, BatchRows: 500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = p.Run(context.Background())
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%q: %v", tc.onFull, err)
+		case tc.err != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.err)):
+			t.Errorf("%q: error %v\nwant it to start with %s", tc.onFull, err, tc.err)
+		case tc.err == "" && sink.rows["pins"] < 2900:
+			t.Errorf("%q: %d rows passed", tc.onFull, sink.rows["pins"])
+		}
+		mem.AssertSize(t, 0)
 	}
 }
