@@ -239,7 +239,8 @@ type acc interface {
 	add(v *view, rows, slots []int32, ts []int64)
 	merge(dst, src int32)
 	reset(s int32)
-	put(b array.Builder, s int32)
+	// put appends the results of slots to b, one type check per call.
+	put(b array.Builder, slots []int32)
 	// dyn is the bytes held beyond the fixed per-slot size.
 	dyn() int64
 	fixed() int64
@@ -300,11 +301,16 @@ func (a *countAcc) add(v *view, rows, slots []int32, _ []int64) {
 		}
 	}
 }
-func (a *countAcc) merge(d, s int32)             { a.n[d] += a.n[s] }
-func (a *countAcc) reset(s int32)                { a.n[s] = 0 }
-func (a *countAcc) put(b array.Builder, s int32) { b.(*array.Int64Builder).Append(a.n[s]) }
-func (a *countAcc) dyn() int64                   { return 0 }
-func (a *countAcc) fixed() int64                 { return 8 }
+func (a *countAcc) merge(d, s int32) { a.n[d] += a.n[s] }
+func (a *countAcc) reset(s int32)    { a.n[s] = 0 }
+func (a *countAcc) put(b array.Builder, slots []int32) {
+	bb := b.(*array.Int64Builder)
+	for _, s := range slots {
+		bb.Append(a.n[s])
+	}
+}
+func (a *countAcc) dyn() int64   { return 0 }
+func (a *countAcc) fixed() int64 { return 8 }
 
 type sumInt struct {
 	sum, n []int64
@@ -323,12 +329,15 @@ func (a *sumInt) add(v *view, rows, slots []int32, _ []int64) {
 }
 func (a *sumInt) merge(d, s int32) { a.sum[d] += a.sum[s]; a.n[d] += a.n[s] }
 func (a *sumInt) reset(s int32)    { a.sum[s], a.n[s] = 0, 0 }
-func (a *sumInt) put(b array.Builder, s int32) {
-	if a.n[s] == 0 {
-		b.AppendNull()
-		return
+func (a *sumInt) put(b array.Builder, slots []int32) {
+	bb := b.(*array.Int64Builder)
+	for _, s := range slots {
+		if a.n[s] == 0 {
+			bb.AppendNull()
+		} else {
+			bb.Append(a.sum[s])
+		}
 	}
-	b.(*array.Int64Builder).Append(a.sum[s])
 }
 func (a *sumInt) dyn() int64   { return 0 }
 func (a *sumInt) fixed() int64 { return 16 }
@@ -351,24 +360,30 @@ func (a *sumFloat) add(v *view, rows, slots []int32, _ []int64) {
 }
 func (a *sumFloat) merge(d, s int32) { a.sum[d] += a.sum[s]; a.n[d] += a.n[s] }
 func (a *sumFloat) reset(s int32)    { a.sum[s], a.n[s] = 0, 0 }
-func (a *sumFloat) put(b array.Builder, s int32) {
-	if a.n[s] == 0 {
-		b.AppendNull()
-		return
+func (a *sumFloat) put(b array.Builder, slots []int32) {
+	bb := b.(*array.Float64Builder)
+	for _, s := range slots {
+		if a.n[s] == 0 {
+			bb.AppendNull()
+		} else {
+			bb.Append(a.sum[s])
+		}
 	}
-	b.(*array.Float64Builder).Append(a.sum[s])
 }
 func (a *sumFloat) dyn() int64   { return 0 }
 func (a *sumFloat) fixed() int64 { return 16 }
 
 type avgAcc struct{ sumFloat }
 
-func (a *avgAcc) put(b array.Builder, s int32) {
-	if a.n[s] == 0 {
-		b.AppendNull()
-		return
+func (a *avgAcc) put(b array.Builder, slots []int32) {
+	bb := b.(*array.Float64Builder)
+	for _, s := range slots {
+		if a.n[s] == 0 {
+			bb.AppendNull()
+		} else {
+			bb.Append(a.sum[s] / float64(a.n[s]))
+		}
 	}
-	b.(*array.Float64Builder).Append(a.sum[s] / float64(a.n[s]))
 }
 
 // extInt is min or max over int64, int32 or timestamp columns.
@@ -397,10 +412,25 @@ func (a *extInt) merge(d, s int32) {
 		a.fold(d, a.v[s])
 	}
 }
-func (a *extInt) reset(s int32)                { a.v[s], a.set[s] = 0, false }
-func (a *extInt) put(b array.Builder, s int32) { putInt(b, a.set[s], a.v[s]) }
-func (a *extInt) dyn() int64                   { return 0 }
-func (a *extInt) fixed() int64                 { return 9 }
+func (a *extInt) reset(s int32) { a.v[s], a.set[s] = 0, false }
+func (a *extInt) put(b array.Builder, slots []int32) {
+	switch bb := b.(type) {
+	case *array.Int64Builder:
+		for _, s := range slots {
+			if a.set[s] {
+				bb.Append(a.v[s])
+			} else {
+				bb.AppendNull()
+			}
+		}
+	default:
+		for _, s := range slots {
+			putInt(b, a.set[s], a.v[s])
+		}
+	}
+}
+func (a *extInt) dyn() int64   { return 0 }
+func (a *extInt) fixed() int64 { return 9 }
 
 func putInt(b array.Builder, set bool, x int64) {
 	if !set {
@@ -443,12 +473,15 @@ func (a *extFloat) merge(d, s int32) {
 	}
 }
 func (a *extFloat) reset(s int32) { a.v[s], a.set[s] = 0, false }
-func (a *extFloat) put(b array.Builder, s int32) {
-	if !a.set[s] {
-		b.AppendNull()
-		return
+func (a *extFloat) put(b array.Builder, slots []int32) {
+	bb := b.(*array.Float64Builder)
+	for _, s := range slots {
+		if a.set[s] {
+			bb.Append(a.v[s])
+		} else {
+			bb.AppendNull()
+		}
 	}
-	b.(*array.Float64Builder).Append(a.v[s])
 }
 func (a *extFloat) dyn() int64   { return 0 }
 func (a *extFloat) fixed() int64 { return 9 }
@@ -489,12 +522,15 @@ func (a *extString) reset(s int32) {
 	a.bytes -= int64(len(a.v[s]))
 	a.v[s], a.set[s] = "", false
 }
-func (a *extString) put(b array.Builder, s int32) {
-	if !a.set[s] {
-		b.AppendNull()
-		return
+func (a *extString) put(b array.Builder, slots []int32) {
+	bb := b.(*array.StringBuilder)
+	for _, s := range slots {
+		if a.set[s] {
+			bb.Append(a.v[s])
+		} else {
+			bb.AppendNull()
+		}
 	}
-	b.(*array.StringBuilder).Append(a.v[s])
 }
 func (a *extString) dyn() int64   { return a.bytes }
 func (a *extString) fixed() int64 { return 17 }
@@ -588,7 +624,13 @@ func (a *edgeAcc) reset(s int32) {
 	}
 }
 
-func (a *edgeAcc) put(b array.Builder, s int32) {
+func (a *edgeAcc) put(b array.Builder, slots []int32) {
+	for _, s := range slots {
+		a.put1(b, s)
+	}
+}
+
+func (a *edgeAcc) put1(b array.Builder, s int32) {
 	if !a.set[s] {
 		b.AppendNull()
 		return
@@ -677,8 +719,11 @@ func (a *distinctAcc) reset(s int32) {
 	a.n -= int64(len(a.sets[s]))
 	a.sets[s] = nil
 }
-func (a *distinctAcc) put(b array.Builder, s int32) {
-	b.(*array.Int64Builder).Append(int64(len(a.sets[s])))
+func (a *distinctAcc) put(b array.Builder, slots []int32) {
+	bb := b.(*array.Int64Builder)
+	for _, s := range slots {
+		bb.Append(int64(len(a.sets[s])))
+	}
 }
 
 // A map entry of a uint64 set costs about 16 bytes with Go's swiss tables.
@@ -714,14 +759,17 @@ func (a *quantAcc) reset(s int32) {
 	a.n -= int64(len(a.vals[s]))
 	a.vals[s] = nil
 }
-func (a *quantAcc) put(b array.Builder, s int32) {
-	v := a.vals[s]
-	if len(v) == 0 {
-		b.AppendNull()
-		return
+func (a *quantAcc) put(b array.Builder, slots []int32) {
+	bb := b.(*array.Float64Builder)
+	for _, s := range slots {
+		v := a.vals[s]
+		if len(v) == 0 {
+			bb.AppendNull()
+			continue
+		}
+		sort.Float64s(v)
+		bb.Append(quantile(v, a.q))
 	}
-	sort.Float64s(v)
-	b.(*array.Float64Builder).Append(quantile(v, a.q))
 }
 
 // quantile of sorted v by linear interpolation between closest ranks.

@@ -1,6 +1,7 @@
 package win
 
 import (
+	"bytes"
 	"cmp"
 	"container/heap"
 	"context"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -76,41 +78,74 @@ type part struct {
 	ack  *batch.Ack // of the last batch: a transform may emit several pieces of one input under its ack
 }
 
-type keyEntry struct {
-	enc  string
-	vals []any
-	refs int32 // live slots of this key
-	// str and null are the value of a single string key, for sorting
-	// without boxing.
-	str  string
-	null bool
-	part string // per_partition: the source partition
-}
-
+// slot is a session's state beside its aggregates (tumbling and sliding
+// windows keep none: their start, end and watermark group are their
+// unit's).
 type slot struct {
 	start, end int64
-	key        int32
 	group      int32 // watermark group: 0, or the partition in per_partition mode
 	live       bool
 	ver        uint32
-	stamp      uint64       // batch that last added its ack (sessions)
-	heapEnd    int64        // end as last pushed on the end heap (sessions)
-	acks       []*batch.Ack // held inputs (sessions)
+	stamp      uint64       // batch that last added its ack
+	heapEnd    int64        // end as last pushed on the end heap
+	acks       []*batch.Ack // held inputs
 }
 
 // unit is one tumbling or sliding window over every key (of one partition
-// in per_partition mode).
+// in per_partition mode). Its groups are found by key id in an
+// open-addressing table; groups only leave a unit with the whole unit.
 type unit struct {
 	group      int32
 	start, end int64
-	slots      []int32
+	slots      []int32  // in the order they opened
+	tab        []uint64 // (key id+1)<<32 | slot, at most half full
 	acks       []*batch.Ack
 	stamp      uint64
 }
 
-type skey struct {
-	start int64
-	key   int32
+func unitHome(k int32, mask uint32) uint32 {
+	return uint32((uint64(k)*0x9e3779b97f4a7c15)>>32) & mask
+}
+
+// get returns key k's slot in u.
+func (u *unit) get(k int32) (int32, bool) {
+	if len(u.tab) == 0 {
+		return 0, false
+	}
+	mask := uint32(len(u.tab) - 1)
+	for i := unitHome(k, mask); ; i = (i + 1) & mask {
+		e := u.tab[i]
+		if e == 0 {
+			return 0, false
+		}
+		if int32(e>>32) == k+1 {
+			return int32(uint32(e)), true
+		}
+	}
+}
+
+// put records key k's new slot s.
+func (u *unit) put(k, s int32) {
+	u.slots = append(u.slots, s)
+	if 2*len(u.slots) > len(u.tab) {
+		old := u.tab
+		u.tab = make([]uint64, max(8, 2*len(u.tab)))
+		for _, e := range old {
+			if e != 0 {
+				u.place(e)
+			}
+		}
+	}
+	u.place(uint64(k+1)<<32 | uint64(uint32(s)))
+}
+
+func (u *unit) place(e uint64) {
+	mask := uint32(len(u.tab) - 1)
+	i := unitHome(int32(e>>32)-1, mask)
+	for u.tab[i] != 0 {
+		i = (i + 1) & mask
+	}
+	u.tab[i] = e
 }
 
 type ukey struct {
@@ -125,20 +160,19 @@ type Window struct {
 	accs  []acc
 	fixed int64
 
-	keyIDs   map[string]int32
-	keys     []keyEntry
-	freeKeys []int32
-	newKeys  []int32
-	keyBytes int64
-	buf      []byte
+	keys    keyTable
+	newKeys []int32 // keys made by the batch being processed
+	buf     []byte
+	dec     keyDecoder
 
-	slots []slot
-	free  []int32
-	live  int
+	slotKey []int32 // per slot: its key id
+	slots   []slot  // per slot, sessions only
+	free    []int32
+	live    int
 
-	bySK  map[skey]int32
 	units map[ukey]*unit
 	last  *unit
+	spare []*unit // emitted units whose slices are reused
 
 	sess    map[int32][]int32
 	ends    endHeap
@@ -152,8 +186,6 @@ type Window struct {
 	// or until idle_timeout after the start.
 	pending      map[string]bool
 	pendingSince time.Time
-	strKey       bool   // one key column, a string
-	curPart      string // the partition of the batch being processed
 	parts        map[string]*part
 	byIdx        []*part
 	wm           int64   // the node's watermark (the lowest of wms)
@@ -165,6 +197,8 @@ type Window struct {
 	// Measured state, per batch: open groups, bytes, the watermark.
 	gRows, gBytes, gWM, gLag op.Gauge
 	cLate                    op.Counter
+
+	sortBuf []sortEnt
 
 	ts     []int64
 	keyOf  []int32
@@ -184,9 +218,12 @@ func New(cfg *Config, r op.Resources) *Window {
 	if r.Log == nil {
 		r.Log = slog.Default()
 	}
-	w := &Window{cfg: cfg, res: r, keyIDs: map[string]int32{}, bySK: map[skey]int32{},
+	w := &Window{cfg: cfg, res: r, keys: newKeyTable(),
 		units: map[ukey]*unit{}, sess: map[int32][]int32{}, fwd: map[int32]int32{},
-		parts: map[string]*part{}, wm: noTime, wms: []int64{noTime}, fixed: 96}
+		parts: map[string]*part{}, wm: noTime, wms: []int64{noTime}, fixed: groupCost}
+	if cfg.Kind == Session {
+		w.fixed = sessionCost
+	}
 	m := r.MetricsOrNop()
 	// The names and help of runtime/metrics.Catalog.
 	w.gRows = m.Gauge("flowrun_window_open_windows", "Windows holding state.")
@@ -194,7 +231,9 @@ func New(cfg *Config, r op.Resources) *Window {
 	w.gWM = m.Gauge("flowrun_window_watermark_seconds", "The window's watermark, in Unix seconds.")
 	w.gLag = m.Gauge("flowrun_window_watermark_lag_seconds", "Processing time minus the window's watermark.")
 	w.cLate = m.Counter("flowrun_window_late_records_total", "Records that arrived after their window was emitted.")
-	w.strKey = len(cfg.Keys) == 1 && cfg.In.Field(cfg.Keys[0]).Type.ID() == arrow.STRING
+	for _, k := range cfg.Keys {
+		w.dec.kinds = append(w.dec.kinds, kindOf(cfg.In.Field(k).Type))
+	}
 	for i := range cfg.Aggs {
 		a := newAcc(&cfg.Aggs[i])
 		w.accs = append(w.accs, a)
@@ -220,7 +259,7 @@ func (w *Window) StateRows() int { return w.live }
 
 // StateBytes estimates the memory the open state holds.
 func (w *Window) StateBytes() int64 {
-	n := int64(w.live)*w.fixed + w.keyBytes
+	n := int64(w.live)*w.fixed + w.keys.bytes()
 	for _, a := range w.accs {
 		n += a.dyn()
 	}
@@ -305,8 +344,8 @@ func (w *Window) Process(ctx context.Context, in batch.Batch, out op.Output) err
 	w.dead = w.dead[:0]
 	clear(w.fwd)
 	for _, k := range w.newKeys {
-		if w.keys[k].refs == 0 {
-			w.dropKey(k)
+		if w.keys.refs[k] == 0 {
+			w.keys.remove(k)
 		}
 	}
 	w.newKeys = w.newKeys[:0]
@@ -492,19 +531,17 @@ func (w *Window) advance(ctx context.Context, now time.Time, out op.Output) erro
 }
 
 // keyIDsFor fills w.keyOf with each row's key id, creating keys as needed.
+// In per_partition mode a key ends with its partition's index, so the
+// same values read from two partitions are two groups.
 func (w *Window) keyIDsFor(rec arrow.RecordBatch, p *part) {
 	n := int(rec.NumRows())
 	w.keyOf = grow(w.keyOf[:0], n)
-	prefix := ""
+	var suffix []byte
 	if w.cfg.PerPartition {
-		prefix = p.name + "\x00"
+		suffix = binary.BigEndian.AppendUint32(nil, uint32(p.idx))
 	}
-	w.curPart = p.name
 	if len(w.cfg.Keys) == 0 {
-		id, ok := w.keyIDs[prefix]
-		if !ok {
-			id = w.keyID(prefix, rec, 0)
-		}
+		id := w.keyID(suffix)
 		for i := range w.keyOf {
 			w.keyOf[i] = id
 		}
@@ -515,96 +552,47 @@ func (w *Window) keyIDsFor(rec arrow.RecordBatch, p *part) {
 		views[i] = newView(rec.Column(k))
 	}
 	for r := range n {
-		b := append(w.buf[:0], prefix...)
+		b := w.buf[:0]
 		for i := range views {
 			b = encodeKey(b, &views[i], int32(r))
 		}
+		b = append(b, suffix...)
 		w.buf = b
-		id, ok := w.keyIDs[string(b)] // no allocation on a hit
-		if !ok {
-			id = w.keyID(string(b), rec, r)
-		}
-		w.keyOf[r] = id
+		w.keyOf[r] = w.keyID(b)
 	}
 }
 
-func encodeKey(b []byte, v *view, r int32) []byte {
-	if v.null(r) {
-		return append(b, 'n')
+func (w *Window) keyID(enc []byte) int32 {
+	id, made := w.keys.find(enc)
+	if made {
+		w.newKeys = append(w.newKeys, id)
 	}
-	switch v.k {
-	case kString:
-		s := v.str.Value(int(r))
-		b = append(b, 's')
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		return append(b, s...)
-	case kFloat:
-		return binary.LittleEndian.AppendUint64(append(b, 'f'), math.Float64bits(v.float(r)))
-	case kBool:
-		if v.b.Value(int(r)) {
-			return append(b, 't')
-		}
-		return append(b, 'F')
-	}
-	return binary.LittleEndian.AppendUint64(append(b, 'i'), uint64(v.int(r)))
-}
-
-func (w *Window) keyID(enc string, rec arrow.RecordBatch, r int) int32 {
-	if id, ok := w.keyIDs[enc]; ok {
-		return id
-	}
-	enc = strings.Clone(enc)
-	e := keyEntry{enc: enc}
-	if w.cfg.PerPartition {
-		e.part = w.curPart
-	}
-	if w.strKey {
-		// One string key: its value is the tail of enc; no boxed copy.
-		col := rec.Column(w.cfg.Keys[0]).(*array.String)
-		if e.null = col.IsNull(r); !e.null {
-			e.str = enc[len(enc)-len(col.Value(r)):]
-		}
-	} else {
-		e.vals = make([]any, len(w.cfg.Keys))
-		for i, k := range w.cfg.Keys {
-			e.vals[i] = arrowx.NewGetter(rec.Column(k))(r)
-		}
-	}
-	var id int32
-	if n := len(w.freeKeys); n > 0 {
-		id = w.freeKeys[n-1]
-		w.freeKeys = w.freeKeys[:n-1]
-		w.keys[id] = e
-	} else {
-		id = int32(len(w.keys))
-		w.keys = append(w.keys, e)
-	}
-	w.keyIDs[enc] = id
-	w.newKeys = append(w.newKeys, id)
-	w.keyBytes += keyCost(e)
 	return id
 }
 
-func keyCost(e keyEntry) int64 {
-	n := int64(2*len(e.enc) + 64 + 16*len(e.vals))
-	if e.vals == nil {
-		n += 16 // str shares enc's bytes
+// keyVal is key id's encoded values, without the partition.
+func (w *Window) keyVal(id int32) []byte {
+	b := w.keys.key(id)
+	if w.cfg.PerPartition {
+		b = b[:len(b)-4]
 	}
-	for _, v := range e.vals {
-		if s, ok := v.(string); ok {
-			n += int64(len(s))
-		}
-	}
-	return n
+	return b
 }
 
-func (w *Window) dropKey(id int32) {
-	e := w.keys[id]
-	delete(w.keyIDs, e.enc)
-	w.keyBytes -= keyCost(e)
-	w.keys[id] = keyEntry{}
-	w.freeKeys = append(w.freeKeys, id)
+// keyPart is the partition of key id in per_partition mode.
+func (w *Window) keyPart(id int32) string {
+	b := w.keys.key(id)
+	return w.byIdx[binary.BigEndian.Uint32(b[len(b)-4:])].name
 }
+
+// Bytes held per open group beside the aggregates and keys: a tumbling or
+// sliding group's key id, its entry in its unit's list and table (at most
+// half full); a session's also its slot, its end heap entry and its entry
+// in its key's list.
+const (
+	groupCost   = 4 + 4 + 2*8
+	sessionCost = 4 + int64(unsafe.Sizeof(slot{})) + int64(unsafe.Sizeof(endEntry{})) + 4
+)
 
 func (w *Window) newSlot(start, end int64, key, group int32) int32 {
 	var s int32
@@ -612,35 +600,43 @@ func (w *Window) newSlot(start, end int64, key, group int32) int32 {
 		s = w.free[n-1]
 		w.free = w.free[:n-1]
 	} else {
-		s = int32(len(w.slots))
-		w.slots = append(w.slots, slot{})
+		s = int32(len(w.slotKey))
+		w.slotKey = append(w.slotKey, 0)
+		if w.cfg.Kind == Session {
+			w.slots = append(w.slots, slot{})
+		}
 		for _, a := range w.accs {
-			a.grow(len(w.slots))
+			a.grow(len(w.slotKey))
 		}
 	}
-	sl := &w.slots[s]
-	sl.start, sl.end, sl.key, sl.group, sl.live = start, end, key, group, true
-	sl.ver++
-	sl.acks, sl.stamp, sl.heapEnd = sl.acks[:0], 0, 0
-	w.keys[key].refs++
+	w.slotKey[s] = key
+	if w.cfg.Kind == Session {
+		sl := &w.slots[s]
+		sl.start, sl.end, sl.group, sl.live = start, end, group, true
+		sl.ver++
+		sl.acks, sl.stamp, sl.heapEnd = sl.acks[:0], 0, 0
+	}
+	w.keys.refs[key]++
 	w.live++
 	return s
 }
 
 func (w *Window) freeSlot(s int32) {
-	sl := &w.slots[s]
 	for _, a := range w.accs {
 		a.reset(s)
 	}
-	k := sl.key
-	sl.live = false
-	sl.ver++
-	clear(sl.acks)
-	sl.acks = sl.acks[:0]
+	if w.cfg.Kind == Session {
+		sl := &w.slots[s]
+		sl.live = false
+		sl.ver++
+		clear(sl.acks)
+		sl.acks = sl.acks[:0]
+	}
 	w.free = append(w.free, s)
 	w.live--
-	if w.keys[k].refs--; w.keys[k].refs == 0 {
-		w.dropKey(k)
+	k := w.slotKey[s]
+	if w.keys.refs[k]--; w.keys.refs[k] == 0 {
+		w.keys.remove(k)
 	}
 }
 
@@ -690,7 +686,7 @@ func (w *Window) addTo(start, end int64, k, g, r int32, ack *batch.Ack) {
 	if u == nil || u.start != start || u.group != g {
 		u = w.units[ukey{g, start}]
 		if u == nil {
-			u = &unit{group: g, start: start, end: end}
+			u = w.newUnit(g, start, end)
 			w.units[ukey{g, start}] = u
 		}
 		w.last = u
@@ -700,15 +696,39 @@ func (w *Window) addTo(start, end int64, k, g, r int32, ack *batch.Ack) {
 		ack.Retain(1)
 		u.acks = append(u.acks, ack)
 	}
-	sk := skey{start, k}
-	s, ok := w.bySK[sk]
+	s, ok := u.get(k)
 	if !ok {
 		s = w.newSlot(start, end, k, g)
-		w.bySK[sk] = s
-		u.slots = append(u.slots, s)
+		u.put(k, s)
 	}
 	w.rows = append(w.rows, r)
 	w.slotOf = append(w.slotOf, s)
+}
+
+func (w *Window) newUnit(g int32, start, end int64) *unit {
+	if n := len(w.spare); n > 0 {
+		u := w.spare[n-1]
+		w.spare = w.spare[:n-1]
+		u.group, u.start, u.end, u.stamp = g, start, end, 0
+		return u
+	}
+	return &unit{group: g, start: start, end: end}
+}
+
+// forget removes emitted or dropped unit u, keeping small slices for the
+// next unit (a spike's big table goes to the collector).
+func (w *Window) forget(u *unit) {
+	delete(w.units, ukey{u.group, u.start})
+	if w.last == u {
+		w.last = nil
+	}
+	if len(w.spare) >= 8 || len(u.tab) > 1<<12 {
+		return
+	}
+	clear(u.tab)
+	clear(u.acks)
+	u.slots, u.acks = u.slots[:0], u.acks[:0]
+	w.spare = append(w.spare, u)
 }
 
 // addSession adds row r to key k's session around t, merging the sessions
@@ -786,11 +806,21 @@ func (w *Window) lateRow(rec arrow.RecordBatch, r int32, t, wm int64, out op.Out
 
 func ts(us int64) string { return time.UnixMicro(us).UTC().Format(time.RFC3339Nano) }
 
+// seg is a run of emitted groups of one window: a tumbling or sliding
+// unit's groups, or one session.
+type seg struct {
+	start, end int64
+	group      int32
+	slots      []int32
+}
+
 // emit writes every window that ends at or before wm.
 func (w *Window) emit(ctx context.Context, out op.Output) error {
-	var done []int32
+	var segs []seg
 	var acks []*batch.Ack
+	var us []*unit
 	if w.cfg.Kind == Session {
+		var done []int32
 		hi := slices.Max(w.wms)
 		var later []endEntry // of partitions whose watermark is behind
 		for w.ends.Len() > 0 && w.ends[0].end <= hi {
@@ -814,10 +844,13 @@ func (w *Window) emit(ctx context.Context, out op.Output) error {
 			if c := cmp.Compare(w.slots[a].start, w.slots[b].start); c != 0 {
 				return c
 			}
-			return w.keyCmp(w.slots[a].key, w.slots[b].key)
+			return w.keyCmp(w.slotKey[a], w.slotKey[b])
 		})
+		for i, s := range done {
+			sl := &w.slots[s]
+			segs = append(segs, seg{sl.start, sl.end, sl.group, done[i : i+1]})
+		}
 	} else {
-		var us []*unit
 		for _, u := range w.units {
 			if u.end <= w.wms[u.group] {
 				us = append(us, u)
@@ -830,55 +863,70 @@ func (w *Window) emit(ctx context.Context, out op.Output) error {
 			return cmp.Compare(w.byIdx[a.group].name, w.byIdx[b.group].name)
 		})
 		for _, u := range us {
-			slices.SortFunc(u.slots, func(a, b int32) int { return w.keyCmp(w.slots[a].key, w.slots[b].key) })
-			done = append(done, u.slots...)
+			w.sortByKey(u.slots)
+			segs = append(segs, seg{u.start, u.end, u.group, u.slots})
 			acks = append(acks, u.acks...)
-			delete(w.units, ukey{u.group, u.start})
-			if w.last == u {
-				w.last = nil
+		}
+	}
+	err := w.write(ctx, segs, acks, out)
+	for _, sg := range segs {
+		for _, s := range sg.slots {
+			if w.cfg.Kind == Session {
+				w.unlinkSession(s)
+			}
+			w.freeSlot(s)
+		}
+	}
+	for _, u := range us {
+		w.forget(u)
+	}
+	return err
+}
+
+// write emits the groups of segs in batches of at most BatchRows rows,
+// under one ack that finishes acks when every batch is stored. The result
+// carries none of their source positions, which may also cover rows of
+// windows still open (see docs/windows.md).
+func (w *Window) write(ctx context.Context, segs []seg, acks []*batch.Ack, out op.Output) error {
+	var chunks [][]seg
+	var chunk []seg
+	rows := 0
+	for _, sg := range segs {
+		for len(sg.slots) > 0 {
+			take := min(len(sg.slots), w.res.BatchRows-rows)
+			piece := sg
+			piece.slots = sg.slots[:take]
+			chunk = append(chunk, piece)
+			sg.slots = sg.slots[take:]
+			if rows += take; rows == w.res.BatchRows {
+				chunks, chunk, rows = append(chunks, chunk), nil, 0
 			}
 		}
 	}
-	if len(done) == 0 {
+	if rows > 0 {
+		chunks = append(chunks, chunk)
+	}
+	if len(chunks) == 0 {
 		batch.Merge(acks...).Done(nil)
 		return nil
 	}
-	// The result holds every input of its windows and finishes them when
-	// it is stored; it carries none of their source positions, which may
-	// also cover rows of windows still open (see docs/windows.md).
 	merged := batch.Merge(acks...)
 	ack := batch.NewAck(merged.Done)
-	chunks := (len(done) + w.res.BatchRows - 1) / w.res.BatchRows
-	ack.Retain(chunks - 1)
-	for c := range chunks {
-		part := done[c*w.res.BatchRows : min(len(done), (c+1)*w.res.BatchRows)]
-		rec, err := w.build(part)
-		if err != nil {
-			for range chunks - c {
-				ack.Done(err)
-			}
-			return err
-		}
+	ack.Retain(len(chunks) - 1)
+	for c, chunk := range chunks {
+		rec := w.build(chunk)
 		if err := out.Emit(ctx, batch.Batch{Rec: rec, Ack: ack}); err != nil {
-			for range chunks - c - 1 {
+			for range len(chunks) - c - 1 {
 				ack.Done(err)
 			}
 			return err
 		}
-	}
-	for _, s := range done {
-		if w.cfg.Kind == Session {
-			w.unlinkSession(s)
-		} else {
-			delete(w.bySK, skey{w.slots[s].start, w.slots[s].key})
-		}
-		w.freeSlot(s)
 	}
 	return nil
 }
 
 func (w *Window) unlinkSession(s int32) {
-	k := w.slots[s].key
+	k := w.slotKey[s]
 	list := w.sess[k]
 	if i := slices.Index(list, s); i >= 0 {
 		list = slices.Delete(list, i, i+1)
@@ -890,14 +938,17 @@ func (w *Window) unlinkSession(s int32) {
 	}
 }
 
-func (w *Window) build(slotsOut []int32) (arrow.RecordBatch, error) {
+// build writes the groups of chunk column by column.
+func (w *Window) build(chunk []seg) arrow.RecordBatch {
 	b := array.NewRecordBuilder(w.res.Alloc, w.cfg.Out)
 	defer b.Release()
-	nk := len(w.cfg.Keys)
-	apps := make([]arrowx.Appender, nk)
-	for i := range apps {
-		apps[i] = arrowx.NewAppender(b.Field(i))
+	rows := 0
+	for _, sg := range chunk {
+		rows += len(sg.slots)
 	}
+	b.Reserve(rows)
+	nk := len(w.cfg.Keys)
+	keys := b.Fields()[:nk]
 	var parts *array.StringBuilder
 	if w.cfg.PerPartition {
 		parts = b.Field(nk).(*array.StringBuilder)
@@ -905,93 +956,83 @@ func (w *Window) build(slotsOut []int32) (arrow.RecordBatch, error) {
 	}
 	starts := b.Field(nk).(*array.TimestampBuilder)
 	ends := b.Field(nk + 1).(*array.TimestampBuilder)
-	for _, s := range slotsOut {
-		sl := &w.slots[s]
-		if w.strKey {
-			if k := &w.keys[sl.key]; k.null {
-				b.Field(0).AppendNull()
-			} else {
-				b.Field(0).(*array.StringBuilder).Append(k.str)
+	for _, sg := range chunk {
+		if len(keys) > 0 {
+			for _, s := range sg.slots {
+				w.dec.put(w.keyVal(w.slotKey[s]), keys)
 			}
 		}
-		for i, v := range w.keys[sl.key].vals {
-			if err := apps[i](v); err != nil {
-				return nil, err
+		for range sg.slots {
+			if parts != nil {
+				parts.Append(w.byIdx[sg.group].name)
 			}
+			starts.UnsafeAppend(arrow.Timestamp(sg.start))
+			ends.UnsafeAppend(arrow.Timestamp(sg.end))
 		}
-		if parts != nil {
-			parts.Append(w.keys[sl.key].part)
-		}
-		starts.Append(arrow.Timestamp(sl.start))
-		ends.Append(arrow.Timestamp(sl.end))
 		for i, a := range w.accs {
-			a.put(b.Field(nk+2+i), s)
+			a.put(b.Field(nk+2+i), sg.slots)
 		}
 	}
-	return b.NewRecordBatch(), nil
+	return b.NewRecordBatch()
 }
 
-// keyCmp orders keys column by column, nulls first.
+// sortEnt is a group being sorted by key: the key's bytes past the prefix
+// all keys share, their first 8 bytes as a number (most comparisons end
+// there), and the slot.
+type sortEnt struct {
+	pre  uint64
+	key  string
+	slot int32
+}
+
+// sortByKey orders the slots of one unit (keys of one partition) by key.
+func (w *Window) sortByKey(slots []int32) {
+	if len(slots) < 2 {
+		return
+	}
+	first := w.keys.keyString(w.slotKey[slots[0]])
+	lcp := len(first)
+	for _, s := range slots[1:] {
+		k := w.keys.keyString(w.slotKey[s])
+		n := min(lcp, len(k))
+		i := 0
+		for i < n && k[i] == first[i] {
+			i++
+		}
+		lcp = i
+	}
+	ents := w.sortBuf[:0]
+	if cap(ents) < len(slots) {
+		ents = make([]sortEnt, 0, len(slots))
+	}
+	for _, s := range slots {
+		k := w.keys.keyString(w.slotKey[s])[lcp:]
+		var p [8]byte
+		copy(p[:], k)
+		ents = append(ents, sortEnt{binary.BigEndian.Uint64(p[:]), k, s})
+	}
+	slices.SortFunc(ents, func(a, b sortEnt) int {
+		if a.pre != b.pre {
+			return cmp.Compare(a.pre, b.pre)
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	for i := range ents {
+		slots[i] = ents[i].slot
+	}
+	clear(ents) // they point into the key arena
+	if cap(ents) <= 1<<16 {
+		w.sortBuf = ents[:0]
+	}
+}
+
+// keyCmp orders keys by their values (column by column, nulls first),
+// then in per_partition mode by partition name.
 func (w *Window) keyCmp(a, b int32) int {
-	if c := w.keyValCmp(a, b); c != 0 || !w.cfg.PerPartition {
+	if c := bytes.Compare(w.keyVal(a), w.keyVal(b)); c != 0 || !w.cfg.PerPartition {
 		return c
 	}
-	return strings.Compare(w.keys[a].part, w.keys[b].part)
-}
-
-func (w *Window) keyValCmp(a, b int32) int {
-	if w.strKey {
-		x, y := &w.keys[a], &w.keys[b]
-		switch {
-		case x.null || y.null:
-			return cmp.Compare(btoi(!x.null), btoi(!y.null))
-		}
-		return strings.Compare(x.str, y.str)
-	}
-	x, y := w.keys[a].vals, w.keys[b].vals
-	for i := range x {
-		if c := compareAny(x[i], y[i]); c != 0 {
-			return c
-		}
-	}
-	return 0
-}
-
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-func compareAny(x, y any) int {
-	switch {
-	case x == nil && y == nil:
-		return 0
-	case x == nil:
-		return -1
-	case y == nil:
-		return 1
-	}
-	switch a := x.(type) {
-	case string:
-		return cmp.Compare(a, y.(string))
-	case int:
-		return cmp.Compare(a, y.(int))
-	case float64:
-		return cmp.Compare(a, y.(float64))
-	case time.Time:
-		return a.Compare(y.(time.Time))
-	case bool:
-		if a == y.(bool) {
-			return 0
-		}
-		if !a {
-			return -1
-		}
-		return 1
-	}
-	return cmp.Compare(fmt.Sprint(x), fmt.Sprint(y))
+	return strings.Compare(w.keyPart(a), w.keyPart(b))
 }
 
 func (w *Window) checkBounds() error {
@@ -1125,7 +1166,7 @@ func (w *Window) OnControl(ctx context.Context, c op.Control, out op.Output) err
 // dropGroup forgets the open windows of one watermark group (a partition
 // in per_partition mode), finishing the acks they held with err.
 func (w *Window) dropGroup(g int32, err error) {
-	for k, u := range w.units {
+	for _, u := range w.units {
 		if u.group != g {
 			continue
 		}
@@ -1133,13 +1174,9 @@ func (w *Window) dropGroup(g int32, err error) {
 			a.Done(err)
 		}
 		for _, s := range u.slots {
-			delete(w.bySK, skey{w.slots[s].start, w.slots[s].key})
 			w.freeSlot(s)
 		}
-		delete(w.units, k)
-		if w.last == u {
-			w.last = nil
-		}
+		w.forget(u)
 	}
 	if w.cfg.Kind != Session {
 		return
@@ -1172,10 +1209,10 @@ func (w *Window) drop(err error) {
 		}
 		w.slots[i].acks = nil
 	}
-	w.units, w.last = map[ukey]*unit{}, nil
-	w.bySK, w.sess, w.ends = map[skey]int32{}, map[int32][]int32{}, nil
-	w.slots, w.free, w.live = nil, nil, 0
-	w.keyIDs, w.keys, w.freeKeys, w.keyBytes = map[string]int32{}, nil, nil, 0
+	w.units, w.last, w.spare = map[ukey]*unit{}, nil, nil
+	w.sess, w.ends = map[int32][]int32{}, nil
+	w.slots, w.slotKey, w.free, w.live = nil, nil, nil, 0
+	w.keys, w.newKeys = newKeyTable(), nil
 	for i := range w.cfg.Aggs {
 		w.accs[i] = newAcc(&w.cfg.Aggs[i])
 	}

@@ -1,9 +1,12 @@
 package win_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -107,6 +110,7 @@ func record(t testing.TB, evs []ev) arrow.RecordBatch {
 type out struct {
 	mu      sync.Mutex
 	rows    [][]any
+	batches []int // rows per emitted batch
 	acks    []*batch.Ack
 	late    []string
 	rejects []string
@@ -130,6 +134,7 @@ func (o *out) Emit(_ context.Context, b batch.Batch) error {
 		}
 		o.rows = append(o.rows, row)
 	}
+	o.batches = append(o.batches, b.Rows())
 	b.Rec.Release()
 	o.acks = append(o.acks, b.Ack)
 	return nil
@@ -155,7 +160,7 @@ func (o *out) take() string {
 	for _, a := range o.acks {
 		a.Done(nil)
 	}
-	o.rows, o.acks = nil, nil
+	o.rows, o.acks, o.batches = nil, nil, nil
 	return strings.Join(lines, "\n")
 }
 
@@ -467,10 +472,14 @@ func TestDifferential(t *testing.T) {
 		size, every, gap, late := int64(60), int64(20), int64(25), int64(rng.IntN(40))
 		var evs []ev
 		now := 0.0
+		keys := 4
+		if seed%4 == 3 {
+			keys = 150 // most groups hold a row or two
+		}
 		for range 300 + rng.IntN(300) {
 			now += rng.Float64() * 3
 			sec := float64(int64(now - rng.Float64()*rng.Float64()*90)) // out of order, some late
-			evs = append(evs, ev{sec, string(rune('a' + rng.IntN(4))), int64(rng.IntN(100))})
+			evs = append(evs, ev{sec, fmt.Sprint("k", rng.IntN(keys)), int64(rng.IntN(100))})
 		}
 		var p *op.Plugin
 		var cfg string
@@ -484,6 +493,9 @@ func TestDifferential(t *testing.T) {
 		}
 		cfg += fmt.Sprintf(", key: [category], event_time: ts, allowed_lateness: %ds, aggregate: {n: count(), s: sum(followers), hi: max(followers)}}", late)
 		w := build(t, p, cfg, op.NewManualClock(t0))
+		if seed%5 == 4 {
+			win.SetKeyHash(w, func(maphash.Seed, []byte) uint64 { return 42 }) // every key collides
+		}
 		o := &out{}
 		for i := 0; i < len(evs); {
 			j := min(len(evs), i+1+rng.IntN(40))
@@ -496,6 +508,19 @@ func TestDifferential(t *testing.T) {
 		var got []string
 		for _, r := range o.rows {
 			got = append(got, fmt.Sprint(r))
+		}
+		// Each batch is sorted by window start, then key.
+		at := 0
+		for _, n := range o.batches {
+			rows := o.rows[at : at+n]
+			at += n
+			if !slices.IsSortedFunc(rows, func(a, b []any) int {
+				sa, _ := time.ParseDuration(a[1].(string))
+				sb, _ := time.ParseDuration(b[1].(string))
+				return cmp.Or(cmp.Compare(sa, sb), cmp.Compare(a[0].(string), b[0].(string)))
+			}) {
+				t.Fatalf("seed %d (%s): batch not sorted by window start and key: %v", seed, kind, rows)
+			}
 		}
 		o.take()
 		want, wantLate := reference(kind, evs, size, every, gap, late)
@@ -835,4 +860,156 @@ func TestUnionOfUnpositionedInputs(t *testing.T) {
 	w.Input("file_b")
 	feed(t, w, o, ev{75, "a", 3})
 	expect(t, o, `[a 0s 1m0s 1 2]`)
+}
+
+// TestKeysOfEveryKind: a key of several columns of every kind, with nulls,
+// NaN, signed zeros and strings holding zero bytes, gives one row per
+// distinct key, in key order (nulls first, NaN before numbers), with the
+// key values as they came in; also when every key's hash collides.
+func TestKeysOfEveryKind(t *testing.T) {
+	ks := arrow.NewSchema([]arrow.Field{
+		{Name: "ts", Type: types.Timestamp, Nullable: true},
+		{Name: "s", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "i", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+		{Name: "i32", Type: arrow.PrimitiveTypes.Int32, Nullable: true},
+		{Name: "f", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "b", Type: arrow.FixedWidthTypes.Boolean, Nullable: true},
+		{Name: "at", Type: types.Timestamp, Nullable: true},
+	}, nil)
+	strs := []any{nil, "", "a", "a\x00", "a\x00b", "ab", "b"}
+	ints := []any{nil, int64(math.MinInt64), int64(-3), int64(0), int64(7)}
+	i32s := []any{nil, int64(math.MinInt32), int64(-3), int64(0), int64(math.MaxInt32)}
+	ats := []any{nil, int64(-86400e6), int64(-3), int64(0), int64(7)} // µs after t0
+	floats := []any{nil, math.NaN(), math.Inf(-1), -2.5, math.Copysign(0, -1), 0.0, 1.5}
+	bools := []any{nil, false, true}
+	for _, collide := range []bool{false, true} {
+		rng := rand.New(rand.NewPCG(5, 6))
+		type row = [6]any
+		var rows []row
+		for range 3000 {
+			rows = append(rows, row{strs[rng.IntN(len(strs))], ints[rng.IntN(len(ints))], i32s[rng.IntN(len(i32s))],
+				floats[rng.IntN(len(floats))], bools[rng.IntN(len(bools))], ats[rng.IntN(len(ats))]})
+		}
+		w := func() *win.Window {
+			ctor, errs := prepareOn(t, tumbling.Plugin, `{size: 1h, key: [s, i, i32, f, b, at], event_time: ts, aggregate: {n: count()}}`, ks)
+			if len(errs) > 0 {
+				t.Fatal(errs.Render())
+			}
+			n, err := ctor(op.Resources{Node: "w", Alloc: memory.NewGoAllocator(), BatchRows: 100, Clock: op.NewManualClock(t0)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n.(*win.Window)
+		}()
+		if collide {
+			win.SetKeyHash(w, func(maphash.Seed, []byte) uint64 { return 1 })
+		}
+		o := &out{}
+		for i := 0; i < len(rows); i += 500 {
+			b := array.NewRecordBuilder(memory.NewGoAllocator(), ks)
+			for _, r := range rows[i : i+500] {
+				b.Field(0).(*array.TimestampBuilder).Append(arrow.Timestamp(t0.UnixMicro()))
+				for c, v := range r {
+					fb := b.Field(c + 1)
+					if v == nil {
+						fb.AppendNull()
+						continue
+					}
+					switch x := fb.(type) {
+					case *array.StringBuilder:
+						x.Append(v.(string))
+					case *array.Int64Builder:
+						x.Append(v.(int64))
+					case *array.Int32Builder:
+						x.Append(int32(v.(int64)))
+					case *array.Float64Builder:
+						x.Append(v.(float64))
+					case *array.BooleanBuilder:
+						x.Append(v.(bool))
+					case *array.TimestampBuilder:
+						x.Append(arrow.Timestamp(t0.UnixMicro() + v.(int64)))
+					}
+				}
+			}
+			rec := b.NewRecordBatch()
+			b.Release()
+			if err := w.Process(context.Background(), batch.Batch{Rec: rec, Ack: batch.NewAck(nil)}, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.End(context.Background(), op.EndOfInput, o); err != nil {
+			t.Fatal(err)
+		}
+		// The reference: count per distinct key (floats by bits), sorted.
+		counts := map[string]int{}
+		first := map[string]row{}
+		id := func(r row) string {
+			f := "null"
+			if r[3] != nil {
+				f = fmt.Sprint(math.Float64bits(r[3].(float64)))
+			}
+			return fmt.Sprintf("%q %v %v %s %v %v", r[0], r[1], r[2], f, r[4], r[5])
+		}
+		for _, r := range rows {
+			counts[id(r)]++
+			if _, ok := first[id(r)]; !ok {
+				first[id(r)] = r
+			}
+		}
+		var keys []row
+		for _, r := range first {
+			keys = append(keys, r)
+		}
+		nilFirst := func(x, y any, c func() int) int {
+			switch {
+			case x == nil && y == nil:
+				return 0
+			case x == nil:
+				return -1
+			case y == nil:
+				return 1
+			}
+			return c()
+		}
+		slices.SortFunc(keys, func(a, b row) int {
+			return cmp.Or(
+				nilFirst(a[0], b[0], func() int { return cmp.Compare(a[0].(string), b[0].(string)) }),
+				nilFirst(a[1], b[1], func() int { return cmp.Compare(a[1].(int64), b[1].(int64)) }),
+				nilFirst(a[2], b[2], func() int { return cmp.Compare(a[2].(int64), b[2].(int64)) }),
+				nilFirst(a[3], b[3], func() int {
+					x, y := a[3].(float64), b[3].(float64)
+					return cmp.Or(cmp.Compare(x, y), cmp.Compare(btoi(!math.Signbit(x)), btoi(!math.Signbit(y))))
+				}),
+				nilFirst(a[4], b[4], func() int { return cmp.Compare(btoi(a[4].(bool)), btoi(b[4].(bool))) }),
+				nilFirst(a[5], b[5], func() int { return cmp.Compare(a[5].(int64), b[5].(int64)) }))
+		})
+		var want []string
+		for _, k := range keys {
+			r := []any{k[0], nil, nil, k[3], k[4], nil, "0s", "1h0m0s", counts[id(k)]}
+			for _, c := range []int{1, 2} {
+				if k[c] != nil {
+					r[c] = int(k[c].(int64))
+				}
+			}
+			if k[5] != nil {
+				r[5] = (time.Duration(k[5].(int64)) * time.Microsecond).String()
+			}
+			want = append(want, fmt.Sprint(r))
+		}
+		var got []string
+		for _, r := range o.rows {
+			got = append(got, fmt.Sprint(r))
+		}
+		o.take()
+		if !slices.Equal(got, want) {
+			t.Fatalf("collide %v: got %d rows, want %d\n got %q\nwant %q", collide, len(got), len(want), got, want)
+		}
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
