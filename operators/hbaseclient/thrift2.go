@@ -625,6 +625,55 @@ func (c *Conn) DropTable(ctx context.Context, table string) error {
 	return c.tableCall(ctx, "deleteTable", table)
 }
 
+// Tables lists the user tables whose name matches the Java regular
+// expression regex ("ns:name" outside the default namespace), for tools
+// that clean up after themselves.
+func (c *Conn) Tables(ctx context.Context, regex string) ([]string, error) {
+	var names []string
+	err := c.call(ctx, "getTableNamesByPattern", func(p thrift.TProtocol) error {
+		if err := binaryField(ctx, p, 1, []byte(regex)); err != nil {
+			return err
+		}
+		if err := field(ctx, p, thrift.BOOL, 2); err != nil { // includeSysTables
+			return err
+		}
+		if err := p.WriteBool(ctx, false); err != nil {
+			return err
+		}
+		return p.WriteFieldEnd(ctx)
+	}, func(p thrift.TProtocol) error {
+		_, n, err := p.ReadListBegin(ctx)
+		if err != nil {
+			return err
+		}
+		for range n {
+			var ns, q []byte
+			err := readStruct(ctx, p, func(id int16, ft thrift.TType) (bool, error) {
+				var err error
+				switch {
+				case id == 1 && ft == thrift.STRING:
+					ns, err = p.ReadBinary(ctx)
+				case id == 2 && ft == thrift.STRING:
+					q, err = p.ReadBinary(ctx)
+				default:
+					return false, nil
+				}
+				return true, err
+			})
+			if err != nil {
+				return err
+			}
+			if len(ns) > 0 && string(ns) != "default" {
+				names = append(names, string(ns)+":"+string(q))
+			} else {
+				names = append(names, string(q))
+			}
+		}
+		return p.ReadListEnd(ctx)
+	})
+	return names, err
+}
+
 // Scan reads rows of table from start (inclusive) to stop (exclusive; nil
 // = to the end), at most limit rows (0 = all), fetching batch rows per
 // request.

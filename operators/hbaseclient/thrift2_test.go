@@ -42,6 +42,9 @@ func TestPutScanGet(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("TableExists = %v, %v", ok, err)
 	}
+	if names, err := c.Tables(ctx, table[:len(table)-3]+".*"); err != nil || len(names) != 1 || names[0] != table {
+		t.Fatalf("Tables = %q, %v; want [%s]", names, err, table)
+	}
 	var puts []Put
 	for i := range 2500 {
 		puts = append(puts, Put{Row: []byte(fmt.Sprintf("r%05d", i)), Cells: []Cell{

@@ -46,6 +46,7 @@ var Catalog = []Family{
 	{"flowrun_window_watermark_seconds", "gauge", nil, "The window's watermark, in Unix seconds."},
 	{"flowrun_window_watermark_lag_seconds", "gauge", nil, "Processing time minus the window's watermark."},
 	{"flowrun_window_late_records_total", "counter", nil, "Records that arrived after their window was emitted."},
+	{"flowrun_dedupe_forgotten_keys_total", "counter", nil, "Keys dedupe forgot to stay within max_keys (on_full: forget_oldest); a later repeat of one passes."},
 	{"flowrun_http_requests_total", "counter", []string{"status"}, "Ingest API requests by HTTP status."},
 	{"flowrun_http_request_duration_seconds", "histogram", nil, "Ingest API request latency."},
 	{"flowrun_schedule_runs_total", "counter", []string{"status"}, "Scheduled runs by final status."},

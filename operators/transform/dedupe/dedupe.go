@@ -99,7 +99,7 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 		if forget {
 			o.OnFull = ForgetOldest
 			o.Forgotten = r.MetricsOrNop().Counter("flowrun_dedupe_forgotten_keys_total",
-				"Keys dedupe forgot to stay within max_keys (on_full: forget_oldest); a later repeat of one passed.")
+				"Keys dedupe forgot to stay within max_keys (on_full: forget_oldest); a later repeat of one passes.")
 		}
 		return New(keys, o, xf.Alloc(r)), nil
 	}
