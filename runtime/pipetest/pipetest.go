@@ -111,6 +111,26 @@ type update struct {
 	rows []*yaml.Node
 }
 
+// HasTestsBlock reports whether path is a pipeline file (a flowrun: key at
+// the top) with its own tests: block.
+func HasTestsBlock(path string) bool {
+	if !strings.HasSuffix(path, ".yaml") && !strings.HasSuffix(path, ".yml") {
+		return false
+	}
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	var head struct {
+		Flowrun yaml.Node `yaml:"flowrun"`
+		Tests   yaml.Node `yaml:"tests"`
+	}
+	if yaml.Unmarshal(text, &head) != nil {
+		return false
+	}
+	return head.Flowrun.Kind != 0 && head.Tests.Kind != 0
+}
+
 // Find lists the test files under paths: NAME.test.yaml files, files given
 // directly, and pipelines with their own tests: block.
 func Find(paths []string) ([]string, error) {
@@ -131,7 +151,10 @@ func Find(paths []string) ([]string, error) {
 			if d.IsDir() && path != p && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
 				return filepath.SkipDir
 			}
-			if !d.IsDir() && (strings.HasSuffix(path, ".test.yaml") || strings.HasSuffix(path, ".test.yml")) {
+			if d.IsDir() {
+				return nil
+			}
+			if IsTestFile(path) || HasTestsBlock(path) {
 				out = append(out, path)
 			}
 			return nil

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -135,8 +136,12 @@ func TestFindAndPipelineFor(t *testing.T) {
 	}
 	// testdata folders are skipped when walking, as go does; a folder
 	// given directly is searched.
-	if len(files) != 5 {
-		t.Errorf("found %v, want the 5 test files", files)
+	// clean.yaml has no tests: block and is not found; inline.yaml has one.
+	if len(files) != 6 || !slices.Contains(files, "testdata/inline.yaml") || slices.Contains(files, "testdata/clean.yaml") {
+		t.Errorf("found %v, want the 5 test files and inline.yaml", files)
+	}
+	if r := run(t, "testdata/inline.yaml", pipetest.Options{}); r.Failed() || len(r.Tests) != 1 {
+		t.Errorf("inline tests block: want 1 passing test:\n%s", text(r))
 	}
 	if got := pipetest.PipelineFor("a/b/p.test.yaml", nil); got != "a/b/p.yaml" {
 		t.Errorf("PipelineFor = %q", got)
