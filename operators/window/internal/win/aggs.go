@@ -238,7 +238,7 @@ type acc interface {
 	// is row r's event time.
 	add(v *view, rows, slots []int32, ts []int64)
 	merge(dst, src int32)
-	reset(s int32)
+	reset(slots []int32)
 	// put appends the results of slots to b, one type check per call.
 	put(b array.Builder, slots []int32)
 	// dyn is the bytes held beyond the fixed per-slot size.
@@ -302,7 +302,11 @@ func (a *countAcc) add(v *view, rows, slots []int32, _ []int64) {
 	}
 }
 func (a *countAcc) merge(d, s int32) { a.n[d] += a.n[s] }
-func (a *countAcc) reset(s int32)    { a.n[s] = 0 }
+func (a *countAcc) reset(slots []int32) {
+	for _, s := range slots {
+		a.n[s] = 0
+	}
+}
 func (a *countAcc) put(b array.Builder, slots []int32) {
 	bb := b.(*array.Int64Builder)
 	for _, s := range slots {
@@ -328,7 +332,11 @@ func (a *sumInt) add(v *view, rows, slots []int32, _ []int64) {
 	}
 }
 func (a *sumInt) merge(d, s int32) { a.sum[d] += a.sum[s]; a.n[d] += a.n[s] }
-func (a *sumInt) reset(s int32)    { a.sum[s], a.n[s] = 0, 0 }
+func (a *sumInt) reset(slots []int32) {
+	for _, s := range slots {
+		a.sum[s], a.n[s] = 0, 0
+	}
+}
 func (a *sumInt) put(b array.Builder, slots []int32) {
 	bb := b.(*array.Int64Builder)
 	for _, s := range slots {
@@ -359,7 +367,11 @@ func (a *sumFloat) add(v *view, rows, slots []int32, _ []int64) {
 	}
 }
 func (a *sumFloat) merge(d, s int32) { a.sum[d] += a.sum[s]; a.n[d] += a.n[s] }
-func (a *sumFloat) reset(s int32)    { a.sum[s], a.n[s] = 0, 0 }
+func (a *sumFloat) reset(slots []int32) {
+	for _, s := range slots {
+		a.sum[s], a.n[s] = 0, 0
+	}
+}
 func (a *sumFloat) put(b array.Builder, slots []int32) {
 	bb := b.(*array.Float64Builder)
 	for _, s := range slots {
@@ -412,7 +424,11 @@ func (a *extInt) merge(d, s int32) {
 		a.fold(d, a.v[s])
 	}
 }
-func (a *extInt) reset(s int32) { a.v[s], a.set[s] = 0, false }
+func (a *extInt) reset(slots []int32) {
+	for _, s := range slots {
+		a.v[s], a.set[s] = 0, false
+	}
+}
 func (a *extInt) put(b array.Builder, slots []int32) {
 	switch bb := b.(type) {
 	case *array.Int64Builder:
@@ -472,7 +488,11 @@ func (a *extFloat) merge(d, s int32) {
 		a.fold(d, a.v[s])
 	}
 }
-func (a *extFloat) reset(s int32) { a.v[s], a.set[s] = 0, false }
+func (a *extFloat) reset(slots []int32) {
+	for _, s := range slots {
+		a.v[s], a.set[s] = 0, false
+	}
+}
 func (a *extFloat) put(b array.Builder, slots []int32) {
 	bb := b.(*array.Float64Builder)
 	for _, s := range slots {
@@ -518,9 +538,11 @@ func (a *extString) merge(d, s int32) {
 		a.fold(d, a.v[s], false)
 	}
 }
-func (a *extString) reset(s int32) {
-	a.bytes -= int64(len(a.v[s]))
-	a.v[s], a.set[s] = "", false
+func (a *extString) reset(slots []int32) {
+	for _, s := range slots {
+		a.bytes -= int64(len(a.v[s]))
+		a.v[s], a.set[s] = "", false
+	}
 }
 func (a *extString) put(b array.Builder, slots []int32) {
 	bb := b.(*array.StringBuilder)
@@ -616,11 +638,13 @@ func (a *edgeAcc) merge(d, s int32) {
 	}
 }
 
-func (a *edgeAcc) reset(s int32) {
-	a.set[s] = false
-	if a.k == kString {
-		a.bytes -= int64(len(a.s[s]))
-		a.s[s] = ""
+func (a *edgeAcc) reset(slots []int32) {
+	for _, s := range slots {
+		a.set[s] = false
+		if a.k == kString {
+			a.bytes -= int64(len(a.s[s]))
+			a.s[s] = ""
+		}
 	}
 }
 
@@ -715,9 +739,11 @@ func (a *distinctAcc) merge(d, s int32) {
 		}
 	}
 }
-func (a *distinctAcc) reset(s int32) {
-	a.n -= int64(len(a.sets[s]))
-	a.sets[s] = nil
+func (a *distinctAcc) reset(slots []int32) {
+	for _, s := range slots {
+		a.n -= int64(len(a.sets[s]))
+		a.sets[s] = nil
+	}
 }
 func (a *distinctAcc) put(b array.Builder, slots []int32) {
 	bb := b.(*array.Int64Builder)
@@ -755,9 +781,11 @@ func (a *quantAcc) merge(d, s int32) {
 	a.vals[d] = append(a.vals[d], a.vals[s]...)
 	a.n += int64(len(a.vals[s]))
 }
-func (a *quantAcc) reset(s int32) {
-	a.n -= int64(len(a.vals[s]))
-	a.vals[s] = nil
+func (a *quantAcc) reset(slots []int32) {
+	for _, s := range slots {
+		a.n -= int64(len(a.vals[s]))
+		a.vals[s] = nil
+	}
 }
 func (a *quantAcc) put(b array.Builder, slots []int32) {
 	bb := b.(*array.Float64Builder)

@@ -147,9 +147,10 @@ func (d *keyDecoder) put(enc []byte, bs []array.Builder) {
 
 // keyTable interns encoded keys. Entries of the open-addressing table
 // (linear probing, at most half full) hold 32 bits of the key's hash and
-// its id + 1 (0 is an empty entry); a removal shifts the entries after it
-// back, so there are no tombstones. Ids are reused after removal; the
-// arena is compacted when more than half of it is removed keys.
+// its id + 1 (0 is an empty entry). A removed key stays in the table and
+// the arena as dead until a sweep rebuilds both from the live keys; a dead
+// key found again comes back with its id, so keys that recur window after
+// window are not inserted anew each time.
 type keyTable struct {
 	seed maphash.Seed
 	// hash is maphash over the encoded key; tests replace it to force
@@ -159,26 +160,32 @@ type keyTable struct {
 	tab  []uint64 // hash<<32 | id+1
 	off  []uint32 // per id: offset in arena
 	n    []uint32 // per id: length in arena
-	refs []int32  // per id: live groups of the key; -1 free
+	hs   []uint32 // per id: hash
+	refs []int32  // per id: live groups of the key; dead: -1, free: -2
 	free []int32
 	live int
+	dead int
 
-	arena   []byte
-	garbage int // bytes of removed keys still in arena
+	arena []byte
 }
 
-// keyCost is the bytes a live key holds beyond its encoding: its entry of
-// the table (counted twice, the table being at most half full) and its
-// per-id slices.
-const keyCost = 2*8 + 4 + 4 + 4
+const (
+	dead = -1 // in the table, not used
+	free = -2 // not in the table
+)
+
+// keyCost is the bytes a key holds beyond its encoding: its entry of the
+// table (counted twice, the table being at most half full) and its per-id
+// slices.
+const keyCost = 2*8 + 4 + 4 + 4 + 4
 
 func newKeyTable() keyTable {
 	return keyTable{seed: maphash.MakeSeed(), hash: maphash.Bytes, tab: make([]uint64, 16)}
 }
 
-// bytes is the memory held for keys.
+// bytes is the memory held for keys, dead ones included.
 func (t *keyTable) bytes() int64 {
-	return int64(t.live)*keyCost + int64(len(t.arena))
+	return int64(t.live+t.dead)*keyCost + int64(len(t.arena))
 }
 
 func (t *keyTable) key(id int32) []byte {
@@ -187,14 +194,14 @@ func (t *keyTable) key(id int32) []byte {
 }
 
 // keyString is the key's bytes as a string sharing the arena: valid until
-// the next insert or removal.
+// the next insert, removal or sweep.
 func (t *keyTable) keyString(id int32) string {
 	b := t.key(id)
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
-// find returns the id of enc, or inserts it with no references and
-// returns its id and true.
+// find returns the id of enc and false, or makes it live with no
+// references (inserted, or back from dead) and returns its id and true.
 func (t *keyTable) find(enc []byte) (int32, bool) {
 	h := uint32(t.hash(t.seed, enc))
 	mask := uint32(len(t.tab) - 1)
@@ -205,12 +212,23 @@ func (t *keyTable) find(enc []byte) (int32, bool) {
 		}
 		if uint32(e>>32) == h {
 			if id := int32(uint32(e)) - 1; bytes.Equal(t.key(id), enc) {
-				return id, false
+				if t.refs[id] != dead {
+					return id, false
+				}
+				t.refs[id] = 0
+				t.dead--
+				t.live++
+				return id, true
 			}
 		}
 	}
-	if 2*(t.live+1) > len(t.tab) {
-		t.resize(2 * len(t.tab))
+	if 2*(t.live+t.dead+1) > len(t.tab) {
+		if t.dead >= t.live {
+			t.sweep()
+		}
+		if 2*(t.live+t.dead+1) > len(t.tab) {
+			t.resize(2 * len(t.tab))
+		}
 	}
 	var id int32
 	if n := len(t.free); n > 0 {
@@ -218,12 +236,12 @@ func (t *keyTable) find(enc []byte) (int32, bool) {
 		t.free = t.free[:n-1]
 	} else {
 		id = int32(len(t.off))
-		t.off, t.n, t.refs = append(t.off, 0), append(t.n, 0), append(t.refs, 0)
+		t.off, t.n, t.hs, t.refs = append(t.off, 0), append(t.n, 0), append(t.hs, 0), append(t.refs, 0)
 	}
 	if len(t.arena)+len(enc) > math.MaxUint32 {
 		panic("win: key arena over 4 GiB") // max_state_bytes stops long before
 	}
-	t.off[id], t.n[id], t.refs[id] = uint32(len(t.arena)), uint32(len(enc)), 0
+	t.off[id], t.n[id], t.hs[id], t.refs[id] = uint32(len(t.arena)), uint32(len(enc)), h, 0
 	t.arena = append(t.arena, enc...)
 	t.live++
 	t.place(uint64(h)<<32 | uint64(id+1))
@@ -249,53 +267,68 @@ func (t *keyTable) resize(n int) {
 	}
 }
 
-// remove forgets key id.
+// remove makes key id dead (it has no reference left).
 func (t *keyTable) remove(id int32) {
-	mask := uint32(len(t.tab) - 1)
-	want := uint64(id + 1)
-	i := uint32(0)
-	for i = uint32(t.hash(t.seed, t.key(id))) & mask; uint32(t.tab[i]) != uint32(want); i = (i + 1) & mask {
-	}
-	// Backward-shift deletion: move up every later entry of the run whose
-	// home is not between the hole and it.
-	for j := (i + 1) & mask; t.tab[j] != 0; j = (j + 1) & mask {
-		home := uint32(t.tab[j]>>32) & mask
-		if (j-home)&mask >= (j-i)&mask {
-			t.tab[i] = t.tab[j]
-			i = j
-		}
-	}
-	t.tab[i] = 0
-	t.garbage += int(t.n[id])
-	t.n[id], t.refs[id] = 0, -1
-	t.free = append(t.free, id)
+	t.refs[id] = dead
 	t.live--
-	switch {
-	case t.live == 0:
-		t.arena, t.garbage = t.arena[:0], 0
-		if len(t.tab) > 1024 {
-			t.tab = make([]uint64, 16) // let a spike's table go
-		} else {
-			clear(t.tab)
-		}
-	case t.garbage > 64<<10 && 2*t.garbage > len(t.arena):
-		t.compact()
+	t.dead++
+	if t.live == 0 {
+		t.reset()
 	}
 }
 
-// compact copies the live keys into a new arena.
-func (t *keyTable) compact() {
-	a := make([]byte, 0, len(t.arena)-t.garbage)
+// reset forgets every key.
+func (t *keyTable) reset() {
+	t.arena = t.arena[:0]
+	t.off, t.n, t.hs, t.refs, t.free = t.off[:0], t.n[:0], t.hs[:0], t.refs[:0], t.free[:0]
+	t.live, t.dead = 0, 0
+	if len(t.tab) > 1024 {
+		t.tab = make([]uint64, 16) // let a spike's table go
+	} else {
+		clear(t.tab)
+	}
+}
+
+// maybeSweep sweeps when dead keys outnumber live ones well beyond what
+// recurring keys need.
+func (t *keyTable) maybeSweep() {
+	if t.dead > 2*t.live+4096 {
+		t.sweep()
+	}
+}
+
+// sweep frees the dead keys: the live keys move to a new arena and table.
+func (t *keyTable) sweep() {
+	if t.dead == 0 {
+		return
+	}
+	size := 16
+	for size < 2*t.live+2 {
+		size *= 2
+	}
+	if size < len(t.tab)/4 {
+		t.tab = make([]uint64, size)
+	} else {
+		clear(t.tab)
+	}
+	var n int
 	for id, r := range t.refs {
-		if r < 0 {
-			continue
+		if r >= 0 {
+			n += int(t.n[id])
 		}
-		o := uint32(len(a))
-		a = append(a, t.key(int32(id))...)
-		t.off[id] = o
 	}
-	t.arena, t.garbage = a, 0
-	if 8*t.live < len(t.tab) && len(t.tab) > 1024 {
-		t.resize(max(16, len(t.tab)/4))
+	a := make([]byte, 0, n+n/4)
+	for id, r := range t.refs {
+		switch {
+		case r >= 0:
+			o := uint32(len(a))
+			a = append(a, t.key(int32(id))...)
+			t.off[id] = o
+			t.place(uint64(t.hs[id])<<32 | uint64(id+1))
+		case r == dead:
+			t.refs[id], t.n[id] = free, 0
+			t.free = append(t.free, int32(id))
+		}
 	}
+	t.arena, t.dead = a, 0
 }

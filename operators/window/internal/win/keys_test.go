@@ -15,7 +15,7 @@ import (
 )
 
 // TestKeyTable checks the key table against a map through inserts,
-// lookups and removals, with hashes that collide: all keys on one hash,
+// lookups, removals and sweeps, with hashes that collide: all keys on one hash,
 // on three, and the real one.
 func TestKeyTable(t *testing.T) {
 	for _, c := range []struct {
@@ -38,6 +38,9 @@ func TestKeyTable(t *testing.T) {
 			}
 			for step := range 20 * n {
 				k := fmt.Sprintf("k%d", rng.IntN(n))
+				if rng.IntN(500) == 0 {
+					tab.sweep()
+				}
 				if rng.IntN(3) == 0 {
 					if id, ok := model[k]; ok {
 						tab.remove(id)

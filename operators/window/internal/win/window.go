@@ -199,6 +199,7 @@ type Window struct {
 	cLate                    op.Counter
 
 	sortBuf []sortEnt
+	one     [1]int32
 
 	ts     []int64
 	keyOf  []int32
@@ -344,10 +345,12 @@ func (w *Window) Process(ctx context.Context, in batch.Batch, out op.Output) err
 	w.dead = w.dead[:0]
 	clear(w.fwd)
 	for _, k := range w.newKeys {
-		if w.keys.refs[k] == 0 {
+		// (The table was reset if the batch's merges freed every key.)
+		if int(k) < len(w.keys.refs) && w.keys.refs[k] == 0 {
 			w.keys.remove(k)
 		}
 	}
+	w.keys.maybeSweep()
 	w.newKeys = w.newKeys[:0]
 	in.Ack.Done(nil)
 	if err := w.advance(ctx, now, out); err != nil {
@@ -622,22 +625,31 @@ func (w *Window) newSlot(start, end int64, key, group int32) int32 {
 }
 
 func (w *Window) freeSlot(s int32) {
+	w.one[0] = s
+	w.freeSlots(w.one[:])
+}
+
+// freeSlots frees slots: their aggregates, and their keys when no other
+// group holds them.
+func (w *Window) freeSlots(slots []int32) {
 	for _, a := range w.accs {
-		a.reset(s)
+		a.reset(slots)
 	}
-	if w.cfg.Kind == Session {
-		sl := &w.slots[s]
-		sl.live = false
-		sl.ver++
-		clear(sl.acks)
-		sl.acks = sl.acks[:0]
+	for _, s := range slots {
+		if w.cfg.Kind == Session {
+			sl := &w.slots[s]
+			sl.live = false
+			sl.ver++
+			clear(sl.acks)
+			sl.acks = sl.acks[:0]
+		}
+		k := w.slotKey[s]
+		if w.keys.refs[k]--; w.keys.refs[k] == 0 {
+			w.keys.remove(k)
+		}
 	}
-	w.free = append(w.free, s)
-	w.live--
-	k := w.slotKey[s]
-	if w.keys.refs[k]--; w.keys.refs[k] == 0 {
-		w.keys.remove(k)
-	}
+	w.free = append(w.free, slots...)
+	w.live -= len(slots)
 }
 
 // assign places row r (event time t, key k) into its windows, or sends it
@@ -753,9 +765,10 @@ func (w *Window) addSession(rec arrow.RecordBatch, r int32, t int64, k, g int32,
 		}
 		// s is bridged by t: fold it into target.
 		tg := &w.slots[target]
+		w.one[0] = s
 		for _, a := range w.accs {
 			a.merge(target, s)
-			a.reset(s)
+			a.reset(w.one[:])
 		}
 		tg.start, tg.end = min(tg.start, sl.start), max(tg.end, sl.end)
 		tg.acks = append(tg.acks, sl.acks...)
@@ -870,16 +883,17 @@ func (w *Window) emit(ctx context.Context, out op.Output) error {
 	}
 	err := w.write(ctx, segs, acks, out)
 	for _, sg := range segs {
-		for _, s := range sg.slots {
-			if w.cfg.Kind == Session {
+		if w.cfg.Kind == Session {
+			for _, s := range sg.slots {
 				w.unlinkSession(s)
 			}
-			w.freeSlot(s)
 		}
+		w.freeSlots(sg.slots)
 	}
 	for _, u := range us {
 		w.forget(u)
 	}
+	w.keys.maybeSweep()
 	return err
 }
 
@@ -949,6 +963,16 @@ func (w *Window) build(chunk []seg) arrow.RecordBatch {
 	b.Reserve(rows)
 	nk := len(w.cfg.Keys)
 	keys := b.Fields()[:nk]
+	if n := w.keys.live + w.keys.dead; n > 0 {
+		// String keys take at most the bytes of their encoding: reserve
+		// the average, so the value buffers rarely grow and copy.
+		avg := len(w.keys.arena)/n + 1
+		for _, k := range keys {
+			if sb, ok := k.(*array.StringBuilder); ok {
+				sb.ReserveData(rows * avg)
+			}
+		}
+	}
 	var parts *array.StringBuilder
 	if w.cfg.PerPartition {
 		parts = b.Field(nk).(*array.StringBuilder)
@@ -1047,6 +1071,9 @@ func (w *Window) checkBounds() error {
 			w.live, w.cfg.MaxRows, w.wmText())
 		w.drop(err)
 		return err
+	}
+	if w.StateBytes() > w.cfg.MaxBytes {
+		w.keys.sweep() // dead keys are a cache, not state
 	}
 	if b := w.StateBytes(); b > w.cfg.MaxBytes {
 		err := fmt.Errorf("window state bound reached: about %d bytes held, over max_state_bytes %d (%d open groups, watermark %s); raise max_state_bytes, or use fewer keys, shorter windows or fewer count_distinct/median/quantile aggregates",
@@ -1173,9 +1200,7 @@ func (w *Window) dropGroup(g int32, err error) {
 		for _, a := range u.acks {
 			a.Done(err)
 		}
-		for _, s := range u.slots {
-			w.freeSlot(s)
-		}
+		w.freeSlots(u.slots)
 		w.forget(u)
 	}
 	if w.cfg.Kind != Session {
