@@ -98,7 +98,7 @@ start_once() {
 	setsid "$BIN" server -ip="$HOST" -ip.bind="$HOST" -dir="$DATA/data" \
 		-master.port="$MASTER_PORT" -volume.port="$VOLUME_PORT" -filer.port="$FILER_PORT" \
 		-volume.max=0 -master.volumeSizeLimitMB=64 -master.telemetry=false \
-		-s3 -s3.port="$PORT" >"$LOGFILE" 2>&1 </dev/null &
+		-s3 -s3.port="$PORT" >"$LOGFILE" 2>&1 </dev/null 9>&- &
 	echo $! >"$PIDFILE"
 	local t0=$SECONDS
 	until healthy; do
@@ -149,9 +149,19 @@ cmd_env() {
 	echo "export FLOWRUN_S3_ENDPOINT='http://$HOST:$PORT'"
 }
 
+# One up or down at a time: a second `up` that found no server while the
+# first was still building weed used to clean the data folder under the
+# server the first one then started (its volumes could no longer grow; every
+# upload failed with 500). The lock's descriptor is closed for weed itself.
+lock() {
+	mkdir -p "$FLOWRUN_DATA"
+	exec 9>"$FLOWRUN_DATA/.s3.lock"
+	flock 9
+}
+
 case "${1:-}" in
-up) cmd_up ;;
-down) cmd_down ;;
+up) lock && cmd_up ;;
+down) lock && cmd_down ;;
 status) cmd_status ;;
 env) cmd_env ;;
 *)
