@@ -22,6 +22,7 @@ import (
 	"github.com/flowrun/flowrun/dsl/validate"
 	"github.com/flowrun/flowrun/operators/kafkaclient"
 	"github.com/flowrun/flowrun/runtime/exec"
+	"github.com/flowrun/flowrun/runtime/gcfloor"
 	"github.com/flowrun/flowrun/runtime/metrics"
 	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/runtime/schedule"
@@ -221,7 +222,11 @@ func runPipeline(ctx context.Context, reg *op.Registry, path string, f runFlags,
 	default:
 		close(progressStopped)
 	}
+	// Streaming batches allocates fast and keeps little alive: collect
+	// against a heap goal with headroom (see gcfloor; GOGC overrides).
+	stopGC := gcfloor.Start(gcfloor.DefaultHeadroom)
 	runErr := p.Run(ctx)
+	stopGC()
 	close(progressDone)
 	<-progressStopped
 	if f.rows != nil {
