@@ -270,11 +270,20 @@ func runInterval(ctx context.Context, reg *op.Registry, path string, f runFlags,
 			return nil, fmt.Errorf("%s of %s is running now (run %s, pid %d)", what, name, last.ID, last.PID)
 		}
 		run.Attempt = 1
+		var records []schedule.Run
 		if ok {
 			run.Attempt = last.Attempt + 1
+			if last.Status == schedule.Running && last.Host == host {
+				// Its process died mid-run (a crash, a SIGKILL): record it
+				// as the scheduler's Recover does, so the history does not
+				// show it running for ever.
+				last.Status, last.Ended = schedule.Interrupted, time.Now()
+				last.Error = fmt.Sprintf("process %d on %s ended during the run", last.PID, last.Host)
+				records = append(records, last)
+			}
 		}
 		run.ID = schedule.ShardRunID(name, iv.Start, shard, run.Attempt)
-		return []schedule.Run{run}, nil
+		return append(records, run), nil
 	})
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -175,6 +176,58 @@ func TestBatchLakeToHBase(t *testing.T) {
 		}
 	}
 
+	// A run SIGKILLed once its first rows are in HBase, into fresh tables:
+	// the history records it interrupted, the next run of the interval is
+	// not refused, and the tables end equal to the first run's.
+	killed := map[string]string{}
+	kSets := map[string]string{}
+	for k, v := range sets {
+		kSets[k] = v
+	}
+	for k, v := range tables {
+		killed[k] = v + "_k"
+		kSets[k] = v + "_k"
+	}
+	t.Cleanup(func() {
+		if c, err := hbaseclient.Dial(context.Background(), thrift, hbaseclient.Options{}); err == nil {
+			for _, tb := range killed {
+				_ = c.DropTable(context.Background(), tb)
+			}
+			c.Close()
+		}
+	})
+	kHistory := t.TempDir()
+	victim := flowrun(t, "batch killed", "pipelines/pinterest_batch.yaml", kSets, nil, "--interval", day, "--history", kHistory, "--batch-rows", "100")
+	waitForRows(t, thrift, killed["HBASE_TABLE"], victim)
+	victim.signal(t, syscall.SIGKILL)
+	victim.wait(t, 10*time.Second)
+	partial := readTables(t, thrift, map[string]string{"HBASE_TABLE": killed["HBASE_TABLE"]})["HBASE_TABLE"]
+	t.Logf("killed with %d of %d posts in HBase", len(partial), len(first["HBASE_TABLE"]))
+	if code := flowrun(t, "batch after kill", "pipelines/pinterest_batch.yaml", kSets, nil, "--interval", day, "--history", kHistory).wait(t, 3*time.Minute); code != 0 {
+		t.Fatalf("the run after the killed one exited %d", code)
+	}
+	after := readTables(t, thrift, killed)
+	for k := range killed {
+		if d := diffRows(first[k], after[k]); d != "" {
+			t.Errorf("%s after a SIGKILLed run and a rerun differs from the first run:\n%s", k, d)
+		}
+	}
+	kst, err := schedule.OpenStore(kHistory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kh, err := kst.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var statuses []string
+	for _, r := range kh.Runs {
+		statuses = append(statuses, fmt.Sprintf("%s attempt %d: %s", r.ID, r.Attempt, r.Status))
+	}
+	if len(kh.Runs) != 2 || kh.Runs[0].Status != schedule.Interrupted || kh.Runs[1].Status != schedule.Succeeded || kh.Runs[1].Attempt != 2 {
+		t.Errorf("history after a killed run and a rerun: %v, want the first interrupted and attempt 2 succeeded", statuses)
+	}
+
 	// Two shards (--shard 1/2, 2/2) into fresh tables: every table equals
 	// the unsharded run's (each shard run reads the whole day and writes its
 	// share of the keys, see docs/schedule.md).
@@ -229,6 +282,29 @@ func TestBatchLakeToHBase(t *testing.T) {
 			t.Errorf("%s of the two shards differs from the unsharded run:\n%s", k, d)
 		}
 	}
+}
+
+// waitForRows waits until table has a row, failing the test when p exits
+// first (the kill would then test nothing).
+func waitForRows(t *testing.T, addr, table string, p *proc) {
+	t.Helper()
+	c, err := hbaseclient.Dial(context.Background(), addr, hbaseclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if p.exited() {
+			t.Fatalf("%s ended before any row reached %s: nothing to kill", p.name, table)
+		}
+		// The table does not exist until the sink creates it.
+		if rows, err := c.Scan(context.Background(), table, nil, nil, 1); err == nil && len(rows) > 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no row reached %s within 2 minutes", table)
 }
 
 // firstVersions keeps the first post of each unique_id (and every post
