@@ -275,11 +275,22 @@ func newAcc(s *AggSpec) acc {
 	panic("win: no accumulator for " + string(s.Fn))
 }
 
+// grow makes s at least n long, the new elements zero. Capacity doubles:
+// slot slices grow one slot at a time, and append's slower growth for big
+// slices copies each element about four times over.
 func grow[T any](s []T, n int) []T {
 	if n <= len(s) {
 		return s
 	}
-	return append(s, make([]T, n-len(s))...)
+	if n > cap(s) {
+		t := make([]T, len(s), max(n, 2*cap(s)))
+		copy(t, s)
+		s = t
+	}
+	old := len(s)
+	s = s[:n]
+	clear(s[old:])
+	return s
 }
 
 type countAcc struct {

@@ -158,15 +158,24 @@ type keyTable struct {
 	hash func(seed maphash.Seed, b []byte) uint64
 
 	tab  []uint64 // hash<<32 | id+1
-	off  []uint32 // per id: offset in arena
-	n    []uint32 // per id: length in arena
-	hs   []uint32 // per id: hash
-	refs []int32  // per id: live groups of the key; dead: -1, free: -2
+	ids  []keyEnt // by id
 	free []int32
 	live int
 	dead int
 
 	arena []byte
+}
+
+// keyEnt is what a key id holds; one entry, so a lookup touches one
+// cache line for all of it.
+type keyEnt struct {
+	off, n uint32 // its bytes in the arena
+	h      uint32 // its hash
+	refs   int32  // live groups of the key; dead: -1, free: -2
+	// The key's group in the unit it was last added to: the next row of
+	// the key most often goes to the same window.
+	lastUnit uint32
+	lastSlot int32
 }
 
 const (
@@ -175,9 +184,8 @@ const (
 )
 
 // keyCost is the bytes a key holds beyond its encoding: its entry of the
-// table (counted twice, the table being at most half full) and its per-id
-// slices.
-const keyCost = 2*8 + 4 + 4 + 4 + 4
+// table (counted twice, the table being at most half full) and its keyEnt.
+const keyCost = 2*8 + int64(unsafe.Sizeof(keyEnt{}))
 
 func newKeyTable() keyTable {
 	return keyTable{seed: maphash.MakeSeed(), hash: maphash.Bytes, tab: make([]uint64, 16)}
@@ -189,8 +197,8 @@ func (t *keyTable) bytes() int64 {
 }
 
 func (t *keyTable) key(id int32) []byte {
-	o := t.off[id]
-	return t.arena[o : o+t.n[id] : o+t.n[id]]
+	e := &t.ids[id]
+	return t.arena[e.off : e.off+e.n : e.off+e.n]
 }
 
 // keyString is the key's bytes as a string sharing the arena: valid until
@@ -212,10 +220,10 @@ func (t *keyTable) find(enc []byte) (int32, bool) {
 		}
 		if uint32(e>>32) == h {
 			if id := int32(uint32(e)) - 1; bytes.Equal(t.key(id), enc) {
-				if t.refs[id] != dead {
+				if t.ids[id].refs != dead {
 					return id, false
 				}
-				t.refs[id] = 0
+				t.ids[id].refs = 0
 				t.dead--
 				t.live++
 				return id, true
@@ -235,13 +243,13 @@ func (t *keyTable) find(enc []byte) (int32, bool) {
 		id = t.free[n-1]
 		t.free = t.free[:n-1]
 	} else {
-		id = int32(len(t.off))
-		t.off, t.n, t.hs, t.refs = append(t.off, 0), append(t.n, 0), append(t.hs, 0), append(t.refs, 0)
+		id = int32(len(t.ids))
+		t.ids = append(t.ids, keyEnt{})
 	}
 	if len(t.arena)+len(enc) > math.MaxUint32 {
 		panic("win: key arena over 4 GiB") // max_state_bytes stops long before
 	}
-	t.off[id], t.n[id], t.hs[id], t.refs[id] = uint32(len(t.arena)), uint32(len(enc)), h, 0
+	t.ids[id] = keyEnt{off: uint32(len(t.arena)), n: uint32(len(enc)), h: h}
 	t.arena = append(t.arena, enc...)
 	t.live++
 	t.place(uint64(h)<<32 | uint64(id+1))
@@ -269,7 +277,7 @@ func (t *keyTable) resize(n int) {
 
 // remove makes key id dead (it has no reference left).
 func (t *keyTable) remove(id int32) {
-	t.refs[id] = dead
+	t.ids[id].refs = dead
 	t.live--
 	t.dead++
 	if t.live == 0 {
@@ -280,7 +288,7 @@ func (t *keyTable) remove(id int32) {
 // reset forgets every key.
 func (t *keyTable) reset() {
 	t.arena = t.arena[:0]
-	t.off, t.n, t.hs, t.refs, t.free = t.off[:0], t.n[:0], t.hs[:0], t.refs[:0], t.free[:0]
+	t.ids, t.free = t.ids[:0], t.free[:0]
 	t.live, t.dead = 0, 0
 	if len(t.tab) > 1024 {
 		t.tab = make([]uint64, 16) // let a spike's table go
@@ -312,22 +320,22 @@ func (t *keyTable) sweep() {
 		clear(t.tab)
 	}
 	var n int
-	for id, r := range t.refs {
-		if r >= 0 {
-			n += int(t.n[id])
+	for i := range t.ids {
+		if e := &t.ids[i]; e.refs >= 0 {
+			n += int(e.n)
 		}
 	}
 	a := make([]byte, 0, n+n/4)
-	for id, r := range t.refs {
-		switch {
-		case r >= 0:
+	for i := range t.ids {
+		switch e := &t.ids[i]; {
+		case e.refs >= 0:
 			o := uint32(len(a))
-			a = append(a, t.key(int32(id))...)
-			t.off[id] = o
-			t.place(uint64(t.hs[id])<<32 | uint64(id+1))
-		case r == dead:
-			t.refs[id], t.n[id] = free, 0
-			t.free = append(t.free, int32(id))
+			a = append(a, t.key(int32(i))...)
+			e.off = o
+			t.place(uint64(e.h)<<32 | uint64(i+1))
+		case e.refs == dead:
+			*e = keyEnt{refs: free}
+			t.free = append(t.free, int32(i))
 		}
 	}
 	t.arena, t.dead = a, 0

@@ -95,6 +95,7 @@ type slot struct {
 // in per_partition mode). Its groups are found by key id in an
 // open-addressing table; groups only leave a unit with the whole unit.
 type unit struct {
+	id         uint32 // never reused (wrapping takes 4·10^9 windows)
 	group      int32
 	start, end int64
 	slots      []int32  // in the order they opened
@@ -173,6 +174,8 @@ type Window struct {
 	units map[ukey]*unit
 	last  *unit
 	spare []*unit // emitted units whose slices are reused
+	// unitSeq numbers units, so a key's cached group names its unit.
+	unitSeq uint32
 
 	sess    map[int32][]int32
 	ends    endHeap
@@ -346,7 +349,7 @@ func (w *Window) Process(ctx context.Context, in batch.Batch, out op.Output) err
 	clear(w.fwd)
 	for _, k := range w.newKeys {
 		// (The table was reset if the batch's merges freed every key.)
-		if int(k) < len(w.keys.refs) && w.keys.refs[k] == 0 {
+		if int(k) < len(w.keys.ids) && w.keys.ids[k].refs == 0 {
 			w.keys.remove(k)
 		}
 	}
@@ -619,7 +622,7 @@ func (w *Window) newSlot(start, end int64, key, group int32) int32 {
 		sl.ver++
 		sl.acks, sl.stamp, sl.heapEnd = sl.acks[:0], 0, 0
 	}
-	w.keys.refs[key]++
+	w.keys.ids[key].refs++
 	w.live++
 	return s
 }
@@ -644,8 +647,10 @@ func (w *Window) freeSlots(slots []int32) {
 			sl.acks = sl.acks[:0]
 		}
 		k := w.slotKey[s]
-		if w.keys.refs[k]--; w.keys.refs[k] == 0 {
+		if e := &w.keys.ids[k]; e.refs == 1 {
 			w.keys.remove(k)
+		} else {
+			e.refs--
 		}
 	}
 	w.free = append(w.free, slots...)
@@ -708,23 +713,33 @@ func (w *Window) addTo(start, end int64, k, g, r int32, ack *batch.Ack) {
 		ack.Retain(1)
 		u.acks = append(u.acks, ack)
 	}
-	s, ok := u.get(k)
-	if !ok {
-		s = w.newSlot(start, end, k, g)
-		u.put(k, s)
+	e := &w.keys.ids[k]
+	s := e.lastSlot
+	if e.lastUnit != u.id {
+		var ok bool
+		if e.refs > 0 { // a new key has no group to look for
+			s, ok = u.get(k)
+		}
+		if !ok {
+			s = w.newSlot(start, end, k, g)
+			u.put(k, s)
+			e = &w.keys.ids[k]
+		}
+		e.lastUnit, e.lastSlot = u.id, s
 	}
 	w.rows = append(w.rows, r)
 	w.slotOf = append(w.slotOf, s)
 }
 
 func (w *Window) newUnit(g int32, start, end int64) *unit {
+	w.unitSeq++ // 0 is no unit
 	if n := len(w.spare); n > 0 {
 		u := w.spare[n-1]
 		w.spare = w.spare[:n-1]
-		u.group, u.start, u.end, u.stamp = g, start, end, 0
+		u.group, u.start, u.end, u.stamp, u.id = g, start, end, 0, w.unitSeq
 		return u
 	}
-	return &unit{group: g, start: start, end: end}
+	return &unit{group: g, start: start, end: end, id: w.unitSeq}
 }
 
 // forget removes emitted or dropped unit u, keeping small slices for the
