@@ -243,6 +243,8 @@ type acc interface {
 	put(b array.Builder, slots []int32)
 	// dyn is the bytes held beyond the fixed per-slot size.
 	dyn() int64
+	// holds says whether a slot's state holds memory to give back.
+	holds() bool
 	fixed() int64
 }
 
@@ -324,6 +326,7 @@ func (a *countAcc) put(b array.Builder, slots []int32) {
 		bb.Append(a.n[s])
 	}
 }
+func (a *countAcc) holds() bool  { return false }
 func (a *countAcc) dyn() int64   { return 0 }
 func (a *countAcc) fixed() int64 { return 8 }
 
@@ -358,6 +361,7 @@ func (a *sumInt) put(b array.Builder, slots []int32) {
 		}
 	}
 }
+func (a *sumInt) holds() bool  { return false }
 func (a *sumInt) dyn() int64   { return 0 }
 func (a *sumInt) fixed() int64 { return 16 }
 
@@ -393,6 +397,7 @@ func (a *sumFloat) put(b array.Builder, slots []int32) {
 		}
 	}
 }
+func (a *sumFloat) holds() bool  { return false }
 func (a *sumFloat) dyn() int64   { return 0 }
 func (a *sumFloat) fixed() int64 { return 16 }
 
@@ -456,6 +461,7 @@ func (a *extInt) put(b array.Builder, slots []int32) {
 		}
 	}
 }
+func (a *extInt) holds() bool  { return false }
 func (a *extInt) dyn() int64   { return 0 }
 func (a *extInt) fixed() int64 { return 9 }
 
@@ -514,6 +520,7 @@ func (a *extFloat) put(b array.Builder, slots []int32) {
 		}
 	}
 }
+func (a *extFloat) holds() bool  { return false }
 func (a *extFloat) dyn() int64   { return 0 }
 func (a *extFloat) fixed() int64 { return 9 }
 
@@ -565,6 +572,7 @@ func (a *extString) put(b array.Builder, slots []int32) {
 		}
 	}
 }
+func (a *extString) holds() bool  { return true }
 func (a *extString) dyn() int64   { return a.bytes }
 func (a *extString) fixed() int64 { return 17 }
 
@@ -681,6 +689,7 @@ func (a *edgeAcc) put1(b array.Builder, s int32) {
 		b.(*array.BooleanBuilder).Append(a.b[s])
 	}
 }
+func (a *edgeAcc) holds() bool  { return a.k == kString }
 func (a *edgeAcc) dyn() int64   { return a.bytes }
 func (a *edgeAcc) fixed() int64 { return 26 }
 
@@ -764,6 +773,7 @@ func (a *distinctAcc) put(b array.Builder, slots []int32) {
 }
 
 // A map entry of a uint64 set costs about 16 bytes with Go's swiss tables.
+func (a *distinctAcc) holds() bool  { return true }
 func (a *distinctAcc) dyn() int64   { return a.n * 16 }
 func (a *distinctAcc) fixed() int64 { return 8 }
 
@@ -818,5 +828,6 @@ func quantile(v []float64, q float64) float64 {
 	hi := min(lo+1, len(v)-1)
 	return v[lo] + (v[hi]-v[lo])*(pos-float64(lo))
 }
+func (a *quantAcc) holds() bool  { return true }
 func (a *quantAcc) dyn() int64   { return a.n * 8 }
 func (a *quantAcc) fixed() int64 { return 24 }

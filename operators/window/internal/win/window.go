@@ -99,7 +99,7 @@ type unit struct {
 	group      int32
 	start, end int64
 	slots      []int32  // in the order they opened
-	tab        []uint64 // (key id+1)<<32 | slot, at most half full
+	tab        []uint64 // (key id+1)<<32 | slot, at most half full; nil until needed
 	acks       []*batch.Ack
 	stamp      uint64
 }
@@ -108,10 +108,19 @@ func unitHome(k int32, mask uint32) uint32 {
 	return uint32((uint64(k)*0x9e3779b97f4a7c15)>>32) & mask
 }
 
-// get returns key k's slot in u.
-func (u *unit) get(k int32) (int32, bool) {
-	if len(u.tab) == 0 {
-		return 0, false
+// get returns key k's slot in u. The table is built on the first lookup:
+// a window whose rows come in order finds its groups through the keys'
+// cache (keyEnt.lastSlot) and never needs one.
+func (u *unit) get(k int32, slotKey []int32) (int32, bool) {
+	if u.tab == nil {
+		n := 8
+		for n < 2*len(u.slots)+2 {
+			n *= 2
+		}
+		u.tab = make([]uint64, n)
+		for _, s := range u.slots {
+			u.place(uint64(slotKey[s]+1)<<32 | uint64(uint32(s)))
+		}
 	}
 	mask := uint32(len(u.tab) - 1)
 	for i := unitHome(k, mask); ; i = (i + 1) & mask {
@@ -128,9 +137,12 @@ func (u *unit) get(k int32) (int32, bool) {
 // put records key k's new slot s.
 func (u *unit) put(k, s int32) {
 	u.slots = append(u.slots, s)
+	if u.tab == nil {
+		return
+	}
 	if 2*len(u.slots) > len(u.tab) {
 		old := u.tab
-		u.tab = make([]uint64, max(8, 2*len(u.tab)))
+		u.tab = make([]uint64, 2*len(u.tab))
 		for _, e := range old {
 			if e != 0 {
 				u.place(e)
@@ -156,10 +168,13 @@ type ukey struct {
 
 // Window is a running window node.
 type Window struct {
-	cfg   *Config
-	res   op.Resources
-	accs  []acc
-	fixed int64
+	cfg  *Config
+	res  op.Resources
+	accs []acc
+	// holding are the accs whose slots hold memory (strings, sets,
+	// values): reset when a slot is freed, the others when it is reused.
+	holding []acc
+	fixed   int64
 
 	keys    keyTable
 	newKeys []int32 // keys made by the batch being processed
@@ -242,6 +257,9 @@ func New(cfg *Config, r op.Resources) *Window {
 		a := newAcc(&cfg.Aggs[i])
 		w.accs = append(w.accs, a)
 		w.fixed += a.fixed()
+		if a.holds() {
+			w.holding = append(w.holding, a)
+		}
 	}
 	return w
 }
@@ -605,6 +623,12 @@ func (w *Window) newSlot(start, end int64, key, group int32) int32 {
 	if n := len(w.free); n > 0 {
 		s = w.free[n-1]
 		w.free = w.free[:n-1]
+		// Numbers are reset here rather than when the slot was freed: the
+		// rows about to be added load these cache lines anyway.
+		w.one[0] = s
+		for _, a := range w.accs {
+			a.reset(w.one[:])
+		}
 	} else {
 		s = int32(len(w.slotKey))
 		w.slotKey = append(w.slotKey, 0)
@@ -635,7 +659,7 @@ func (w *Window) freeSlot(s int32) {
 // freeSlots frees slots: their aggregates, and their keys when no other
 // group holds them.
 func (w *Window) freeSlots(slots []int32) {
-	for _, a := range w.accs {
+	for _, a := range w.holding {
 		a.reset(slots)
 	}
 	for _, s := range slots {
@@ -718,7 +742,7 @@ func (w *Window) addTo(start, end int64, k, g, r int32, ack *batch.Ack) {
 	if e.lastUnit != u.id {
 		var ok bool
 		if e.refs > 0 { // a new key has no group to look for
-			s, ok = u.get(k)
+			s, ok = u.get(k, w.slotKey)
 		}
 		if !ok {
 			s = w.newSlot(start, end, k, g)
@@ -749,12 +773,11 @@ func (w *Window) forget(u *unit) {
 	if w.last == u {
 		w.last = nil
 	}
-	if len(w.spare) >= 8 || len(u.tab) > 1<<12 {
+	if len(w.spare) >= 8 || len(u.slots) > 1<<12 {
 		return
 	}
-	clear(u.tab)
 	clear(u.acks)
-	u.slots, u.acks = u.slots[:0], u.acks[:0]
+	u.slots, u.acks, u.tab = u.slots[:0], u.acks[:0], nil
 	w.spare = append(w.spare, u)
 }
 
@@ -1253,8 +1276,12 @@ func (w *Window) drop(err error) {
 	w.sess, w.ends = map[int32][]int32{}, nil
 	w.slots, w.slotKey, w.free, w.live = nil, nil, nil, 0
 	w.keys, w.newKeys = newKeyTable(), nil
+	w.holding = w.holding[:0]
 	for i := range w.cfg.Aggs {
 		w.accs[i] = newAcc(&w.cfg.Aggs[i])
+		if w.accs[i].holds() {
+			w.holding = append(w.holding, w.accs[i])
+		}
 	}
 }
 
