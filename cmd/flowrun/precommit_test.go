@@ -10,16 +10,19 @@ import (
 	"github.com/flowrun/flowrun/internal/testenv"
 )
 
-// TestPreCommitHooks runs this repository's .pre-commit-hooks.yaml with the
-// real pre-commit tool on a throwaway repository: a clean pipeline and its
-// passing test go through, YAML that is not flowrun's is left alone, a typo
-// and a wrong expectation are stopped with their file:line, and a change
-// to an include fragment or to a pipeline alone is checked through the
-// pipelines that include it and their tests.
-func TestPreCommitHooks(t *testing.T) {
+// hookRepo is a throwaway git repository with this repository's hooks
+// available through pre-commit try-repo and a freshly built flowrun first
+// on the PATH.
+type hookRepo struct {
+	dir, preCommit, git, hooksFrom string
+	env                            []string
+}
+
+func newHookRepo(t *testing.T) *hookRepo {
+	t.Helper()
 	preCommit := testenv.Tool(t, "pre-commit", "python3 -m pip install pre-commit")
 	git := testenv.Tool(t, "git", "apt-get install git")
-	repoRoot, err := filepath.Abs("../..")
+	hooksFrom, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,44 +32,74 @@ func TestPreCommitHooks(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	work := t.TempDir()
-	env := append(os.Environ(),
-		"PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"PRE_COMMIT_HOME="+filepath.Join(work, ".cache"),
-		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-	repo := filepath.Join(work, "pipelines-repo")
-	run := func(name string, args ...string) (string, error) {
-		cmd := exec.Command(name, args...)
-		cmd.Dir, cmd.Env = repo, env
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
-	must := func(name string, args ...string) {
-		t.Helper()
-		if out, err := run(name, args...); err != nil {
-			t.Fatalf("%s %v: %v\n%s", name, args, err, out)
-		}
-	}
-	if err := os.MkdirAll(repo, 0o755); err != nil {
+	r := &hookRepo{dir: filepath.Join(work, "pipelines-repo"), preCommit: preCommit, hooksFrom: hooksFrom,
+		env: append(os.Environ(),
+			"PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"),
+			"PRE_COMMIT_HOME="+filepath.Join(work, ".cache"),
+			"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")}
+	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	must(git, "init", "-q")
+	if out, err := r.run(git, "init", "-q"); err != nil {
+		t.Fatalf("git init: %v\n%s", err, out)
+	}
+	r.git = git
+	return r
+}
+
+func (r *hookRepo) run(name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Dir, cmd.Env = r.dir, r.env
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// write writes a file of the repository (folders made as needed).
+func (r *hookRepo) write(t *testing.T, name, text string) {
+	t.Helper()
+	path := filepath.Join(r.dir, name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stage runs git add on everything.
+func (r *hookRepo) stage(t *testing.T) {
+	t.Helper()
+	if out, err := r.run(r.git, "add", "."); err != nil {
+		t.Fatalf("git add: %v\n%s", err, out)
+	}
+}
+
+// hook runs one hook of this repository on files; the error is the hook's
+// failure.
+func (r *hookRepo) hook(id string, files ...string) (string, error) {
+	return r.run(r.preCommit, append([]string{"try-repo", r.hooksFrom, id, "--files"}, files...)...)
+}
+
+// TestPreCommitHooks runs this repository's .pre-commit-hooks.yaml with the
+// real pre-commit tool on a throwaway repository: a clean pipeline and its
+// passing test go through, YAML that is not flowrun's is left alone, a typo
+// and a wrong expectation are stopped with their file:line, and a change
+// to an include fragment or to a pipeline alone is checked through the
+// pipelines that include it and their tests.
+func TestPreCommitHooks(t *testing.T) {
+	r := newHookRepo(t)
+	repo := r.dir
 	copyFile(t, "../../runtime/pipetest/testdata/clean.yaml", filepath.Join(repo, "clean.yaml"))
 	copyFile(t, "../../runtime/pipetest/testdata/pass.test.yaml", filepath.Join(repo, "clean.test.yaml"))
 	// YAML of other tools lives in the same repositories.
-	if err := os.MkdirAll(filepath.Join(repo, ".github", "workflows"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(repo, "compose.yaml"), []byte("services:\n  db: {image: postgres}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	must(git, "add", ".")
+	r.write(t, "compose.yaml", "services:\n  db: {image: postgres}\n")
+	r.stage(t)
 
 	hooks := func(files ...string) (string, error) {
 		var out strings.Builder
 		var firstErr error
 		for _, id := range []string{"flowrun-validate", "flowrun-test"} {
-			args := append([]string{"try-repo", repoRoot, id, "--files"}, files...)
-			o, err := run(preCommit, args...)
+			o, err := r.hook(id, files...)
 			out.WriteString(o)
 			if err != nil && firstErr == nil {
 				firstErr = err
@@ -108,38 +141,15 @@ func TestPreCommitHooks(t *testing.T) {
 // a pipeline without its test file, goes through the pipelines that include
 // the fragment and through their tests.
 func TestPreCommitHooksFragments(t *testing.T) {
-	preCommit := testenv.Tool(t, "pre-commit", "python3 -m pip install pre-commit")
-	git := testenv.Tool(t, "git", "apt-get install git")
-	repoRoot, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(bin, "flowrun"), ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	work := t.TempDir()
-	env := append(os.Environ(),
-		"PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"PRE_COMMIT_HOME="+filepath.Join(work, ".cache"))
-	repo := filepath.Join(work, "pipelines-repo")
-	if err := os.MkdirAll(filepath.Join(repo, "shared"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	write := func(name, text string) {
-		t.Helper()
-		if err := os.WriteFile(filepath.Join(repo, name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r := newHookRepo(t)
+	write := func(name, text string) { t.Helper(); r.write(t, name, text) }
 	const fragment = `transforms:
   typed:
     from: posts
     map: {n: parse_count(n)}
 `
 	write("shared/typing.yaml", fragment)
-	write("clean.yaml", `flowrun: 1
+	const pipeline = `flowrun: 1
 name: clean
 include: shared/typing.yaml
 schemas:
@@ -149,7 +159,8 @@ sources:
     file: {path: in.jsonl, schema: post}
 sinks:
   out: {from: typed, file: {path: out.jsonl}}
-`)
+`
+	write("clean.yaml", pipeline)
 	write("clean.test.yaml", `tests:
   - name: counts are parsed
     input:
@@ -157,19 +168,8 @@ sinks:
     expect:
       out: [{id: a, n: 10000}]
 `)
-	hook := func(id string, files ...string) (string, error) {
-		args := append([]string{"try-repo", repoRoot, id, "--files"}, files...)
-		cmd := exec.Command(preCommit, args...)
-		cmd.Dir, cmd.Env = repo, env
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
-	if out, err := exec.Command(git, "-C", repo, "init", "-q").CombinedOutput(); err != nil {
-		t.Fatalf("git init: %v\n%s", err, out)
-	}
-	if out, err := exec.Command(git, "-C", repo, "add", ".").CombinedOutput(); err != nil {
-		t.Fatalf("git add: %v\n%s", err, out)
-	}
+	r.stage(t)
+	hook := r.hook
 	for _, id := range []string{"flowrun-validate", "flowrun-test"} {
 		if out, err := hook(id, "shared/typing.yaml"); err != nil {
 			t.Fatalf("%s fails on a good fragment: %v\n%s", id, err, out)
@@ -192,21 +192,8 @@ sinks:
 	write("shared/typing.yaml", fragment)
 
 	// The pipeline changed alone (its test file untouched): its tests run.
-	write("clean.yaml", strings.Replace(`flowrun: 1
-name: clean
-include: shared/typing.yaml
-schemas:
-  post: {id: string, n: string}
-sources:
-  posts:
-    file: {path: in.jsonl, schema: post}
-transforms:
-  kept:
-    from: typed
-    filter: n > 100000
-sinks:
-  out: {from: kept, file: {path: out.jsonl}}
-`, "", "", 0))
+	write("clean.yaml", strings.Replace(pipeline, "sinks:\n  out: {from: typed,",
+		"transforms:\n  kept: {from: typed, filter: n > 100000}\nsinks:\n  out: {from: kept,", 1))
 	out, err = hook("flowrun-test", "clean.yaml")
 	if err == nil || !strings.Contains(out, "not produced: {id: \"a\", n: 10000}") {
 		t.Fatalf("a pipeline change that breaks its test must fail the test hook: %v\n%s", err, out)

@@ -212,14 +212,7 @@ func TestBatchLakeToHBase(t *testing.T) {
 			t.Errorf("%s after a SIGKILLed run and a rerun differs from the first run:\n%s", k, d)
 		}
 	}
-	kst, err := schedule.OpenStore(kHistory)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kh, err := kst.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	kh := loadHistory(t, kHistory)
 	var statuses []string
 	for _, r := range kh.Runs {
 		statuses = append(statuses, fmt.Sprintf("%s attempt %d: %s", r.ID, r.Attempt, r.Status))
@@ -253,16 +246,8 @@ func TestBatchLakeToHBase(t *testing.T) {
 		}
 	}
 	// Each shard wrote a share of the posts; together all of them.
-	hst, err := schedule.OpenStore(shHistory)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hh, err := hst.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	whole, _ := schedule.OpenStore(history)
-	wh, _ := whole.Load()
+	hh := loadHistory(t, shHistory)
+	wh := loadHistory(t, history)
 	var total, sum int64
 	for _, r := range wh.Runs {
 		total = r.Rows["pinterest"]
@@ -282,6 +267,20 @@ func TestBatchLakeToHBase(t *testing.T) {
 			t.Errorf("%s of the two shards differs from the unsharded run:\n%s", k, d)
 		}
 	}
+}
+
+// loadHistory reads the run history kept in dir.
+func loadHistory(t *testing.T, dir string) *schedule.History {
+	t.Helper()
+	st, err := schedule.OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := st.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
 
 // waitForRows waits until table has a row, failing the test when p exits

@@ -72,6 +72,21 @@ func writeInteropLake(t *testing.T, path, extra string) {
 
 }
 
+// readerLines runs another engine's reader and returns its output lines
+// (and the whole output); a failing reader fails the test with its stderr.
+func readerLines(t *testing.T, name string, cmd *exec.Cmd) ([]string, []byte) {
+	t.Helper()
+	out, err := cmd.Output()
+	if err != nil {
+		msg := ""
+		if ee, ok := err.(*exec.ExitError); ok {
+			msg = string(ee.Stderr)
+		}
+		t.Fatalf("%s: %v\n%s", name, err, msg)
+	}
+	return strings.Split(strings.TrimSpace(string(out)), "\n"), out
+}
+
 // TestDuckDBReadsTheLake writes a lake with the sink and reads it back with
 // DuckDB (an independent Parquet reader, from PyPI via scripts/duckdb.sh),
 // checking row counts, the column types DuckDB sees, the Hive partition
@@ -90,15 +105,7 @@ func TestDuckDBReadsTheLake(t *testing.T) {
 		"SELECT off, name, score, ok, tags, dt, hour FROM " + from + " WHERE off = 7",
 		"SELECT count(*) FROM " + from + " WHERE hour = '14'",
 	}
-	out, err := exec.Command("bash", append([]string{script}, queries...)...).Output()
-	if err != nil {
-		msg := ""
-		if ee, ok := err.(*exec.ExitError); ok {
-			msg = string(ee.Stderr)
-		}
-		t.Fatalf("duckdb: %v\n%s", err, msg)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	lines, out := readerLines(t, "duckdb", exec.Command("bash", append([]string{script}, queries...)...))
 	want := []string{
 		`[1000, 5, 499500, 900, "2026-11-25 13:00:00+00", "2026-11-25 17:09:45+00"]`,
 		`["off BIGINT, name VARCHAR, score DOUBLE, ok BOOLEAN, tags VARCHAR[], at TIMESTAMP WITH TIME ZONE, dt DATE, hour BIGINT"]`,
@@ -147,16 +154,7 @@ print(json.dumps([row["off"], row["name"], row["score"], row["ok"], row["tags"],
 print(json.dumps([t.filter(pc.equal(t.column("hour"), 14)).num_rows]))
 print(json.dumps([len([f for f in files if f.endswith(".parquet") and "/_" not in f and "/." not in f]), len(files)]))
 `
-	cmd := exec.Command("bash", script, "-c", program, ep, bucket+"/"+prefix)
-	out, err := cmd.Output()
-	if err != nil {
-		msg := ""
-		if ee, ok := err.(*exec.ExitError); ok {
-			msg = string(ee.Stderr)
-		}
-		t.Fatalf("pyarrow: %v\n%s", err, msg)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	lines, out := readerLines(t, "pyarrow", exec.Command("bash", script, "-c", program, ep, bucket+"/"+prefix))
 	want := []string{
 		`[1000, 5, 499500, 900, "2026-11-25 13:00:00+00:00", "2026-11-25 17:09:45+00:00"]`,
 		`["off int64", "name string", "score double", "ok bool", "tags list<element: string>", "at timestamp[us, tz=UTC]", "dt string", "hour int32"]`,
