@@ -216,7 +216,7 @@ type Window struct {
 	gRows, gBytes, gWM, gLag op.Gauge
 	cLate                    op.Counter
 
-	sortBuf []sortEnt
+	sortBuf []sortEnt // the keys of the windows being emitted
 	one     [1]int32
 
 	ts     []int64
@@ -863,6 +863,7 @@ type seg struct {
 	start, end int64
 	group      int32
 	slots      []int32
+	keys       []sortEnt // the slots' encoded keys, when sorting read them
 }
 
 // emit writes every window that ends at or before wm.
@@ -899,7 +900,7 @@ func (w *Window) emit(ctx context.Context, out op.Output) error {
 		})
 		for i, s := range done {
 			sl := &w.slots[s]
-			segs = append(segs, seg{sl.start, sl.end, sl.group, done[i : i+1]})
+			segs = append(segs, seg{sl.start, sl.end, sl.group, done[i : i+1], nil})
 		}
 	} else {
 		for _, u := range w.units {
@@ -913,13 +914,24 @@ func (w *Window) emit(ctx context.Context, out op.Output) error {
 			}
 			return cmp.Compare(w.byIdx[a.group].name, w.byIdx[b.group].name)
 		})
+		n := 0
 		for _, u := range us {
-			w.sortByKey(u.slots)
-			segs = append(segs, seg{u.start, u.end, u.group, u.slots})
+			n += len(u.slots)
+		}
+		if cap(w.sortBuf) < n {
+			w.sortBuf = make([]sortEnt, 0, n)
+		}
+		for _, u := range us {
+			segs = append(segs, seg{u.start, u.end, u.group, u.slots, w.sortByKey(u.slots)})
 			acks = append(acks, u.acks...)
 		}
 	}
 	err := w.write(ctx, segs, acks, out)
+	clear(w.sortBuf) // they point into the key arena
+	w.sortBuf = w.sortBuf[:0]
+	if cap(w.sortBuf) > 1<<16 {
+		w.sortBuf = nil
+	}
 	for _, sg := range segs {
 		if w.cfg.Kind == Session {
 			for _, s := range sg.slots {
@@ -948,6 +960,10 @@ func (w *Window) write(ctx context.Context, segs []seg, acks []*batch.Ack, out o
 			take := min(len(sg.slots), w.res.BatchRows-rows)
 			piece := sg
 			piece.slots = sg.slots[:take]
+			if sg.keys != nil {
+				piece.keys = sg.keys[:take]
+				sg.keys = sg.keys[take:]
+			}
 			chunk = append(chunk, piece)
 			sg.slots = sg.slots[take:]
 			if rows += take; rows == w.res.BatchRows {
@@ -1019,7 +1035,18 @@ func (w *Window) build(chunk []seg) arrow.RecordBatch {
 	starts := b.Field(nk).(*array.TimestampBuilder)
 	ends := b.Field(nk + 1).(*array.TimestampBuilder)
 	for _, sg := range chunk {
-		if len(keys) > 0 {
+		switch {
+		case len(keys) == 0:
+		case sg.keys != nil:
+			cut := 0
+			if w.cfg.PerPartition {
+				cut = 4
+			}
+			for i := range sg.keys {
+				k := sg.keys[i].key
+				w.dec.put(unsafe.Slice(unsafe.StringData(k), len(k)-cut), keys)
+			}
+		default:
 			for _, s := range sg.slots {
 				w.dec.put(w.keyVal(w.slotKey[s]), keys)
 			}
@@ -1047,10 +1074,13 @@ type sortEnt struct {
 	slot int32
 }
 
-// sortByKey orders the slots of one unit (keys of one partition) by key.
-func (w *Window) sortByKey(slots []int32) {
-	if len(slots) < 2 {
-		return
+// sortByKey orders the slots of one unit (keys of one partition) by key
+// and returns their sort entries (appended to w.sortBuf, pointing into the
+// arena): the slots were made in the order their keys were, so this pass
+// reads the arena in order, and writing the keys later needs no lookup.
+func (w *Window) sortByKey(slots []int32) []sortEnt {
+	if len(slots) == 0 {
+		return nil
 	}
 	first := w.keys.keyString(w.slotKey[slots[0]])
 	lcp := len(first)
@@ -1063,16 +1093,14 @@ func (w *Window) sortByKey(slots []int32) {
 		}
 		lcp = i
 	}
-	ents := w.sortBuf[:0]
-	if cap(ents) < len(slots) {
-		ents = make([]sortEnt, 0, len(slots))
-	}
+	at := len(w.sortBuf)
 	for _, s := range slots {
-		k := w.keys.keyString(w.slotKey[s])[lcp:]
+		k := w.keys.keyString(w.slotKey[s])
 		var p [8]byte
-		copy(p[:], k)
-		ents = append(ents, sortEnt{binary.BigEndian.Uint64(p[:]), k, s})
+		copy(p[:], k[lcp:])
+		w.sortBuf = append(w.sortBuf, sortEnt{binary.BigEndian.Uint64(p[:]), k, s})
 	}
+	ents := w.sortBuf[at:]
 	slices.SortFunc(ents, func(a, b sortEnt) int {
 		if a.pre != b.pre {
 			return cmp.Compare(a.pre, b.pre)
@@ -1082,10 +1110,7 @@ func (w *Window) sortByKey(slots []int32) {
 	for i := range ents {
 		slots[i] = ents[i].slot
 	}
-	clear(ents) // they point into the key arena
-	if cap(ents) <= 1<<16 {
-		w.sortBuf = ents[:0]
-	}
+	return ents
 }
 
 // keyCmp orders keys by their values (column by column, nulls first),
