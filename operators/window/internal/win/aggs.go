@@ -230,8 +230,9 @@ func (v *view) float(r int32) float64 {
 	return float64(v.int(r))
 }
 
-// acc is one aggregate over every open slot, stored column-wise: slot s's
-// state is element s of the accumulator's slices.
+// acc is one aggregate over every open slot. Numbers (count, sum, avg,
+// min and max of numbers) are rowAccs, kept in the window's row store;
+// the others keep slot s's state as element s of their own slices.
 type acc interface {
 	grow(n int)
 	// add folds in the pairs (rows[i] of the batch into slots[i]); ts[r]
@@ -295,176 +296,6 @@ func grow[T any](s []T, n int) []T {
 	return s
 }
 
-type countAcc struct {
-	col bool
-	n   []int64
-}
-
-func (a *countAcc) grow(n int) { a.n = grow(a.n, n) }
-func (a *countAcc) add(v *view, rows, slots []int32, _ []int64) {
-	if !a.col || !v.nulls {
-		for _, s := range slots {
-			a.n[s]++
-		}
-		return
-	}
-	for i, r := range rows {
-		if !v.null(r) {
-			a.n[slots[i]]++
-		}
-	}
-}
-func (a *countAcc) merge(d, s int32) { a.n[d] += a.n[s] }
-func (a *countAcc) reset(slots []int32) {
-	for _, s := range slots {
-		a.n[s] = 0
-	}
-}
-func (a *countAcc) put(b array.Builder, slots []int32) {
-	bb := b.(*array.Int64Builder)
-	for _, s := range slots {
-		bb.Append(a.n[s])
-	}
-}
-func (a *countAcc) holds() bool  { return false }
-func (a *countAcc) dyn() int64   { return 0 }
-func (a *countAcc) fixed() int64 { return 8 }
-
-type sumInt struct {
-	sum, n []int64
-}
-
-func (a *sumInt) grow(n int) { a.sum, a.n = grow(a.sum, n), grow(a.n, n) }
-func (a *sumInt) add(v *view, rows, slots []int32, _ []int64) {
-	for i, r := range rows {
-		if v.null(r) {
-			continue
-		}
-		s := slots[i]
-		a.sum[s] += v.int(r)
-		a.n[s]++
-	}
-}
-func (a *sumInt) merge(d, s int32) { a.sum[d] += a.sum[s]; a.n[d] += a.n[s] }
-func (a *sumInt) reset(slots []int32) {
-	for _, s := range slots {
-		a.sum[s], a.n[s] = 0, 0
-	}
-}
-func (a *sumInt) put(b array.Builder, slots []int32) {
-	bb := b.(*array.Int64Builder)
-	for _, s := range slots {
-		if a.n[s] == 0 {
-			bb.AppendNull()
-		} else {
-			bb.Append(a.sum[s])
-		}
-	}
-}
-func (a *sumInt) holds() bool  { return false }
-func (a *sumInt) dyn() int64   { return 0 }
-func (a *sumInt) fixed() int64 { return 16 }
-
-type sumFloat struct {
-	sum []float64
-	n   []int64
-}
-
-func (a *sumFloat) grow(n int) { a.sum, a.n = grow(a.sum, n), grow(a.n, n) }
-func (a *sumFloat) add(v *view, rows, slots []int32, _ []int64) {
-	for i, r := range rows {
-		if v.null(r) {
-			continue
-		}
-		s := slots[i]
-		a.sum[s] += v.float(r)
-		a.n[s]++
-	}
-}
-func (a *sumFloat) merge(d, s int32) { a.sum[d] += a.sum[s]; a.n[d] += a.n[s] }
-func (a *sumFloat) reset(slots []int32) {
-	for _, s := range slots {
-		a.sum[s], a.n[s] = 0, 0
-	}
-}
-func (a *sumFloat) put(b array.Builder, slots []int32) {
-	bb := b.(*array.Float64Builder)
-	for _, s := range slots {
-		if a.n[s] == 0 {
-			bb.AppendNull()
-		} else {
-			bb.Append(a.sum[s])
-		}
-	}
-}
-func (a *sumFloat) holds() bool  { return false }
-func (a *sumFloat) dyn() int64   { return 0 }
-func (a *sumFloat) fixed() int64 { return 16 }
-
-type avgAcc struct{ sumFloat }
-
-func (a *avgAcc) put(b array.Builder, slots []int32) {
-	bb := b.(*array.Float64Builder)
-	for _, s := range slots {
-		if a.n[s] == 0 {
-			bb.AppendNull()
-		} else {
-			bb.Append(a.sum[s] / float64(a.n[s]))
-		}
-	}
-}
-
-// extInt is min or max over int64, int32 or timestamp columns.
-type extInt struct {
-	max bool
-	v   []int64
-	set []bool
-}
-
-func (a *extInt) grow(n int) { a.v, a.set = grow(a.v, n), grow(a.set, n) }
-func (a *extInt) add(v *view, rows, slots []int32, _ []int64) {
-	for i, r := range rows {
-		if v.null(r) {
-			continue
-		}
-		a.fold(slots[i], v.int(r))
-	}
-}
-func (a *extInt) fold(s int32, x int64) {
-	if !a.set[s] || (a.max && x > a.v[s]) || (!a.max && x < a.v[s]) {
-		a.v[s], a.set[s] = x, true
-	}
-}
-func (a *extInt) merge(d, s int32) {
-	if a.set[s] {
-		a.fold(d, a.v[s])
-	}
-}
-func (a *extInt) reset(slots []int32) {
-	for _, s := range slots {
-		a.v[s], a.set[s] = 0, false
-	}
-}
-func (a *extInt) put(b array.Builder, slots []int32) {
-	switch bb := b.(type) {
-	case *array.Int64Builder:
-		for _, s := range slots {
-			if a.set[s] {
-				bb.Append(a.v[s])
-			} else {
-				bb.AppendNull()
-			}
-		}
-	default:
-		for _, s := range slots {
-			putInt(b, a.set[s], a.v[s])
-		}
-	}
-}
-func (a *extInt) holds() bool  { return false }
-func (a *extInt) dyn() int64   { return 0 }
-func (a *extInt) fixed() int64 { return 9 }
-
 func putInt(b array.Builder, set bool, x int64) {
 	if !set {
 		b.AppendNull()
@@ -479,50 +310,6 @@ func putInt(b array.Builder, set bool, x int64) {
 		bb.Append(arrow.Timestamp(x))
 	}
 }
-
-type extFloat struct {
-	max bool
-	v   []float64
-	set []bool
-}
-
-func (a *extFloat) grow(n int) { a.v, a.set = grow(a.v, n), grow(a.set, n) }
-func (a *extFloat) add(v *view, rows, slots []int32, _ []int64) {
-	for i, r := range rows {
-		if v.null(r) {
-			continue
-		}
-		a.fold(slots[i], v.float(r))
-	}
-}
-func (a *extFloat) fold(s int32, x float64) {
-	if !a.set[s] || (a.max && x > a.v[s]) || (!a.max && x < a.v[s]) {
-		a.v[s], a.set[s] = x, true
-	}
-}
-func (a *extFloat) merge(d, s int32) {
-	if a.set[s] {
-		a.fold(d, a.v[s])
-	}
-}
-func (a *extFloat) reset(slots []int32) {
-	for _, s := range slots {
-		a.v[s], a.set[s] = 0, false
-	}
-}
-func (a *extFloat) put(b array.Builder, slots []int32) {
-	bb := b.(*array.Float64Builder)
-	for _, s := range slots {
-		if a.set[s] {
-			bb.Append(a.v[s])
-		} else {
-			bb.AppendNull()
-		}
-	}
-}
-func (a *extFloat) holds() bool  { return false }
-func (a *extFloat) dyn() int64   { return 0 }
-func (a *extFloat) fixed() int64 { return 9 }
 
 type extString struct {
 	max   bool

@@ -171,8 +171,11 @@ type Window struct {
 	cfg  *Config
 	res  op.Resources
 	accs []acc
-	// holding are the accs whose slots hold memory (strings, sets,
-	// values): reset when a slot is freed, the others when it is reused.
+	// st holds the numeric aggregates (rowAccs), others are the rest;
+	// holding are the others whose slots hold memory (strings, sets,
+	// values): reset when a slot is freed, the rest when it is reused.
+	st      store
+	others  []acc
 	holding []acc
 	fixed   int64
 
@@ -253,13 +256,9 @@ func New(cfg *Config, r op.Resources) *Window {
 	for _, k := range cfg.Keys {
 		w.dec.kinds = append(w.dec.kinds, kindOf(cfg.In.Field(k).Type))
 	}
-	for i := range cfg.Aggs {
-		a := newAcc(&cfg.Aggs[i])
-		w.accs = append(w.accs, a)
+	w.newAccs()
+	for _, a := range w.accs {
 		w.fixed += a.fixed()
-		if a.holds() {
-			w.holding = append(w.holding, a)
-		}
 	}
 	return w
 }
@@ -625,8 +624,9 @@ func (w *Window) newSlot(start, end int64, key, group int32) int32 {
 		w.free = w.free[:n-1]
 		// Numbers are reset here rather than when the slot was freed: the
 		// rows about to be added load these cache lines anyway.
+		w.st.clear(s)
 		w.one[0] = s
-		for _, a := range w.accs {
+		for _, a := range w.others {
 			a.reset(w.one[:])
 		}
 	} else {
@@ -635,7 +635,8 @@ func (w *Window) newSlot(start, end int64, key, group int32) int32 {
 		if w.cfg.Kind == Session {
 			w.slots = append(w.slots, slot{})
 		}
-		for _, a := range w.accs {
+		w.st.grow(len(w.slotKey))
+		for _, a := range w.others {
 			a.grow(len(w.slotKey))
 		}
 	}
@@ -1058,8 +1059,13 @@ func (w *Window) build(chunk []seg) arrow.RecordBatch {
 			starts.UnsafeAppend(arrow.Timestamp(sg.start))
 			ends.UnsafeAppend(arrow.Timestamp(sg.end))
 		}
+		rows := w.st.gather(sg.slots)
 		for i, a := range w.accs {
-			a.put(b.Field(nk+2+i), sg.slots)
+			if ra, ok := a.(rowAcc); ok {
+				ra.putRows(b.Field(nk+2+i), rows, w.st.stride)
+			} else {
+				a.put(b.Field(nk+2+i), sg.slots)
+			}
 		}
 	}
 	return b.NewRecordBatch()
@@ -1301,11 +1307,24 @@ func (w *Window) drop(err error) {
 	w.sess, w.ends = map[int32][]int32{}, nil
 	w.slots, w.slotKey, w.free, w.live = nil, nil, nil, 0
 	w.keys, w.newKeys = newKeyTable(), nil
-	w.holding = w.holding[:0]
+	w.newAccs()
+}
+
+// newAccs makes the aggregates, with the numeric ones in a new row store.
+func (w *Window) newAccs() {
+	w.accs, w.holding, w.others = w.accs[:0], w.holding[:0], w.others[:0]
+	w.st = store{}
 	for i := range w.cfg.Aggs {
-		w.accs[i] = newAcc(&w.cfg.Aggs[i])
-		if w.accs[i].holds() {
-			w.holding = append(w.holding, w.accs[i])
+		a := newAcc(&w.cfg.Aggs[i])
+		w.accs = append(w.accs, a)
+		if ra, ok := a.(rowAcc); ok {
+			ra.bind(&w.st, w.st.stride)
+			w.st.stride += ra.words()
+			continue
+		}
+		w.others = append(w.others, a)
+		if a.holds() {
+			w.holding = append(w.holding, a)
 		}
 	}
 }
