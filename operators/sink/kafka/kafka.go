@@ -83,12 +83,22 @@ with kafka sources of the same process.`,
 			spec.F("max_in_flight", spec.Int, "Batches sent but not yet acknowledged by the broker before Write waits.").Def(int64(8)),
 			spec.F("retries", spec.Int, "Delivery attempts after the first before a message fails the pipeline.").Def(int64(10)),
 			spec.F("retry_backoff", spec.Duration, "Wait between delivery attempts.").Def(250*time.Millisecond),
+			spec.F("transactional", spec.Bool, "Write each batch (with the batches waiting behind it) in one Kafka transaction: acknowledged when committed; on any failure aborted, so read_committed consumers see none of it.").Def(false),
+			spec.F("transactional_id", spec.String, "Transactional id of the producer; {pipeline}, {node} and {host} are replaced by the pipeline's name, the node's name and the host name. Each running instance needs its own: a new producer with the same id fences the old one and aborts its open transaction.").Def(DefaultTransactionalID),
+			spec.F("transaction_timeout", spec.Duration, "How long the broker keeps a transaction open before aborting it (after a crash, read_committed consumers of its partitions wait up to this long).").Def(DefaultTransactionTimeout),
+			spec.F("transaction_producers", spec.Int, "Transactional producers (each with its own transactional id, the given one plus .1, .2, ...) committing in parallel; above 1, batches may be committed out of order.").Def(int64(1)),
 		),
 	},
 	Prepare: prepare,
 }
 
 func init() { op.MustRegister(Plugin) }
+
+// Defaults of the transactional mode.
+const (
+	DefaultTransactionalID    = "flowrun.{pipeline}.{node}.{host}"
+	DefaultTransactionTimeout = 10 * time.Second
+)
 
 // Header is one message header computed per row.
 type Header struct {
@@ -108,6 +118,14 @@ type Config struct {
 	MaxInFlight  int
 	Retries      int
 	RetryBackoff time.Duration
+
+	// Transactional mode (txn.go). TransactionalID is the id with
+	// {pipeline}, {node} and {host} still to replace.
+	Transactional        bool
+	TransactionalID      string
+	TransactionTimeout   time.Duration
+	TransactionProducers int
+	Pipeline             string // the pipeline's name, for {pipeline}
 }
 
 func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
@@ -121,6 +139,25 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 		Retries:      int(v.Int64("retries")),
 		RetryBackoff: v.Duration("retry_backoff"),
 		MaxMessage:   int(v.Int64("max_message_bytes")),
+
+		Transactional:        v.Boolean("transactional"),
+		TransactionalID:      strings.TrimSpace(v.String("transactional_id")),
+		TransactionTimeout:   v.Duration("transaction_timeout"),
+		TransactionProducers: int(v.Int64("transaction_producers")),
+	}
+	if c.Pipeline != nil {
+		cfg.Pipeline = c.Pipeline.Name
+	}
+	if cfg.Transactional {
+		if cfg.TransactionalID == "" {
+			c.Errorf(v.PosOf("transactional_id"), "'transactional_id' must not be empty")
+		}
+		if cfg.TransactionTimeout <= 0 {
+			c.Errorf(v.PosOf("transaction_timeout"), "'transaction_timeout' must be positive")
+		}
+		if cfg.TransactionProducers < 1 {
+			c.Errorf(v.PosOf("transaction_producers"), "'transaction_producers' must be at least 1")
+		}
 	}
 	if msg := kafkaclient.CheckBrokers(cfg.Brokers); msg != "" {
 		c.Errorf(v.PosOf("brokers"), "%s", msg)
@@ -162,7 +199,7 @@ type Sink struct {
 	enc      *jsonenc.Encoder
 	key      *exprc.Evaluator
 	headers  []*exprc.Evaluator
-	producer sarama.AsyncProducer
+	producer sarama.AsyncProducer // nil in transactional mode
 	release  func()
 
 	slots    chan struct{} // one token per batch in flight
@@ -170,10 +207,13 @@ type Sink struct {
 	rowBytes int           // encoded bytes per row of the last batch (Write only)
 	wg       sync.WaitGroup
 	err      atomic.Pointer[error] // first delivery failure
-	stored   atomic.Int64          // messages the broker acknowledged
+	stored   atomic.Int64          // messages the broker acknowledged (committed)
 	// produceLatency times a batch from its first message handed to the
-	// producer to the broker's acknowledgement of its last.
+	// producer to the broker's acknowledgement of its last (in
+	// transactional mode: to the commit).
 	produceLatency op.Histogram
+
+	txn *txnPool // transactional mode (txn.go); nil otherwise
 
 	closeOnce sync.Once
 	closeErr  error
@@ -198,6 +238,12 @@ type tracker struct {
 	refs       []bytesRef
 	msgs       []sarama.ProducerMessage
 	sent       time.Time // when the first message was handed to the producer
+
+	// Transactional mode: the messages the transaction sends (those not
+	// already gone to the dead letters), and a signal once every one of
+	// them is back from the producer; the ack waits for the commit.
+	send []*sarama.ProducerMessage
+	back chan struct{}
 }
 
 // done counts one message (or, with the left count adjusted, the rest of
@@ -207,7 +253,9 @@ func (t *tracker) done(err error) { t.finish(-1, err) }
 // finish counts one message as finished; a failure of row (>= 0) fails
 // that row alone: when the others were stored, the ack fails with
 // op.FailedRows naming the failed rows, so a source that can tell its rows
-// apart answers for them alone.
+// apart answers for them alone. In transactional mode the last message
+// only signals the transaction, which settles the batch once it committed
+// or aborted.
 func (t *tracker) finish(row int, err error) {
 	if err != nil {
 		t.mu.Lock()
@@ -221,28 +269,41 @@ func (t *tracker) finish(row int, err error) {
 		}
 		t.mu.Unlock()
 	}
-	if t.left.Add(-1) == 0 {
-		t.mu.Lock()
-		err := t.err
-		if err == nil && !t.sent.IsZero() {
-			t.s.produceLatency.Observe(time.Since(t.sent).Seconds())
-		}
-		if err != nil && !t.all && len(t.rows) < t.n && t.ack != nil {
-			rows := slices.Clone(t.rows)
-			slices.Sort(rows)
-			err = &op.FailedRows{Rows: t.n, Index: rows, Err: err}
-		}
-		t.rows, t.all = t.rows[:0], false
-		t.mu.Unlock()
-		s := t.s
-		t.ack.Done(err)
-		t.ack, t.err = nil, nil
-		select {
-		case s.trackers <- t:
-		default:
-		}
-		<-s.slots
+	if t.left.Add(-1) != 0 {
+		return
 	}
+	if t.back != nil {
+		t.back <- struct{}{}
+		return
+	}
+	t.mu.Lock()
+	err = t.err
+	if err == nil && !t.sent.IsZero() {
+		t.s.produceLatency.Observe(time.Since(t.sent).Seconds())
+	}
+	if err != nil && !t.all && len(t.rows) < t.n && t.ack != nil {
+		rows := slices.Clone(t.rows)
+		slices.Sort(rows)
+		err = &op.FailedRows{Rows: t.n, Index: rows, Err: err}
+	}
+	t.mu.Unlock()
+	t.settle(err)
+}
+
+// settle acknowledges the batch with err and returns the tracker and its
+// slot to the sink.
+func (t *tracker) settle(err error) {
+	s := t.s
+	t.mu.Lock()
+	t.rows, t.all, t.err = t.rows[:0], false, nil
+	t.mu.Unlock()
+	t.ack.Done(err)
+	t.ack = nil
+	select {
+	case s.trackers <- t:
+	default:
+	}
+	<-s.slots
 }
 
 // rowOf returns the row of m, one of t's messages (-1 if it is not).
@@ -262,16 +323,10 @@ type bytesRef struct{ b []byte }
 func (r *bytesRef) Encode() ([]byte, error) { return r.b, nil }
 func (r *bytesRef) Length() int             { return len(r.b) }
 
-// New connects a producer for cfg; in is the schema of the rows written.
-func New(r op.Resources, cfg Config, in *arrow.Schema) (*Sink, error) {
-	if cfg.MaxInFlight < 1 {
-		cfg.MaxInFlight = 8
-	}
-	addrs, release, err := kafkaclient.ResolveBrokers(cfg.Brokers, cfg.Topic)
-	if err != nil {
-		return nil, fmt.Errorf("kafka: %w", err)
-	}
-	pc := kafkaclient.NewConfig("flowrun-" + r.Node)
+// producerConfig is the sarama configuration of cfg's producers: idempotent,
+// acks from all in-sync replicas, one open request per broker.
+func producerConfig(cfg Config, node string) *sarama.Config {
+	pc := kafkaclient.NewConfig("flowrun-" + node)
 	pc.Producer.Idempotent = true
 	pc.Producer.RequiredAcks = sarama.WaitForAll
 	pc.Net.MaxOpenRequests = 1
@@ -312,12 +367,20 @@ func New(r op.Resources, cfg Config, in *arrow.Schema) (*Sink, error) {
 	default:
 		pc.Producer.Partitioner = sarama.NewHashPartitioner
 	}
-	p, err := sarama.NewAsyncProducer(addrs, pc)
-	if err != nil {
-		release()
-		return nil, fmt.Errorf("kafka: producer for %s: %w", strings.Join(addrs, ","), err)
+	return pc
+}
+
+// New connects a producer for cfg (in transactional mode, its pool of
+// transactional producers); in is the schema of the rows written.
+func New(r op.Resources, cfg Config, in *arrow.Schema) (*Sink, error) {
+	if cfg.MaxInFlight < 1 {
+		cfg.MaxInFlight = 8
 	}
-	s := &Sink{cfg: cfg, res: r, enc: jsonenc.NewEncoder(in), producer: p, release: release,
+	addrs, release, err := kafkaclient.ResolveBrokers(cfg.Brokers, cfg.Topic)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	s := &Sink{cfg: cfg, res: r, enc: jsonenc.NewEncoder(in), release: release,
 		slots: make(chan struct{}, cfg.MaxInFlight), trackers: make(chan *tracker, cfg.MaxInFlight)}
 	if cfg.Key != nil {
 		s.key = cfg.Key.NewEvaluator()
@@ -327,14 +390,31 @@ func New(r op.Resources, cfg Config, in *arrow.Schema) (*Sink, error) {
 	}
 	s.produceLatency = r.MetricsOrNop().Histogram("flowrun_kafka_produce_latency_seconds",
 		"Time from a batch's first message handed to the producer to the broker's acknowledgement of its last.", op.LatencyBuckets)
+	if cfg.Transactional {
+		if s.txn, err = newTxnPool(s, addrs); err != nil {
+			release()
+			return nil, err
+		}
+		return s, nil
+	}
+	p, err := sarama.NewAsyncProducer(addrs, producerConfig(cfg, r.Node))
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("kafka: producer for %s: %w", strings.Join(addrs, ","), err)
+	}
+	s.producer = p
 	s.wg.Add(1)
-	go s.results()
+	go func() {
+		defer s.wg.Done()
+		s.results(p)
+	}()
 	return s, nil
 }
 
-func (s *Sink) results() {
-	defer s.wg.Done()
-	succ, errs := s.producer.Successes(), s.producer.Errors()
+// results takes p's delivery reports until p is closed.
+func (s *Sink) results(p sarama.AsyncProducer) {
+	txn := s.cfg.Transactional
+	succ, errs := p.Successes(), p.Errors()
 	for succ != nil || errs != nil {
 		select {
 		case m, ok := <-succ:
@@ -342,7 +422,9 @@ func (s *Sink) results() {
 				succ = nil
 				continue
 			}
-			s.stored.Add(1)
+			if !txn {
+				s.stored.Add(1)
+			}
 			m.Metadata.(*tracker).done(nil)
 		case e, ok := <-errs:
 			if !ok {
@@ -351,6 +433,11 @@ func (s *Sink) results() {
 			}
 			t := e.Msg.Metadata.(*tracker)
 			err := fmt.Errorf("kafka: deliver to %s: %w", s.cfg.Topic, e.Err)
+			if txn {
+				// The transaction is aborted: every message of it fails.
+				t.done(err)
+				continue
+			}
 			if dl := s.res.DeadLetters; dl != nil {
 				// The dead letter holds the batch's ack until it is stored.
 				t.ack.Retain(1)
@@ -408,6 +495,9 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 	case t = <-s.trackers:
 	default:
 		t = &tracker{s: s}
+		if s.cfg.Transactional {
+			t.back = make(chan struct{}, 1)
+		}
 	}
 	t.ack, t.n = b.Ack, n
 	t.left.Store(int64(n))
@@ -428,8 +518,7 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 		for row := range n {
 			k, err := s.key.Eval(row)
 			if err != nil {
-				t.left.Store(1)
-				t.done(err)
+				t.settle(err)
 				return err
 			}
 			end := -1
@@ -448,11 +537,14 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 	// can never be stored, and without a dead-letter output the batch then
 	// fails whole with op.RejectedRows, nothing of it written, so its
 	// source can answer for those rows alone and send the others again.
+	// In transactional mode such a message goes to the dead letters here,
+	// since a refusal by the producer would abort the whole transaction.
 	if cap(t.msgs) < n {
 		t.msgs = make([]sarama.ProducerMessage, n)
 		t.refs = make([]bytesRef, 2*n)
 	}
 	msgs, refs := t.msgs[:n], t.refs[:2*n]
+	t.send = t.send[:0]
 	var rejected *op.RejectedRows
 	start, kstart := 0, 0
 	for row := range n {
@@ -472,32 +564,53 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 		for i, h := range s.headers {
 			v, err := h.Eval(row)
 			if err != nil {
-				t.left.Store(1)
-				t.done(err)
+				t.settle(err)
 				return err
 			}
 			if v != nil {
 				m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte(s.cfg.Headers[i].Name), Value: []byte(keyString(v))})
 			}
 		}
-		if size := m.ByteSize(2); s.cfg.MaxMessage > 0 && size > s.cfg.MaxMessage && s.res.DeadLetters == nil {
+		size := m.ByteSize(2)
+		if s.cfg.MaxMessage <= 0 || size <= s.cfg.MaxMessage {
+			t.send = append(t.send, m)
+			continue
+		}
+		reason := fmt.Sprintf("message of %d bytes (encoded) is larger than max_message_bytes (%d) of topic %s", size, s.cfg.MaxMessage, s.cfg.Topic)
+		switch {
+		case s.res.DeadLetters == nil:
 			if rejected == nil {
 				rejected = &op.RejectedRows{Rows: n}
 			}
 			rejected.Index = append(rejected.Index, row)
-			rejected.Reasons = append(rejected.Reasons, fmt.Sprintf("message of %d bytes (encoded) is larger than max_message_bytes (%d) of topic %s", size, s.cfg.MaxMessage, s.cfg.Topic))
+			rejected.Reasons = append(rejected.Reasons, reason)
+		case s.txn != nil:
+			t.ack.Retain(1)
+			// A failed Reject releases its reference with the error, which
+			// fails the batch: its source replays it.
+			_ = s.res.DeadLetters.Reject(t.ack, string(v.b), "kafka: deliver to "+s.cfg.Topic+": "+reason)
+		default:
+			t.send = append(t.send, m) // the producer refuses it: a dead letter then
 		}
 	}
 	if rejected != nil {
-		t.left.Store(1)
 		if b.Ack == nil {
 			// A source that cannot replay: stop rather than drop rows.
 			err := fmt.Errorf("kafka: %w", rejected)
 			s.err.CompareAndSwap(nil, &err)
-			t.done(err)
+			t.settle(err)
 			return err
 		}
-		t.done(rejected)
+		t.settle(rejected)
+		return nil
+	}
+	if s.txn != nil {
+		if len(t.send) == 0 {
+			t.settle(nil) // every row went to the dead letters
+			return nil
+		}
+		t.left.Store(int64(len(t.send)))
+		s.txn.queue <- t // never blocks: it holds one of the slots
 		return nil
 	}
 	t.sent = time.Now()
@@ -538,7 +651,11 @@ func (s *Sink) Close(ctx context.Context) error {
 				break wait
 			}
 		}
-		s.producer.AsyncClose()
+		if s.txn != nil {
+			s.txn.close()
+		} else {
+			s.producer.AsyncClose()
+		}
 		done := make(chan struct{})
 		go func() { s.wg.Wait(); close(done) }()
 		select {

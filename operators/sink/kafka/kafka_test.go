@@ -88,41 +88,11 @@ func write(t *testing.T, brokers []string, topic string, n int, cfg Config) {
 	}
 }
 
-// readAll reads the topic to its end with a plain sarama consumer.
+// readAll reads what a read_committed consumer receives of the topic, to
+// its end.
 func readAll(t *testing.T, addrs []string, topic string) []*sarama.ConsumerMessage {
 	t.Helper()
-	c, err := sarama.NewClient(addrs, kafkaclient.NewConfig("test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	marks, err := kafkaclient.PartitionMarks(c, []string{topic})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := sarama.NewConsumerFromClient(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
-	var out []*sarama.ConsumerMessage
-	for p, m := range marks {
-		if m.High <= m.Low {
-			continue
-		}
-		pc, err := cons.ConsumePartition(topic, p.Partition, m.Low)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for msg := range pc.Messages() {
-			out = append(out, msg)
-			if msg.Offset >= m.High-1 {
-				break
-			}
-		}
-		pc.Close()
-	}
-	return out
+	return readMsgs(t, addrs, topic, sarama.ReadCommitted)
 }
 
 type row struct {
@@ -157,17 +127,26 @@ func checkValues(t *testing.T, values [][]byte, n int) {
 }
 
 func TestWriteEmbedded(t *testing.T) {
-	for _, tc := range []struct{ compression, partitioner string }{
-		{"snappy", "hash"}, {"none", "roundrobin"}, {"gzip", "random"}, {"lz4", "hash"}, {"zstd", "hash"},
+	for _, tc := range []struct {
+		compression, partitioner string
+		txn                      bool
+	}{
+		{"snappy", "hash", false}, {"none", "roundrobin", false}, {"gzip", "random", false}, {"lz4", "hash", false}, {"zstd", "hash", false},
+		{"snappy", "hash", true},
 	} {
-		t.Run(tc.compression+"-"+tc.partitioner, func(t *testing.T) {
+		name := tc.compression + "-" + tc.partitioner
+		if tc.txn {
+			name += "-transactional"
+		}
+		t.Run(name, func(t *testing.T) {
 			topic := kafkatest.Topic(t)
 			addrs, release, err := kafkaclient.ResolveBrokers([]string{"embedded"}, topic)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer release()
-			write(t, []string{"embedded"}, topic, 1050, Config{Key: keyProg(t, "id % 10"), Compression: tc.compression, Partitioner: tc.partitioner, MaxInFlight: 2, Retries: 3})
+			write(t, []string{"embedded"}, topic, 1050, Config{Key: keyProg(t, "id % 10"), Compression: tc.compression, Partitioner: tc.partitioner, MaxInFlight: 2, Retries: 3,
+				Transactional: tc.txn, TransactionalID: "test-" + topic, TransactionTimeout: 10 * time.Second, TransactionProducers: 2})
 			msgs := readAll(t, addrs, topic)
 			var values [][]byte
 			part := map[string]int32{}

@@ -1,0 +1,234 @@
+package kafka
+
+// The transactional mode (transactional: true). Each batch the sink
+// writes, together with the batches already waiting behind it, is one
+// Kafka transaction of a transactional producer: its acks complete only
+// after the commit, and on any failure (a message not stored after the
+// retries, a failed commit, a fenced producer) the transaction is aborted
+// and every batch in it fails whole, none of its messages visible to
+// read_committed consumers. So an HTTP request answered 503 left nothing
+// behind that its retry would duplicate, even when Kafka failed after
+// storing some of its messages.
+//
+// Transactions of one producer are serial; the queue of waiting batches
+// (up to max_in_flight) is joined into the next transaction, so the cost of
+// a transaction (AddPartitionsToTxn, EndTxn and the markers) is paid once
+// per group of batches. transaction_producers > 1 runs that many producers,
+// each with its own transactional id, taking groups from the same queue.
+//
+// A producer whose abort fails or that sarama marks fatally failed (fenced
+// by another producer with its id, its transaction timed out on the
+// broker) is closed and created again: the new one's InitProducerId with
+// the same transactional id makes the coordinator abort whatever the old
+// one left open. A process killed mid-transaction leaves it open until
+// the next process with the same id starts, or transaction_timeout.
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/flowrun/flowrun/runtime/op"
+)
+
+// txnPool owns the transactional producers and the queue of batches they
+// take. Write puts a batch on the queue after taking one of the sink's
+// slots, so the queue (as long as max_in_flight) never blocks.
+type txnPool struct {
+	s     *Sink
+	addrs []string
+	queue chan *tracker
+	log   *slog.Logger
+
+	committed, aborted, restarts op.Counter
+}
+
+// txnProducer is one transactional producer and the goroutine running its
+// transactions. p is recreated after a fatal error; only run touches it.
+type txnProducer struct {
+	pool *txnPool
+	id   string
+	p    sarama.AsyncProducer  // nil until (re)opened
+	done chan struct{}         // closed when p's results goroutine returns
+	pc   func() *sarama.Config // a fresh configuration for each open
+}
+
+// TransactionalID expands {pipeline}, {node} and {host} in id.
+func TransactionalID(id, pipeline, node string) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return strings.NewReplacer("{pipeline}", pipeline, "{node}", node, "{host}", host).Replace(id)
+}
+
+// newTxnPool opens s's transactional producers (failing if any cannot
+// initialise its transactional id) and starts their goroutines, owned by
+// s.wg.
+func newTxnPool(s *Sink, addrs []string) (*txnPool, error) {
+	log := s.res.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := s.res.MetricsOrNop()
+	const txHelp = "Kafka transactions of the sink, by result (committed, aborted)."
+	pool := &txnPool{s: s, addrs: addrs, queue: make(chan *tracker, s.cfg.MaxInFlight), log: log,
+		committed: m.Counter("flowrun_kafka_transactions_total", txHelp, op.Label{Name: "result", Value: "committed"}),
+		aborted:   m.Counter("flowrun_kafka_transactions_total", txHelp, op.Label{Name: "result", Value: "aborted"}),
+		restarts:  m.Counter("flowrun_kafka_producer_restarts_total", "Transactional producers closed and created again after a fatal error."),
+	}
+	base := TransactionalID(s.cfg.TransactionalID, s.cfg.Pipeline, s.res.Node)
+	var tps []*txnProducer
+	for i := range max(1, s.cfg.TransactionProducers) {
+		id := base
+		if i > 0 {
+			id += "." + strconv.Itoa(i)
+		}
+		tp := &txnProducer{pool: pool, id: id, pc: func() *sarama.Config {
+			pc := producerConfig(s.cfg, s.res.Node)
+			pc.Producer.Transaction.ID = id
+			pc.Producer.Transaction.Timeout = s.cfg.TransactionTimeout
+			return pc
+		}}
+		if err := tp.open(); err != nil {
+			for _, tp := range tps {
+				tp.drop()
+			}
+			return nil, fmt.Errorf("kafka: transactional producer %q for %s: %w", id, strings.Join(addrs, ","), err)
+		}
+		tps = append(tps, tp)
+	}
+	for _, tp := range tps {
+		s.wg.Add(1)
+		go tp.run()
+	}
+	return pool, nil
+}
+
+// close ends the producers' goroutines once the queue is drained; the
+// sink's wg tells when they are gone.
+func (pool *txnPool) close() { close(pool.queue) }
+
+// open creates the producer; sarama initialises the transactional id (and
+// fences any other producer with it) before it returns.
+func (tp *txnProducer) open() error {
+	p, err := sarama.NewAsyncProducer(tp.pool.addrs, tp.pc())
+	if err != nil {
+		return err
+	}
+	tp.p, tp.done = p, make(chan struct{})
+	go func() {
+		defer close(tp.done)
+		tp.pool.s.results(p)
+	}()
+	return nil
+}
+
+// drop closes the producer and waits for its results goroutine.
+func (tp *txnProducer) drop() {
+	if tp.p == nil {
+		return
+	}
+	tp.p.AsyncClose()
+	<-tp.done
+	tp.p = nil
+}
+
+// run commits the queued batches, a group at a time, until the queue is
+// closed and empty.
+func (tp *txnProducer) run() {
+	defer tp.pool.s.wg.Done()
+	defer tp.drop()
+	var group []*tracker
+	for t := range tp.pool.queue {
+		group = append(group[:0], t)
+	join:
+		for len(group) < cap(tp.pool.queue) {
+			select {
+			case t, ok := <-tp.pool.queue:
+				if !ok {
+					break join
+				}
+				group = append(group, t)
+			default:
+				break join
+			}
+		}
+		err := tp.transact(group)
+		for _, t := range group {
+			if err == nil {
+				tp.pool.s.produceLatency.Observe(time.Since(t.sent).Seconds())
+			}
+			t.settle(err)
+		}
+		clear(group)
+	}
+}
+
+// transact writes group's messages in one transaction and commits it, or
+// aborts it on the first failure; it returns nil only once the commit is
+// confirmed.
+func (tp *txnProducer) transact(group []*tracker) error {
+	pool := tp.pool
+	n := 0
+	for _, t := range group {
+		n += len(t.send)
+	}
+	if tp.p == nil {
+		if err := tp.open(); err != nil {
+			pool.aborted.Add(1)
+			return fmt.Errorf("kafka: transactional producer %q: %w", tp.id, err)
+		}
+	}
+	if err := tp.p.BeginTxn(); err != nil {
+		tp.restart("begin", err)
+		pool.aborted.Add(1)
+		return fmt.Errorf("kafka: begin transaction: %w", err)
+	}
+	now := time.Now()
+	for _, t := range group {
+		t.sent = now
+		for _, m := range t.send {
+			tp.p.Input() <- m
+		}
+	}
+	// Wait for every message's report (the results goroutine counts them)
+	// before ending the transaction.
+	var err error
+	for _, t := range group {
+		<-t.back
+		t.mu.Lock()
+		if err == nil {
+			err = t.err
+		}
+		t.mu.Unlock()
+	}
+	if err == nil {
+		if err = tp.p.CommitTxn(); err == nil {
+			pool.committed.Add(1)
+			pool.s.stored.Add(int64(n))
+			return nil
+		}
+		err = fmt.Errorf("kafka: commit: %w", err)
+	}
+	if aerr := tp.p.AbortTxn(); aerr != nil {
+		tp.restart("abort", aerr)
+	} else if tp.p.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 {
+		tp.restart("fatal error", err)
+	}
+	pool.aborted.Add(1)
+	return fmt.Errorf("kafka: transaction of %d messages to %s aborted, none of them stored: %w", n, pool.s.cfg.Topic, err)
+}
+
+// restart drops a producer that cannot go on; the next transaction opens
+// a new one with the same id, which aborts what this one left open.
+func (tp *txnProducer) restart(what string, err error) {
+	tp.pool.log.Warn("kafka: transactional producer closed, a new one takes over", "transactional_id", tp.id, "after", what, "err", err)
+	tp.pool.restarts.Add(1)
+	tp.drop()
+}

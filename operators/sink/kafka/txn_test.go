@@ -1,0 +1,212 @@
+package kafka
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/flowrun/flowrun/operators/kafkaclient"
+	"github.com/flowrun/flowrun/runtime/batch"
+	"github.com/flowrun/flowrun/runtime/op"
+	"github.com/flowrun/flowrun/runtime/op/optest"
+)
+
+// readMsgs reads every record of topic a consumer with isolation level iso
+// receives, up to the end it can reach now (the last stable offset when
+// reading committed); transaction markers and aborted records take offsets
+// but are never delivered, so it asks kafkaclient.HasData whether any
+// record is left before waiting for one.
+func readMsgs(t *testing.T, addrs []string, topic string, iso sarama.IsolationLevel) []*sarama.ConsumerMessage {
+	t.Helper()
+	cfg := kafkaclient.NewConfig("test")
+	cfg.Consumer.IsolationLevel = iso
+	c, err := sarama.NewClient(addrs, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	marks, err := kafkaclient.EndMarks(c, []string{topic}, iso)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The consumer has a client of its own: HasData's fetches would queue
+	// behind the consumer's long polls on a shared connection.
+	cons, err := sarama.NewConsumer(addrs, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	var out []*sarama.ConsumerMessage
+	for p, m := range marks {
+		next := m.Low
+		var pc sarama.PartitionConsumer
+		for {
+			more, err := kafkaclient.HasData(c, p, next, m.High, iso)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !more {
+				break
+			}
+			if pc == nil {
+				if pc, err = cons.ConsumePartition(topic, p.Partition, next); err != nil {
+					t.Fatal(err)
+				}
+				defer pc.Close()
+			}
+			select {
+			case msg := <-pc.Messages():
+				out = append(out, msg)
+				next = msg.Offset + 1
+			case <-time.After(10 * time.Second):
+				t.Fatalf("partition %d: no record after offset %d within 10s", p.Partition, next)
+			}
+		}
+	}
+	return out
+}
+
+// readIso returns the sorted ids of the rows readMsgs reads.
+func readIso(t *testing.T, addrs []string, topic string, iso sarama.IsolationLevel) []int64 {
+	t.Helper()
+	var ids []int64
+	for _, msg := range readMsgs(t, addrs, topic, iso) {
+		var r row
+		if err := json.Unmarshal(msg.Value, &r); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
+
+// TestTransactionAbortsPartialBatch: the broker of one partition refuses
+// the produce while the other stores its messages. In transactional mode
+// the batch's ack fails whole (not op.FailedRows: nothing of it counts as
+// stored), a read_committed consumer sees none of it although some of its
+// messages are in the log, and writing the batch again once the broker
+// is back stores each row exactly once.
+func TestTransactionAbortsPartialBatch(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(2), kfake.SeedTopics(2, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.MoveTopicPartition("t", 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.MoveTopicPartition("t", 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	var failing atomic.Bool
+	failing.Store(true)
+	var refused atomic.Int64
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !failing.Load() || c.CurrentNode() != 1 {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		pr := req.(*kmsg.ProduceRequest)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range pr.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic = rt.Topic
+			for _, p := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = p.Partition
+				sp.ErrorCode = kerr.PolicyViolation.Code // not retriable
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	alloc := optest.Allocator(t)
+	s, err := New(op.Resources{Node: "out", Alloc: alloc},
+		Config{Brokers: c.ListenAddrs(), Topic: "t", Compression: "none", Partitioner: "roundrobin", MaxInFlight: 2, Retries: 1, RetryBackoff: 10 * time.Millisecond,
+			Transactional: true, TransactionalID: "test-{node}", TransactionTimeout: 10 * time.Second, TransactionProducers: 1}, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a optest.Acks
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	wait := func(n int) {
+		t.Helper()
+		for {
+			if got, _ := a.Get(); got == n {
+				return
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("ack %d never came", n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, 0, 20), Ack: a.New()}); err != nil {
+		t.Fatal(err)
+	}
+	wait(1)
+	_, errs := a.Get()
+	var fr *op.FailedRows
+	var rj *op.RejectedRows
+	if len(errs) != 1 || errors.As(errs[0], &fr) || errors.As(errs[0], &rj) || !errors.Is(errs[0], sarama.ErrPolicyViolation) {
+		t.Fatalf("ack errors %v; want the whole batch failed by the refused produce", errs)
+	}
+	if !strings.Contains(errs[0].Error(), "aborted") {
+		t.Fatalf("ack error %q does not say the transaction was aborted", errs[0])
+	}
+	if refused.Load() == 0 {
+		t.Fatal("the broker of partition 1 was never asked")
+	}
+	// Partition 0 stored its messages (they are in the log) ...
+	if got := readIso(t, c.ListenAddrs(), "t", sarama.ReadUncommitted); len(got) == 0 || len(got) == 20 {
+		t.Fatalf("read_uncommitted sees %v; want the messages of partition 0 only", got)
+	}
+	// ... but in an aborted transaction.
+	if got := readIso(t, c.ListenAddrs(), "t", sarama.ReadCommitted); len(got) != 0 {
+		t.Fatalf("read_committed sees %v of an aborted transaction", got)
+	}
+
+	failing.Store(false) // the broker is back; the client retries
+	if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, 0, 20), Ack: a.New()}); err != nil {
+		t.Fatal(err)
+	}
+	wait(2)
+	if _, errs := a.Get(); len(errs) != 1 {
+		t.Fatalf("ack errors %v; want only the first batch's", errs)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal("second Close:", err)
+	}
+	if got, want := fmt.Sprint(readIso(t, c.ListenAddrs(), "t", sarama.ReadCommitted)), fmt.Sprint(seq(0, 20)); got != want {
+		t.Fatalf("read_committed sees %s, want each row once: %s", got, want)
+	}
+	if s.StoredRows() != 20 {
+		t.Fatalf("StoredRows %d, want the 20 committed", s.StoredRows())
+	}
+}
+
+func seq(from, to int) []int64 {
+	var out []int64
+	for i := from; i < to; i++ {
+		out = append(out, int64(i))
+	}
+	return out
+}
