@@ -93,6 +93,7 @@ func newTxnPool(s *Sink, addrs []string) (*txnPool, error) {
 			pc := producerConfig(s.cfg, s.res.Node)
 			pc.Producer.Transaction.ID = id
 			pc.Producer.Transaction.Timeout = s.cfg.TransactionTimeout
+			pc.Producer.Transaction.Retry.BackoffFunc = txnBackoff
 			return pc
 		}}
 		if err := tp.open(); err != nil {
@@ -108,6 +109,16 @@ func newTxnPool(s *Sink, addrs []string) (*txnPool, error) {
 		go tp.run()
 	}
 	return pool, nil
+}
+
+// txnBackoff is the wait before retry number retries of a transactional
+// request: from 2ms, doubling, at most 500ms (about 20s over sarama's 50
+// retries). The common retry is AddPartitionsToTxn answered
+// CONCURRENT_TRANSACTIONS while the broker still writes the markers of the
+// previous commit, which takes a few milliseconds: sarama's fixed 20ms
+// (100ms for the others) would add that to every transaction.
+func txnBackoff(retries, _ int) time.Duration {
+	return min(2*time.Millisecond<<min(retries, 8), 500*time.Millisecond)
 }
 
 // close ends the producers' goroutines once the queue is drained; the
