@@ -184,6 +184,61 @@ func Consume(t testing.TB, brokers []string, topic string) []string {
 	return out
 }
 
+// Read reads every record of topic a consumer with isolation level iso
+// receives, up to the end it can reach now (the last stable offset when
+// reading committed); transaction markers and aborted records take offsets
+// but are never delivered, so it asks kafkaclient.HasData whether any
+// record is left before waiting for one.
+func Read(t *testing.T, addrs []string, topic string, iso sarama.IsolationLevel) []*sarama.ConsumerMessage {
+	t.Helper()
+	cfg := kafkaclient.NewConfig("test")
+	cfg.Consumer.IsolationLevel = iso
+	c, err := sarama.NewClient(addrs, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	marks, err := kafkaclient.EndMarks(c, []string{topic}, iso)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The consumer has a client of its own: HasData's fetches would queue
+	// behind the consumer's long polls on a shared connection.
+	cons, err := sarama.NewConsumer(addrs, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	var out []*sarama.ConsumerMessage
+	for p, m := range marks {
+		next := m.Low
+		var pc sarama.PartitionConsumer
+		for {
+			more, err := kafkaclient.HasData(c, p, next, m.High, iso)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !more {
+				break
+			}
+			if pc == nil {
+				if pc, err = cons.ConsumePartition(topic, p.Partition, next); err != nil {
+					t.Fatal(err)
+				}
+				defer pc.Close()
+			}
+			select {
+			case msg := <-pc.Messages():
+				out = append(out, msg)
+				next = msg.Offset + 1
+			case <-time.After(10 * time.Second):
+				t.Fatalf("partition %d: no record after offset %d within 10s", p.Partition, next)
+			}
+		}
+	}
+	return out
+}
+
 // Committed returns the offsets group has committed for the partitions of
 // topic (partition → next offset; partitions without a commit are absent).
 func Committed(t testing.TB, brokers []string, group, topic string) map[int32]int64 {

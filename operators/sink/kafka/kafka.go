@@ -11,6 +11,12 @@
 //
 // The number of batches in flight is bounded (max_in_flight), so a slow
 // cluster holds back the pipeline instead of growing memory.
+//
+// With transactional: true (txn.go) batches go through transactional
+// producers instead: a batch is acknowledged only once the Kafka
+// transaction holding it committed, and fails whole (nothing of it visible
+// to read_committed consumers) when any of its messages could not be
+// stored.
 package kafka
 
 import (
@@ -61,7 +67,33 @@ source answers those posts' requests 422 and sends the rest again. Headers are e
 'partitioner: hash' sends equal keys to the same partition (sarama's FNV-1a
 hash, which differs from the Java client's murmur2); messages without a key
 are spread at random. 'brokers: embedded' uses the in-process broker shared
-with kafka sources of the same process.`,
+with kafka sources of the same process.
+
+'transactional: true' writes in Kafka transactions: each batch, joined with
+the batches already waiting behind it, is one transaction, acknowledged only
+once it committed. When any of its messages cannot be stored (a broker down
+past the retries, a leader change, a timeout) or the commit fails, the
+transaction is aborted and every batch in it fails whole, without
+op.FailedRows: the messages already written stay in the log but are never
+delivered to read_committed consumers (the kafka source's default), so an
+http request answered 503 left nothing behind and its retry stores each post
+once. Each producer runs one transaction at a time (AddPartitionsToTxn,
+produce, EndTxn: about three broker round trips);
+'transaction_producers' producers run in parallel, each with its own
+transactional id, at the price of batch order. The transactional id must
+belong to one running instance: a producer started with the same id fences
+the older one and aborts its open transaction, which is what a restart
+wants (the default, flowrun.{pipeline}.{node}.{host}, does that for one
+process per host; give two processes on one host different ids, e.g. with
+their listen address). After a failed transaction the producer is replaced
+by a new one with the same id, whose initialisation makes the broker abort
+the failed transaction. A process killed in the
+middle of a transaction leaves it open until the next start with its id or
+transaction_timeout; read_committed consumers of its partitions wait until
+then and never see its messages. With a dead_letter output, messages larger
+than max_message_bytes go to it before the transaction; any other delivery
+failure fails the batch. Read the topic with read_committed: a
+read_uncommitted consumer sees aborted messages too.`,
 		Example: `sinks:
   out:
     from: clean
@@ -70,6 +102,7 @@ with kafka sources of the same process.`,
       topic: pinterest.clean
       key: unique_id
       headers: {source: '"flowrun"', category: category}
+      # transactional: true    # all-or-nothing batches (see above)
     dead_letter: undeliverable`,
 		Config: spec.Obj(
 			spec.F("brokers", spec.StringList, "Bootstrap brokers as host:port, or embedded for the in-process broker.").Req().Ex("[localhost:9092]"),

@@ -92,7 +92,7 @@ func write(t *testing.T, brokers []string, topic string, n int, cfg Config) {
 // its end.
 func readAll(t *testing.T, addrs []string, topic string) []*sarama.ConsumerMessage {
 	t.Helper()
-	return readMsgs(t, addrs, topic, sarama.ReadCommitted)
+	return kafkatest.Read(t, addrs, topic, sarama.ReadCommitted)
 }
 
 type row struct {

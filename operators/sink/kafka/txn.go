@@ -16,12 +16,12 @@ package kafka
 // per group of batches. transaction_producers > 1 runs that many producers,
 // each with its own transactional id, taking groups from the same queue.
 //
-// A producer whose abort fails or that sarama marks fatally failed (fenced
-// by another producer with its id, its transaction timed out on the
-// broker) is closed and created again: the new one's InitProducerId with
-// the same transactional id makes the coordinator abort whatever the old
-// one left open. A process killed mid-transaction leaves it open until
-// the next process with the same id starts, or transaction_timeout.
+// After a failed transaction the producer is replaced rather than asked to
+// abort: the new one's InitProducerId with the same transactional id makes
+// the coordinator abort what the old one left open (and fences it), without
+// an EndTxn that would take all its retries when the broker is gone. A
+// process killed mid-transaction leaves it open until the next process
+// with the same id starts, or transaction_timeout.
 
 import (
 	"fmt"
@@ -80,7 +80,7 @@ func newTxnPool(s *Sink, addrs []string) (*txnPool, error) {
 	pool := &txnPool{s: s, addrs: addrs, queue: make(chan *tracker, s.cfg.MaxInFlight), log: log,
 		committed: m.Counter("flowrun_kafka_transactions_total", txHelp, op.Label{Name: "result", Value: "committed"}),
 		aborted:   m.Counter("flowrun_kafka_transactions_total", txHelp, op.Label{Name: "result", Value: "aborted"}),
-		restarts:  m.Counter("flowrun_kafka_producer_restarts_total", "Transactional producers closed and created again after a fatal error."),
+		restarts:  m.Counter("flowrun_kafka_producer_restarts_total", "Transactional producers replaced after a failed transaction."),
 	}
 	base := TransactionalID(s.cfg.TransactionalID, s.cfg.Pipeline, s.res.Node)
 	var tps []*txnProducer
@@ -94,6 +94,11 @@ func newTxnPool(s *Sink, addrs []string) (*txnPool, error) {
 			pc.Producer.Transaction.ID = id
 			pc.Producer.Transaction.Timeout = s.cfg.TransactionTimeout
 			pc.Producer.Transaction.Retry.BackoffFunc = txnBackoff
+			pc.Producer.Transaction.Retry.Max = txnRetries
+			// Each transactional retry looks the coordinator up again; with
+			// the default metadata retries, a broker that is gone would
+			// cost seconds per retry before a batch could be answered.
+			pc.Metadata.Retry.Max = 1
 			return pc
 		}}
 		if err := tp.open(); err != nil {
@@ -111,9 +116,13 @@ func newTxnPool(s *Sink, addrs []string) (*txnPool, error) {
 	return pool, nil
 }
 
+// txnRetries bounds the retries of a transactional request (about 2.5s
+// with txnBackoff): past that the transaction fails (and the producer is
+// created again) rather than hold every batch queued behind it.
+const txnRetries = 12
+
 // txnBackoff is the wait before retry number retries of a transactional
-// request: from 2ms, doubling, at most 500ms (about 20s over sarama's 50
-// retries). The common retry is AddPartitionsToTxn answered
+// request: from 2ms, doubling, at most 500ms. The common retry is AddPartitionsToTxn answered
 // CONCURRENT_TRANSACTIONS while the broker still writes the markers of the
 // previous commit, which takes a few milliseconds: sarama's fixed 20ms
 // (100ms for the others) would add that to every transaction.
@@ -170,36 +179,44 @@ func (tp *txnProducer) run() {
 				break join
 			}
 		}
-		err := tp.transact(group)
-		for _, t := range group {
-			if err == nil {
-				tp.pool.s.produceLatency.Observe(time.Since(t.sent).Seconds())
-			}
-			t.settle(err)
-		}
+		tp.transact(group)
 		clear(group)
 	}
 }
 
 // transact writes group's messages in one transaction and commits it, or
-// aborts it on the first failure; it returns nil only once the commit is
-// confirmed.
-func (tp *txnProducer) transact(group []*tracker) error {
+// aborts it on the first failure, and settles every batch of group: with
+// nil only once the commit is confirmed. A failed group is answered before
+// the abort, which may take its retries when the broker is gone: the
+// transaction is never committed, whether the abort gets through or the
+// broker aborts it later (fenced by the next producer, or timed out).
+func (tp *txnProducer) transact(group []*tracker) {
 	pool := tp.pool
 	n := 0
 	for _, t := range group {
 		n += len(t.send)
 	}
+	settle := func(err error) {
+		if err != nil {
+			pool.aborted.Add(1)
+		}
+		for _, t := range group {
+			if err == nil {
+				pool.s.produceLatency.Observe(time.Since(t.sent).Seconds())
+			}
+			t.settle(err)
+		}
+	}
 	if tp.p == nil {
 		if err := tp.open(); err != nil {
-			pool.aborted.Add(1)
-			return fmt.Errorf("kafka: transactional producer %q: %w", tp.id, err)
+			settle(fmt.Errorf("kafka: transactional producer %q: %w", tp.id, err))
+			return
 		}
 	}
 	if err := tp.p.BeginTxn(); err != nil {
-		tp.restart("begin", err)
-		pool.aborted.Add(1)
-		return fmt.Errorf("kafka: begin transaction: %w", err)
+		settle(fmt.Errorf("kafka: begin transaction: %w", err))
+		tp.restart("begin transaction", err)
+		return
 	}
 	now := time.Now()
 	for _, t := range group {
@@ -208,8 +225,8 @@ func (tp *txnProducer) transact(group []*tracker) error {
 			tp.p.Input() <- m
 		}
 	}
-	// Wait for every message's report (the results goroutine counts them)
-	// before ending the transaction.
+	// Wait for every message's report (the results goroutine counts them):
+	// until then the producer holds the batches' buffers.
 	var err error
 	for _, t := range group {
 		<-t.back
@@ -223,23 +240,28 @@ func (tp *txnProducer) transact(group []*tracker) error {
 		if err = tp.p.CommitTxn(); err == nil {
 			pool.committed.Add(1)
 			pool.s.stored.Add(int64(n))
-			return nil
+			settle(nil)
+			return
 		}
 		err = fmt.Errorf("kafka: commit: %w", err)
 	}
-	if aerr := tp.p.AbortTxn(); aerr != nil {
-		tp.restart("abort", aerr)
-	} else if tp.p.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 {
-		tp.restart("fatal error", err)
-	}
-	pool.aborted.Add(1)
-	return fmt.Errorf("kafka: transaction of %d messages to %s aborted, none of them stored: %w", n, pool.s.cfg.Topic, err)
+	settle(fmt.Errorf("kafka: transaction of %d messages to %s aborted, none of them committed: %w", n, pool.s.cfg.Topic, err))
+	tp.restart("failed transaction", err)
 }
 
-// restart drops a producer that cannot go on; the next transaction opens
-// a new one with the same id, which aborts what this one left open.
-func (tp *txnProducer) restart(what string, err error) {
-	tp.pool.log.Warn("kafka: transactional producer closed, a new one takes over", "transactional_id", tp.id, "after", what, "err", err)
+// restart replaces the producer after a failed transaction instead of
+// aborting it with EndTxn: the new producer's InitProducerId with the same
+// transactional id makes the coordinator abort what the old one left open,
+// which is the same outcome, and an EndTxn to a broker that is gone would
+// hold this producer (and the batches queued for it) for all its retries.
+// When the new one cannot be created (Kafka unreachable) the next
+// transaction tries again; meanwhile the broker aborts the open transaction
+// after transaction_timeout.
+func (tp *txnProducer) restart(after string, err error) {
+	tp.pool.log.Warn("kafka: transactional producer replaced", "transactional_id", tp.id, "after", after, "err", err)
 	tp.pool.restarts.Add(1)
 	tp.drop()
+	if err := tp.open(); err != nil {
+		tp.pool.log.Warn("kafka: transactional producer not created", "transactional_id", tp.id, "err", err)
+	}
 }

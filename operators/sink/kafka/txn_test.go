@@ -16,72 +16,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/flowrun/flowrun/operators/kafkaclient"
+	"github.com/flowrun/flowrun/operators/kafkaclient/kafkatest"
 	"github.com/flowrun/flowrun/runtime/batch"
 	"github.com/flowrun/flowrun/runtime/op"
 	"github.com/flowrun/flowrun/runtime/op/optest"
 )
 
-// readMsgs reads every record of topic a consumer with isolation level iso
-// receives, up to the end it can reach now (the last stable offset when
-// reading committed); transaction markers and aborted records take offsets
-// but are never delivered, so it asks kafkaclient.HasData whether any
-// record is left before waiting for one.
-func readMsgs(t *testing.T, addrs []string, topic string, iso sarama.IsolationLevel) []*sarama.ConsumerMessage {
-	t.Helper()
-	cfg := kafkaclient.NewConfig("test")
-	cfg.Consumer.IsolationLevel = iso
-	c, err := sarama.NewClient(addrs, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	marks, err := kafkaclient.EndMarks(c, []string{topic}, iso)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The consumer has a client of its own: HasData's fetches would queue
-	// behind the consumer's long polls on a shared connection.
-	cons, err := sarama.NewConsumer(addrs, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
-	var out []*sarama.ConsumerMessage
-	for p, m := range marks {
-		next := m.Low
-		var pc sarama.PartitionConsumer
-		for {
-			more, err := kafkaclient.HasData(c, p, next, m.High, iso)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !more {
-				break
-			}
-			if pc == nil {
-				if pc, err = cons.ConsumePartition(topic, p.Partition, next); err != nil {
-					t.Fatal(err)
-				}
-				defer pc.Close()
-			}
-			select {
-			case msg := <-pc.Messages():
-				out = append(out, msg)
-				next = msg.Offset + 1
-			case <-time.After(10 * time.Second):
-				t.Fatalf("partition %d: no record after offset %d within 10s", p.Partition, next)
-			}
-		}
-	}
-	return out
-}
-
 // readIso returns the sorted ids of the rows readMsgs reads.
 func readIso(t *testing.T, addrs []string, topic string, iso sarama.IsolationLevel) []int64 {
 	t.Helper()
 	var ids []int64
-	for _, msg := range readMsgs(t, addrs, topic, iso) {
+	for _, msg := range kafkatest.Read(t, addrs, topic, iso) {
 		var r row
 		if err := json.Unmarshal(msg.Value, &r); err != nil {
 			t.Fatal(err)

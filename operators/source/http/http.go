@@ -73,7 +73,13 @@ answered from the fate of its own posts: when a sink can never store a post
 "index"} with the reason and nothing of that request is stored, while the
 other requests' posts are sent again and answered 200. 503 {"error": ...}
 means the pipeline failed the posts (a Kafka outage, a stop) or did not
-confirm within ack_timeout: retry.
+confirm within ack_timeout: retry. Whether a 503 can follow a partial write
+depends on the sink: a kafka sink with 'transactional: true' aborts the
+whole batch, so none of the request's posts is visible to read_committed
+consumers and a retry stores each once; without it, some posts of a failed
+request may already be stored and the retry writes them again. A 503 after
+ack_timeout ("they may still be written") may also be followed by the
+posts being stored.
 Other answers: 413 body larger than max_body, 415 missing or unsupported
 Content-Type or charset, 405 wrong method, 408 body not received within
 read_timeout, 429 (Retry-After: 1) when max_inflight requests already wait
