@@ -256,6 +256,15 @@ func TestRealSinkReadBackWithKcat(t *testing.T) {
 // letters with its reason while the rest of its batch is delivered, and the
 // batch is acknowledged without error.
 func TestHeadersAndUndeliverableToDeadLetters(t *testing.T) {
+	for _, txn := range []bool{false, true} {
+		t.Run(fmt.Sprint("transactional=", txn), func(t *testing.T) { testHeadersAndDeadLetters(t, txn) })
+	}
+}
+
+// testHeadersAndDeadLetters: in transactional mode the oversized message
+// goes to the dead letters before the transaction (a refusal by the
+// producer would abort it), with the same outcome.
+func testHeadersAndDeadLetters(t *testing.T, txn bool) {
 	alloc := optest.Allocator(t)
 	topic := kafkatest.Topic(t)
 	addrs, release, err := kafkaclient.ResolveBrokers([]string{"embedded"}, topic)
@@ -265,7 +274,8 @@ func TestHeadersAndUndeliverableToDeadLetters(t *testing.T) {
 	defer release()
 	dl := &optest.DeadLetters{}
 	cfg := Config{Brokers: []string{"embedded"}, Topic: topic, MaxInFlight: 2, Retries: 1, MaxMessage: 200,
-		Headers: []Header{{Name: "origin", Value: keyProg(t, `"flowrun"`)}, {Name: "name", Value: keyProg(t, "name")}}}
+		Headers:       []Header{{Name: "origin", Value: keyProg(t, `"flowrun"`)}, {Name: "name", Value: keyProg(t, "name")}},
+		Transactional: txn, TransactionalID: "test-" + topic, TransactionTimeout: 10 * time.Second, TransactionProducers: 1}
 	s, err := New(op.Resources{Node: "out", Alloc: alloc, DeadLetters: dl}, cfg, schema)
 	if err != nil {
 		t.Fatal(err)
