@@ -1,7 +1,15 @@
 // Package win is the engine the window operators (tumbling, sliding,
 // session) share: their common configuration, event time and watermarks
-// per input partition, window assignment, columnar aggregate state, late
-// records, state bounds and the acknowledgement of held inputs.
+// per input partition, window assignment, aggregate state, late records,
+// state bounds and the acknowledgement of held inputs.
+//
+// State layout (sized for millions of groups without a per-group object):
+// each distinct key gets an id from keyTable (one arena of encoded keys
+// behind an open-addressing table, keys.go); each open (window, key)
+// group is a slot, an index into the aggregates' storage — numeric
+// aggregates row by row in one store (rows.go), the others in slices of
+// their own (aggs.go); a tumbling or sliding window (unit) lists its
+// slots and finds them by key id; a session is a slot with its bounds.
 package win
 
 import (
