@@ -220,6 +220,7 @@ type Window struct {
 	cLate                    op.Counter
 
 	sortBuf []sortEnt // the keys of the windows being emitted
+	views   []view    // of the batch being processed
 	one     [1]int32
 
 	ts     []int64
@@ -344,13 +345,15 @@ func (w *Window) Process(ctx context.Context, in batch.Batch, out op.Output) err
 			w.slotOf[i] = w.resolve(s)
 		}
 	}
+	w.views = grow(w.views[:0], len(w.accs))
 	for i, a := range w.accs {
-		var v view
+		v := &w.views[i]
 		if c := w.cfg.Aggs[i].Col; c >= 0 {
-			v = newView(in.Rec.Column(c))
+			*v = newView(in.Rec.Column(c))
 		}
-		a.add(&v, w.rows, w.slotOf, w.ts)
+		a.add(v, w.rows, w.slotOf, w.ts)
 	}
+	clear(w.views) // let the batch go
 	for _, s := range w.touched {
 		if sl := &w.slots[s]; sl.live && sl.heapEnd != sl.end {
 			sl.ver++
@@ -570,7 +573,9 @@ func (w *Window) keyIDsFor(rec arrow.RecordBatch, p *part) {
 		}
 		return
 	}
-	views := make([]view, len(w.cfg.Keys))
+	w.views = grow(w.views[:0], len(w.cfg.Keys))
+	views := w.views
+	defer clear(views) // let the batch go
 	for i, k := range w.cfg.Keys {
 		views[i] = newView(rec.Column(k))
 	}
