@@ -28,10 +28,6 @@
 // At most GOMAXPROCS-1 claims (at least one) decode at a time, so that the
 // client's fetch loop always finds a free processor.
 //
-// Batches are built in buffers that come back when sinks release earlier
-// batches (runtime/recycle, up to 16 MiB kept): a million posts are ~800
-// MB of Arrow columns that would otherwise be fresh, zeroed allocations.
-//
 // Undecodable messages go to the node's dead_letter output as
 // "topic/partition@offset: reason"; the dead letter travels under the ack
 // of the batch holding the message's offset, so the offset is committed only
@@ -76,7 +72,6 @@ import (
 	"github.com/flowrun/flowrun/operators/kafkaclient"
 	"github.com/flowrun/flowrun/runtime/batch"
 	"github.com/flowrun/flowrun/runtime/op"
-	"github.com/flowrun/flowrun/runtime/recycle"
 )
 
 // Metadata column names, appended when `metadata: true`.
@@ -290,17 +285,14 @@ type Source struct {
 	commit bool
 	client sarama.Client
 	iso    sarama.IsolationLevel
-	// alloc builds the batches: Resources.Alloc with the buffers sinks
-	// release kept for the next batches (runtime/recycle).
-	alloc  *recycle.Allocator
 	budget *budget
 	// decoders bounds the claims decoding at once to GOMAXPROCS-1 (at
 	// least 1). Throughput is bounded by sarama's fetch loop, one
 	// goroutine per broker that requests, decompresses and hands out
 	// records serially; with every processor busy decoding it waited up
 	// to a scheduler time slice (10ms) for one after each response. With
-	// a processor left to it, 1M posts on 2 cores went from 74% to 85% of
-	// a bare sarama consumer's records/s at the same CPU (decoding them
+	// a processor left to it, 1M posts on 2 cores gained ~11 points of a
+	// bare sarama consumer's records/s at the same CPU (decoding them
 	// needs well under one core).
 	decoders chan struct{}
 
@@ -388,11 +380,6 @@ func (s *Source) Run(ctx context.Context, out op.Output) error {
 		return fmt.Errorf("kafka: %w", err)
 	}
 	defer release()
-
-	// Buffers come back as sinks release batches and go out again for the
-	// next ones; a few batches' worth is all a claim cycles through.
-	s.alloc = recycle.New(s.res.Alloc, recycleBytes)
-	defer s.alloc.Close() // after the claims: cg.Consume has returned
 
 	scfg := kafkaclient.NewConfig("flowrun-" + s.res.Node)
 	scfg.Consumer.Return.Errors = true
@@ -590,10 +577,6 @@ func (h *handler) Cleanup(sarama.ConsumerGroupSession) error {
 	return nil
 }
 
-// recycleBytes is the most bytes of released batch buffers the source
-// keeps for reuse.
-const recycleBytes = 16 << 20
-
 // onceMaxWait is how long the broker holds a fetch that finds no records
 // in --once mode.
 const onceMaxWait = 10 * time.Millisecond
@@ -724,12 +707,12 @@ type reject struct{ record, reason string }
 func newClaim(s *Source, tp kafkaclient.Partition, sess sarama.ConsumerGroupSession) *claim {
 	c := &claim{s: s, sess: sess, tp: tp, tr: newTracker(s.budget), marked: -1}
 	if s.cfg.Format == "raw" {
-		c.raw = array.NewStringBuilder(s.alloc)
+		c.raw = array.NewStringBuilder(s.res.Alloc)
 	} else {
-		c.dec = jsondec.NewDecoder(s.cfg.Schema, s.alloc, jsondec.Options{})
+		c.dec = jsondec.NewDecoder(s.cfg.Schema, s.res.Alloc, jsondec.Options{})
 	}
 	if s.cfg.Metadata {
-		c.meta = array.NewRecordBuilder(s.alloc, arrow.NewSchema(MetadataFields, nil))
+		c.meta = array.NewRecordBuilder(s.res.Alloc, arrow.NewSchema(MetadataFields, nil))
 	}
 	return c
 }
