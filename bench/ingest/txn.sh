@@ -11,6 +11,7 @@
 #
 #   bash bench/ingest/txn.sh                        # REPEAT=5
 #   REPEAT=3 SINGLE=5000 BATCH_POSTS=50000 bash bench/ingest/txn.sh
+#   TXN_SETS="--set KAFKA_TXN_PRODUCERS=1" bash bench/ingest/txn.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPEAT="${REPEAT:-5}"
@@ -22,6 +23,7 @@ BATCH_POSTS="${BATCH_POSTS:-100000}"
 BATCH_POSTERS="${BATCH_POSTERS:-8}"
 TXN_PORT="${TXN_PORT:-18090}"
 PLAIN_PORT="${PLAIN_PORT:-18091}"
+TXN_SETS="${TXN_SETS:-}" # extra flags for the transactional server, e.g. "--set KAFKA_TXN_PRODUCERS=1"
 BIN=bench/ingest/bin
 OUT=bench/ingest/out
 mkdir -p "$BIN" "$OUT"
@@ -53,7 +55,7 @@ emulate() { # emulate MODE CASE ARGS...
 
 for t in bench.ingest.txn bench.ingest.plain; do "$BIN/bareproducer" -brokers "$BROKERS" -topic "$t" -n 0 -create; done
 "$BIN/flowrun" run pipelines/pinterest_ingest.yaml --set KAFKA_BROKERS="$BROKERS" --set TOPIC=bench.ingest.txn \
-	--set LISTEN=127.0.0.1:$TXN_PORT --log-level warn 2>"$OUT/txn-server.log" &
+	--set LISTEN=127.0.0.1:$TXN_PORT $TXN_SETS --log-level warn 2>"$OUT/txn-server.log" &
 PIDS+=($!)
 "$BIN/flowrun" run pipelines/pinterest_ingest.yaml --set KAFKA_BROKERS="$BROKERS" --set TOPIC=bench.ingest.plain \
 	--set LISTEN=127.0.0.1:$PLAIN_PORT --set KAFKA_TRANSACTIONAL=false --log-level warn 2>"$OUT/plain-server.log" &

@@ -119,6 +119,7 @@ read_uncommitted consumer sees aborted messages too.`,
 			spec.F("transactional", spec.Bool, "Write each batch (with the batches waiting behind it) in one Kafka transaction: acknowledged when committed; on any failure aborted, so read_committed consumers see none of it.").Def(false),
 			spec.F("transactional_id", spec.String, "Transactional id of the producer; {pipeline}, {node} and {host} are replaced by the pipeline's name, the node's name and the host name. Each running instance needs its own: a new producer with the same id fences the old one and aborts its open transaction.").Def(DefaultTransactionalID),
 			spec.F("transaction_timeout", spec.Duration, "How long the broker keeps a transaction open before aborting it (after a crash, read_committed consumers of its partitions wait up to this long).").Def(DefaultTransactionTimeout),
+			spec.F("transaction_deadline", spec.Duration, "A transaction whose messages are not all stored this long after it began is not committed: its batches fail at once (keep it below the http source's ack_timeout, so a 503 for a timeout is never followed by a commit).").Def(DefaultTransactionDeadline),
 			spec.F("transaction_producers", spec.Int, "Transactional producers (each with its own transactional id, the given one plus .1, .2, ...) committing in parallel; above 1, batches may be committed out of order.").Def(int64(1)),
 		),
 	},
@@ -131,6 +132,8 @@ func init() { op.MustRegister(Plugin) }
 const (
 	DefaultTransactionalID    = "flowrun.{pipeline}.{node}.{host}"
 	DefaultTransactionTimeout = 10 * time.Second
+	// DefaultTransactionDeadline is below the http source's ack_timeout.
+	DefaultTransactionDeadline = 20 * time.Second
 )
 
 // Header is one message header computed per row.
@@ -157,6 +160,7 @@ type Config struct {
 	Transactional        bool
 	TransactionalID      string
 	TransactionTimeout   time.Duration
+	TransactionDeadline  time.Duration
 	TransactionProducers int
 	Pipeline             string // the pipeline's name, for {pipeline}
 }
@@ -176,6 +180,7 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 		Transactional:        v.Boolean("transactional"),
 		TransactionalID:      strings.TrimSpace(v.String("transactional_id")),
 		TransactionTimeout:   v.Duration("transaction_timeout"),
+		TransactionDeadline:  v.Duration("transaction_deadline"),
 		TransactionProducers: int(v.Int64("transaction_producers")),
 	}
 	if c.Pipeline != nil {
@@ -187,6 +192,9 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 		}
 		if cfg.TransactionTimeout <= 0 {
 			c.Errorf(v.PosOf("transaction_timeout"), "'transaction_timeout' must be positive")
+		}
+		if cfg.TransactionDeadline <= 0 {
+			c.Errorf(v.PosOf("transaction_deadline"), "'transaction_deadline' must be positive")
 		}
 		if cfg.TransactionProducers < 1 {
 			c.Errorf(v.PosOf("transaction_producers"), "'transaction_producers' must be at least 1")
@@ -275,8 +283,17 @@ type tracker struct {
 	// Transactional mode: the messages the transaction sends (those not
 	// already gone to the dead letters), and a signal once every one of
 	// them is back from the producer; the ack waits for the commit.
-	send []*sarama.ProducerMessage
-	back chan struct{}
+	send     []*sarama.ProducerMessage
+	back     chan struct{}
+	answered bool // the ack is done; the messages are not all back yet
+}
+
+// answer fails the batch's ack before its messages are back (a transaction
+// past its deadline, which will not be committed); settle recycles the
+// tracker once they are.
+func (t *tracker) answer(err error) {
+	t.ack.Done(err)
+	t.answered = true
 }
 
 // done counts one message (or, with the left count adjusted, the rest of
@@ -323,15 +340,17 @@ func (t *tracker) finish(row int, err error) {
 	t.settle(err)
 }
 
-// settle acknowledges the batch with err and returns the tracker and its
-// slot to the sink.
+// settle acknowledges the batch with err (unless answer already did) and
+// returns the tracker and its slot to the sink.
 func (t *tracker) settle(err error) {
 	s := t.s
 	t.mu.Lock()
 	t.rows, t.all, t.err = t.rows[:0], false, nil
 	t.mu.Unlock()
-	t.ack.Done(err)
-	t.ack = nil
+	if !t.answered {
+		t.ack.Done(err)
+	}
+	t.ack, t.answered = nil, false
 	select {
 	case s.trackers <- t:
 	default:

@@ -116,6 +116,15 @@ func newTxnPool(s *Sink, addrs []string) (*txnPool, error) {
 	return pool, nil
 }
 
+// deadline is the transaction deadline, or its default when unset (Config
+// built by hand).
+func (c Config) deadline() time.Duration {
+	if c.TransactionDeadline <= 0 {
+		return DefaultTransactionDeadline
+	}
+	return c.TransactionDeadline
+}
+
 // txnRetries bounds the retries of a transactional request (about 2.5s
 // with txnBackoff): past that the transaction fails (and the producer is
 // created again) rather than hold every batch queued behind it.
@@ -197,7 +206,7 @@ func (tp *txnProducer) transact(group []*tracker) {
 		n += len(t.send)
 	}
 	settle := func(err error) {
-		if err != nil {
+		if err != nil && !group[0].answered {
 			pool.aborted.Add(1)
 		}
 		for _, t := range group {
@@ -227,9 +236,27 @@ func (tp *txnProducer) transact(group []*tracker) {
 	}
 	// Wait for every message's report (the results goroutine counts them):
 	// until then the producer holds the batches' buffers.
+	// Past the deadline the transaction will not be committed: its batches
+	// are answered then, and it ends as a failed one once the messages are
+	// back.
 	var err error
+	deadline := time.NewTimer(pool.s.cfg.deadline())
+	defer deadline.Stop()
+	late := deadline.C
 	for _, t := range group {
-		<-t.back
+		for waiting := true; waiting; {
+			select {
+			case <-t.back:
+				waiting = false
+			case <-late:
+				late = nil
+				err = fmt.Errorf("kafka: transaction of %d messages to %s not committed: not stored within transaction_deadline (%s)", n, pool.s.cfg.Topic, pool.s.cfg.deadline())
+				pool.aborted.Add(1)
+				for _, t := range group {
+					t.answer(err)
+				}
+			}
+		}
 		t.mu.Lock()
 		if err == nil {
 			err = t.err
