@@ -149,7 +149,7 @@ func BenchmarkTumbling(b *testing.B) {
 	}
 }
 
-func buildPins(b *testing.B, cfg string) *win.Window {
+func buildPins(b testing.TB, cfg string) *win.Window {
 	b.Helper()
 	ctor, errs := prepareOn(b, tumbling.Plugin, cfg, pinSchema)
 	if len(errs) > 0 {
@@ -166,4 +166,40 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestStateBytesTracksHeap: what the window counts against
+// max_state_bytes follows the heap its groups really hold (the bound must
+// stop the process before memory runs out, and not far too early), for
+// 1,000 and for ~100,000 open groups.
+func TestStateBytesTracksHeap(t *testing.T) {
+	for _, keys := range []int{1000, 200_000} {
+		batches := pinBatches(128, keys, 10*time.Millisecond)
+		cfg := `{size: 1m, key: [category], event_time: ingested_at, max_state_rows: 2000000, max_state_bytes: 1GiB,
+		  aggregate: {posts: count(), total_followers: sum(follower_count), avg_followers: avg(follower_count), video_share: avg(video), max_followers: max(follower_count)}}`
+		w := buildPins(t, cfg)
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		before := ms.HeapAlloc
+		for _, rec := range batches {
+			rec.Retain()
+			if err := w.Process(context.Background(), batch.Batch{Rec: rec, Ack: batch.NewAck(nil)}, &discardOut{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		heap, counted := float64(ms.HeapAlloc)-float64(before), float64(w.StateBytes())
+		t.Logf("%d keys, %d groups: heap +%.1f MiB, counted %.1f MiB", keys, w.StateRows(), heap/(1<<20), counted/(1<<20))
+		// Slices grow by doubling: the heap holds up to twice what is
+		// used, plus the last batch's scratch.
+		if counted > 1.3*heap+(1<<20) || heap > 2.2*counted+(2<<20) {
+			t.Errorf("%d keys: heap +%.1f MiB, counted %.1f MiB", keys, heap/(1<<20), counted/(1<<20))
+		}
+		for _, rec := range batches {
+			rec.Release()
+		}
+		runtime.KeepAlive(w)
+	}
 }
