@@ -78,8 +78,10 @@ depends on the sink: a kafka sink with 'transactional: true' aborts the
 whole batch, so none of the request's posts is visible to read_committed
 consumers and a retry stores each once; without it, some posts of a failed
 request may already be stored and the retry writes them again. A 503 after
-ack_timeout ("they may still be written") may also be followed by the
-posts being stored.
+ack_timeout ("they may still be written") may be followed by the posts
+being stored, unless the sink gives up first: the transactional kafka
+sink's transaction_deadline (20s by default, below ack_timeout's 30s)
+fails a transaction that is not stored in time and never commits it.
 Other answers: 413 body larger than max_body, 415 missing or unsupported
 Content-Type or charset, 405 wrong method, 408 body not received within
 read_timeout, 429 (Retry-After: 1) when max_inflight requests already wait
