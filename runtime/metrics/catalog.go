@@ -32,6 +32,8 @@ var Catalog = []Family{
 	{"flowrun_kafka_source_in_flight_bytes", "gauge", nil, "Bytes of those batches (bounded by max_in_flight_bytes)."},
 	{"flowrun_kafka_commit_latency_seconds", "histogram", nil, "Time from a batch's acknowledgement making its offset committable to the broker answering the offset commit that carries it (a consumer group only)."},
 	{"flowrun_kafka_produce_latency_seconds", "histogram", nil, "Time from sending a batch to Kafka to its acknowledgement."},
+	{"flowrun_kafka_transactions_total", "counter", []string{"result"}, "Kafka transactions of a transactional kafka sink, by result: committed, aborted (none of its batches stored)."},
+	{"flowrun_kafka_producers_replaced_total", "counter", nil, "Transactional producers a kafka sink replaced after a failed transaction (the new one aborts what the old one left open)."},
 	{"flowrun_sink_write_latency_seconds", "histogram", []string{"type"}, "Time a sink spent in one Write or Flush call (a flush includes the durable write: fsync, commit)."},
 	{"flowrun_sink_rows_written_total", "counter", []string{"type"}, "Rows a sink stored durably (committed), counted by the sink itself."},
 	{"flowrun_sink_commit_latency_seconds", "histogram", []string{"type"}, "Time a sink took to store one batch durably (one transaction)."},

@@ -45,7 +45,7 @@ type txnPool struct {
 	queue chan *tracker
 	log   *slog.Logger
 
-	committed, aborted, restarts op.Counter
+	committed, aborted, replaced op.Counter
 }
 
 // txnProducer is one transactional producer and the goroutine running its
@@ -76,11 +76,11 @@ func newTxnPool(s *Sink, addrs []string) (*txnPool, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := s.res.MetricsOrNop()
-	const txHelp = "Kafka transactions of the sink, by result (committed, aborted)."
+	const txHelp = "Kafka transactions of a transactional kafka sink, by result: committed, aborted (none of its batches stored)."
 	pool := &txnPool{s: s, addrs: addrs, queue: make(chan *tracker, s.cfg.MaxInFlight), log: log,
 		committed: m.Counter("flowrun_kafka_transactions_total", txHelp, op.Label{Name: "result", Value: "committed"}),
 		aborted:   m.Counter("flowrun_kafka_transactions_total", txHelp, op.Label{Name: "result", Value: "aborted"}),
-		restarts:  m.Counter("flowrun_kafka_producer_restarts_total", "Transactional producers replaced after a failed transaction."),
+		replaced:  m.Counter("flowrun_kafka_producers_replaced_total", "Transactional producers a kafka sink replaced after a failed transaction (the new one aborts what the old one left open)."),
 	}
 	base := TransactionalID(s.cfg.TransactionalID, s.cfg.Pipeline, s.res.Node)
 	var tps []*txnProducer
@@ -286,7 +286,7 @@ func (tp *txnProducer) transact(group []*tracker) {
 // after transaction_timeout.
 func (tp *txnProducer) restart(after string, err error) {
 	tp.pool.log.Warn("kafka: transactional producer replaced", "transactional_id", tp.id, "after", after, "err", err)
-	tp.pool.restarts.Add(1)
+	tp.pool.replaced.Add(1)
 	tp.drop()
 	if err := tp.open(); err != nil {
 		tp.pool.log.Warn("kafka: transactional producer not created", "transactional_id", tp.id, "err", err)
