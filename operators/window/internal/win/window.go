@@ -95,7 +95,7 @@ type slot struct {
 // in per_partition mode). Its groups are found by key id in an
 // open-addressing table; groups only leave a unit with the whole unit.
 type unit struct {
-	id         uint32 // never reused (wrapping takes 4·10^9 windows)
+	id         uint32 // not reused while a key may cache it (see newUnit)
 	group      int32
 	start, end int64
 	slots      []int32  // in the order they opened
@@ -762,7 +762,14 @@ func (w *Window) addTo(start, end int64, k, g, r int32, ack *batch.Ack) {
 }
 
 func (w *Window) newUnit(g int32, start, end int64) *unit {
-	w.unitSeq++ // 0 is no unit
+	if w.unitSeq++; w.unitSeq == 0 {
+		// Wrapped after 2^32 windows: forget every key's cached group
+		// rather than let an old id name a new window. 0 is no unit.
+		for i := range w.keys.ids {
+			w.keys.ids[i].lastUnit = 0
+		}
+		w.unitSeq = 1
+	}
 	if n := len(w.spare); n > 0 {
 		u := w.spare[n-1]
 		w.spare = w.spare[:n-1]
