@@ -5,15 +5,24 @@
 // for the same rows with the same request size and requests in flight,
 // written into a fresh table by bare hbaseclient.PutMultiple calls.
 //
-// The two alternate, round after round (raw, flowrun, raw, flowrun, ...),
-// each into fresh tables, after one untimed warm-up run of flowrun that
-// also provides the rows for the raw side (read back from HBase): a JVM
-// that has just started, or an HBase busy flushing what the previous phase
-// wrote, would otherwise favour whichever side runs second. The raw side
-// sends the rows shuffled, as flowrun sends them (in the lake's order,
-// which the salted keys make random), unless -sorted (a scan's order).
+// The two alternate, round after round, each into fresh tables (dropped
+// after the round), after one untimed warm-up run of flowrun that also
+// provides the rows for the raw side (read back from HBase). Which phase
+// goes first turns round by round: a JVM that has just started, or an
+// HBase still flushing and compacting what the previous phase wrote, would
+// otherwise favour one side. The raw side sends the rows shuffled, as
+// flowrun sends them (in the lake's order, which the salted keys make
+// random), sorted by key (a scan's order: each request one narrow key
+// range, the easiest load for HBase), or both in turn (-raw both). Each
+// round prints flowrun's rate as a share of each raw rate of that round,
+// and the machine's load; the summary gives the medians of those
+// per-round shares.
 //
-//	go run ./bench/hbase/batch -n 1000000 -rounds 2
+// Tables of an earlier run that did not finish (bench_*_<unix time>) are
+// dropped first: on the small standalone HBase they would otherwise hold
+// memory and compete for flushes and compactions.
+//
+//	go run ./bench/hbase/batch -n 1000000 -rounds 3 -raw both
 package main
 
 import (
@@ -24,6 +33,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,11 +50,20 @@ func main() {
 	thrift := flag.String("thrift", envOr("HBASE_THRIFT_ADDR", "127.0.0.1:9090"), "Thrift2 gateway")
 	batch := flag.Int("batch", 1000, "rows per putMultiple (the sink's batch_rows default)")
 	inFlight := flag.Int("in-flight", 4, "requests in flight (the sink's max_in_flight default)")
-	rounds := flag.Int("rounds", 2, "timed rounds, each raw then flowrun")
-	sorted := flag.Bool("sorted", false, "raw side: send the rows sorted by key (as a scan returns them) instead of in flowrun's order")
+	rounds := flag.Int("rounds", 2, "timed rounds, each of raw and flowrun (who goes first turns)")
+	rawOrder := flag.String("raw", "shuffled", "raw side's row order: shuffled (flowrun's), sorted (by key, a scan's), or both (each round runs both)")
 	keep := flag.Bool("keep", false, "keep the tables")
 	flag.Parse()
 	ctx := context.Background()
+	var orders []string
+	switch *rawOrder {
+	case "shuffled", "sorted":
+		orders = []string{*rawOrder}
+	case "both":
+		orders = []string{"shuffled", "sorted"}
+	default:
+		check(fmt.Errorf("-raw %q: want shuffled, sorted or both", *rawOrder))
+	}
 	bin := filepath.Join(*data, "bin", "flowrun")
 	run("go", "build", "-o", bin, "./cmd/flowrun")
 	lake := filepath.Join(*data, fmt.Sprintf("lake-%d", *n))
@@ -62,15 +81,22 @@ func main() {
 		check(err)
 		return c
 	}
-	defer func() {
-		if !*keep {
-			c := dial()
-			for _, t := range tables {
-				_ = c.DropTable(ctx, t)
-			}
-			c.Close()
+	// dropTables drops the tables made so far (outside the timed parts):
+	// a phase's tables would otherwise hold the HBase's memory and disk
+	// and make the next phase compete with their flushes and compactions.
+	dropTables := func() {
+		if *keep || len(tables) == 0 {
+			return
 		}
-	}()
+		c := dial()
+		for _, t := range tables {
+			check(c.DropTable(ctx, t))
+		}
+		c.Close()
+		tables = nil
+	}
+	defer dropTables()
+	dropLeftovers(ctx, dial())
 	history, err := os.MkdirTemp("", "bench-history-")
 	check(err)
 	defer os.RemoveAll(history)
@@ -130,41 +156,106 @@ func main() {
 	rows, err := admin.Scan(ctx, source, nil, nil, 0)
 	check(err)
 	admin.Close()
-	puts := make([]hbaseclient.Put, len(rows))
+	sortedPuts := make([]hbaseclient.Put, len(rows)) // a scan returns rows sorted by key
 	for i, r := range rows {
 		cells := make([]hbaseclient.Cell, len(r.Cells))
 		for j, c := range r.Cells {
 			cells[j] = hbaseclient.Cell{Family: c.Family, Qualifier: c.Qualifier, Value: c.Value}
 		}
-		puts[i] = hbaseclient.Put{Row: r.Key, Cells: cells}
+		sortedPuts[i] = hbaseclient.Put{Row: r.Key, Cells: cells}
 	}
 	rows = nil
-	if !*sorted {
-		shuffleLikeLake(puts)
-	}
-	stored := len(puts)
+	dropTables()
+	shuffled := slices.Clone(sortedPuts)
+	shuffleLikeLake(shuffled)
+	putsOf := map[string][]hbaseclient.Put{"shuffled": shuffled, "sorted": sortedPuts}
+	stored := len(sortedPuts)
 	fmt.Printf("rows in the posts table: %d (of %d posts)\n", stored, *n)
 
-	var flowrunRates, rawRates []float64
+	ratios := map[string][]float64{}
+	var flowrunRates []float64
+	rawRates := map[string][]float64{}
 	for r := 1; r <= *rounds; r++ {
-		raw := create(fmt.Sprintf("bench_raw_%d", r), "t", "n")
-		t0 := time.Now()
-		check(putAll(ctx, *thrift, raw, puts, *batch, *inFlight))
-		rawTime := time.Since(t0)
-		rawRate := float64(stored) / rawTime.Seconds()
-		fmt.Printf("round %d  gateway raw putMultiple (%d rows/request, %d in flight): %s, %.0f rows/s\n", r, *batch, *inFlight, rawTime.Round(time.Millisecond), rawRate)
+		fmt.Printf("round %d  load %s\n", r, loadavg())
+		// The phases take turns going first: the one after a phase
+		// meets HBase still flushing and compacting what it wrote.
+		phases := append(append([]string(nil), orders...), "flowrun")
+		k := (r - 1) % len(phases)
+		phases = append(phases[k:], phases[:k]...)
+		rawRate := map[string]float64{}
+		var rate float64
+		for _, o := range phases {
+			if o == "flowrun" {
+				took, cpu, rss, _ := flowrunRun(strconv.Itoa(r))
+				rate = float64(stored) / took.Seconds()
+				flowrunRates = append(flowrunRates, rate)
+				fmt.Printf("round %d  flowrun lake → clean → HBase: %s, %.0f rows/s, peak RSS %.0f MiB, CPU %s\n",
+					r, took.Round(time.Millisecond), rate, float64(rss)/1024, cpu.Round(time.Millisecond))
+				continue
+			}
+			raw := create(fmt.Sprintf("bench_raw_%s_%d", o, r), "t", "n")
+			t0 := time.Now()
+			check(putAll(ctx, *thrift, raw, putsOf[o], *batch, *inFlight))
+			rawTime := time.Since(t0)
+			rawRate[o] = float64(stored) / rawTime.Seconds()
+			rawRates[o] = append(rawRates[o], rawRate[o])
+			fmt.Printf("round %d  gateway raw putMultiple, %s (%d rows/request, %d in flight): %s, %.0f rows/s\n", r, o, *batch, *inFlight, rawTime.Round(time.Millisecond), rawRate[o])
+		}
+		for _, o := range orders {
+			ratios[o] = append(ratios[o], rate/rawRate[o])
+			fmt.Printf("round %d  flowrun / raw %s: %.0f %%\n", r, o, 100*rate/rawRate[o])
+		}
+		fmt.Printf("round %d  load %s\n", r, loadavg())
+		dropTables()
+	}
+	fmt.Printf("\nmedians over %d rounds: flowrun %.0f rows/s", *rounds, median(flowrunRates))
+	for _, o := range orders {
+		fmt.Printf(", raw %s %.0f rows/s", o, median(rawRates[o]))
+	}
+	fmt.Println()
+	for _, o := range orders {
+		fmt.Printf("flowrun / raw %s, median of per-round ratios: %.0f %% (rounds:", o, 100*median(ratios[o]))
+		for _, x := range ratios[o] {
+			fmt.Printf(" %.0f %%", 100*x)
+		}
+		fmt.Println(")")
+	}
+}
 
-		took, cpu, rss, _ := flowrunRun(strconv.Itoa(r))
-		rate := float64(stored) / took.Seconds()
-		fmt.Printf("round %d  flowrun lake → clean → HBase: %s, %.0f rows/s, peak RSS %.0f MiB, CPU %s  (%.0f %% of raw)\n",
-			r, took.Round(time.Millisecond), rate, float64(rss)/1024, cpu.Round(time.Millisecond), 100*rate/rawRate)
-		flowrunRates, rawRates = append(flowrunRates, rate), append(rawRates, rawRate)
+// dropLeftovers drops the tables of earlier runs that did not get to drop
+// their own, and closes c.
+func dropLeftovers(ctx context.Context, c *hbaseclient.Conn) {
+	defer c.Close()
+	names, err := c.Tables(ctx, "bench_(pins|daily|dead|raw)_.*_[0-9]+")
+	check(err)
+	for _, t := range names {
+		fmt.Println("dropping a table left by an earlier run:", t)
+		check(c.DropTable(ctx, t))
 	}
-	var fs, rs float64
-	for i := range flowrunRates {
-		fs, rs = fs+flowrunRates[i], rs+rawRates[i]
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
 	}
-	fmt.Printf("\nmean over %d rounds: flowrun %.0f rows/s, raw %.0f rows/s, flowrun / raw: %.0f %%\n", *rounds, fs/float64(*rounds), rs/float64(*rounds), 100*fs/rs)
+	s := slices.Sorted(slices.Values(xs))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// loadavg is the machine's load averages (1, 5, 15 min), as uptime shows.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // shuffleLikeLake puts the rows in the order flowrun sends them: the
