@@ -4,6 +4,8 @@
 #
 #   bash bench/kafka/run.sh                      # N=1000000, REPEAT=3
 #   N=300000 REPEAT=1 bash bench/kafka/run.sh    # quicker
+#   CONSUME_ONLY=1 REPEAT=7 bash bench/kafka/run.sh  # the source only: the
+#       topic is written once, then only the three readers run each round
 #
 # Per round: bareproducer -pregen (posts generated before its clock starts:
 # the transport limit) → topic bench.kafka.pregen; bareproducer (posts
@@ -24,6 +26,7 @@ BROKERS="${BROKERS:-127.0.0.1:9092}"
 BIN=bench/kafka/bin
 OUT=bench/kafka/out
 PROFILE="${PROFILE:-}" # set to 1 to write CPU profiles of the last round's runs to $OUT
+CONSUME_ONLY="${CONSUME_ONLY:-}"
 NICE="${NICE:-0}"      # e.g. NICE=-10 (as root): every benchmark process ahead of other jobs on the machine
 RUN=(nice -n "$NICE")
 mkdir -p "$BIN" "$OUT"
@@ -96,15 +99,36 @@ consume_decode() {
 	"${RUN[@]}" "$BIN/bareconsumer" -brokers "$BROKERS" -topic bench.kafka.bare -decode $(prof bareconsumer-decode) | tee -a "$OUT/results.jsonl" >&2
 }
 consume_flowrun() {
-	bbytes=$(grep '"tool":"bareproducer"' "$OUT/results.jsonl" | tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')
+	local produced=("\"tool\":\"bareproducer\"" "$OUT/results.jsonl")
+	[[ -n $CONSUME_ONLY ]] && produced=("\"tool\":\"bareproducer-pregen\"" "$OUT/produced.jsonl")
+	bbytes=$(grep "${produced[@]}" | tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])')
 	flowrun_run flowrun-consume "$bbytes" bench/kafka/kafka_to_discard.yaml --once --set BROKERS="$BROKERS" --set TOPIC=bench.kafka.bare --set GROUP="bench-discard-$$-$r" ${last:+--cpuprofile "$OUT/consume.prof"} | tee -a "$OUT/results.jsonl" >&2
 }
 
+if [[ -n $CONSUME_ONLY ]]; then
+	# One topic for every round; its bare producer line gives the bytes.
+	last=""
+	"$BIN/bareproducer" -brokers "$BROKERS" -topic bench.kafka.bare -n 0 -create
+	"$BIN/bareproducer" -brokers "$BROKERS" -topic bench.kafka.bare -n "$N" -pregen >"$OUT/produced.jsonl"
+fi
 for r in $(seq 1 "$REPEAT"); do
 	last=""
 	[[ -n $PROFILE && $r == "$REPEAT" ]] && last=1
 	echo "round $r/$REPEAT, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 	echo "{\"round\": $r, \"load\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >>"$OUT/results.jsonl"
+	if [[ -n $CONSUME_ONLY ]]; then
+		"$BIN/bareconsumer" -brokers "$BROKERS" -topic bench.kafka.bare >/dev/null # warm the broker's page cache
+		if ((r % 2)); then
+			consume_bare
+			consume_flowrun
+			consume_decode
+		else
+			consume_decode
+			consume_flowrun
+			consume_bare
+		fi
+		continue
+	fi
 	if ((r % 2)); then
 		produce_bare
 		produce_sink
@@ -147,6 +171,8 @@ print("| direction | client | records/s | MB/s | seconds | CPU s | records / CPU
 print("|---|---|---:|---:|---:|---:|---:|---:|")
 for direction, tool in [("produce", "bareproducer-pregen"), ("produce", "flowrun-sink"), ("produce", "bareproducer"), ("produce", "flowrun-produce"),
                         ("consume", "bareconsumer"), ("consume", "bareconsumer-decode"), ("consume", "flowrun-consume")]:
+    if tool not in rounds[0]:
+        continue  # not run (CONSUME_ONLY)
     r0 = rounds[0][tool]
     print(f"| {direction} | {tool} | {med(tool, 'records_per_s'):,.0f} | {med(tool, 'mb_per_s'):.1f} | {med(tool, 'seconds'):.2f} | {med(tool, 'cpu_seconds'):.2f} | {statistics.median(r['records'] / r['cpu_seconds'] for r in (rd[tool] for rd in rounds)):,.0f} | {r0['bytes'] / r0['records']:.0f} |")
 print()
@@ -158,6 +184,8 @@ for label, tool, base in [
         ("**consume vs the transport limit** (bareconsumer: count only)", "flowrun-consume", "bareconsumer"),
         ("consume like for like (bareconsumer -decode: flowrun's jsondec into Arrow, no group, no commits)", "flowrun-consume", "bareconsumer-decode")]:
     rs = ratios(tool, base)
+    if not rs:
+        continue
     cs = [rd[base]["cpu_seconds"] / rd[tool]["cpu_seconds"] for rd in rounds if tool in rd and base in rd]
     print(f"- {label}: {statistics.median(rs) * 100:.0f}% (rounds: {', '.join(f'{x * 100:.0f}%' for x in rs)}); CPU efficiency {statistics.median(cs) * 100:.0f}%")
 PY
