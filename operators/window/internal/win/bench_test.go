@@ -15,6 +15,8 @@ import (
 
 	"github.com/flowrun/flowrun/dsl/types"
 	"github.com/flowrun/flowrun/operators/window/internal/win"
+	"github.com/flowrun/flowrun/operators/window/session"
+	"github.com/flowrun/flowrun/operators/window/sliding"
 	"github.com/flowrun/flowrun/operators/window/tumbling"
 	"github.com/flowrun/flowrun/runtime/batch"
 	"github.com/flowrun/flowrun/runtime/op"
@@ -146,6 +148,61 @@ func BenchmarkTumbling(b *testing.B) {
 			// moment.
 			b.ReportMetric(float64(state)/(1<<20), "state-MiB")
 		})
+	}
+}
+
+// BenchmarkKinds: the same posts and aggregates into a sliding window
+// (1m every 10s: each row in six windows) and a session window (gap 30s),
+// for 1,000 and 1,000,000 keys.
+func BenchmarkKinds(b *testing.B) {
+	aggs := `aggregate: {posts: count(), total_followers: sum(follower_count), avg_followers: avg(follower_count), video_share: avg(video), max_followers: max(follower_count)}`
+	for _, kind := range []struct {
+		name string
+		p    *op.Plugin
+		cfg  string
+	}{
+		{"sliding", sliding.Plugin, `{size: 1m, every: 10s, key: [category], event_time: ingested_at, max_state_rows: 10000000, max_state_bytes: 4GiB, ` + aggs + `}`},
+		{"session", session.Plugin, `{gap: 30s, key: [category], event_time: ingested_at, max_state_rows: 10000000, max_state_bytes: 4GiB, ` + aggs + `}`},
+	} {
+		for _, keys := range []int{1000, 1_000_000} {
+			b.Run(fmt.Sprintf("%s/keys=%d", kind.name, keys), func(b *testing.B) {
+				const nb = 512
+				batches := pinBatches(nb, keys, 10*time.Millisecond)
+				mk := func() *win.Window {
+					ctor, errs := prepareOn(b, kind.p, kind.cfg, pinSchema)
+					if len(errs) > 0 {
+						b.Fatal(errs.Render())
+					}
+					n, err := ctor(op.Resources{Node: "w", Alloc: memory.NewGoAllocator(), BatchRows: 4096, Clock: op.NewManualClock(time.Now())})
+					if err != nil {
+						b.Fatal(err)
+					}
+					return n.(*win.Window)
+				}
+				w := mk()
+				out := &discardOut{}
+				ctx := context.Background()
+				b.ReportAllocs()
+				b.ResetTimer()
+				cpu0 := cpuTime()
+				for i := range b.N {
+					rec := batches[i%nb]
+					rec.Retain()
+					if err := w.Process(ctx, batch.Batch{Rec: rec, Ack: batch.NewAck(nil)}, out); err != nil {
+						b.Fatal(err)
+					}
+					if i%nb == nb-1 {
+						if err := w.End(ctx, op.EndOfInput, out); err != nil {
+							b.Fatal(err)
+						}
+						w = mk()
+					}
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(b.N)*1024/b.Elapsed().Seconds(), "records/s")
+				b.ReportMetric(float64(b.N)*1024/(cpuTime()-cpu0).Seconds(), "records/cpu-s")
+			})
+		}
 	}
 }
 

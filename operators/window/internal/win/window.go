@@ -3,7 +3,6 @@ package win
 import (
 	"bytes"
 	"cmp"
-	"container/heap"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -358,7 +357,7 @@ func (w *Window) Process(ctx context.Context, in batch.Batch, out op.Output) err
 		if sl := &w.slots[s]; sl.live && sl.heapEnd != sl.end {
 			sl.ver++
 			sl.heapEnd = sl.end
-			heap.Push(&w.ends, endEntry{end: sl.end, slot: s, ver: sl.ver})
+			w.ends.push(endEntry{end: sl.end, slot: s, ver: sl.ver})
 		}
 	}
 	w.touched = w.touched[:0]
@@ -889,7 +888,7 @@ func (w *Window) emit(ctx context.Context, out op.Output) error {
 		hi := slices.Max(w.wms)
 		var later []endEntry // of partitions whose watermark is behind
 		for w.ends.Len() > 0 && w.ends[0].end <= hi {
-			e := heap.Pop(&w.ends).(endEntry)
+			e := w.ends.pop()
 			sl := &w.slots[e.slot]
 			if !sl.live || sl.ver != e.ver {
 				continue // stale: the session grew or was merged
@@ -903,7 +902,7 @@ func (w *Window) emit(ctx context.Context, out op.Output) error {
 			sl.acks = sl.acks[:0]
 		}
 		for _, e := range later {
-			heap.Push(&w.ends, e)
+			w.ends.push(e)
 		}
 		slices.SortFunc(done, func(a, b int32) int {
 			if c := cmp.Compare(w.slots[a].start, w.slots[b].start); c != 0 {
@@ -1412,16 +1411,46 @@ type endEntry struct {
 	ver  uint32
 }
 
+// endHeap is a min-heap of session ends (container/heap would box every
+// entry pushed into an interface: an allocation per session per batch).
 type endHeap []endEntry
 
-func (h endHeap) Len() int           { return len(h) }
-func (h endHeap) Less(i, j int) bool { return h[i].end < h[j].end }
-func (h endHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *endHeap) Push(x any)        { *h = append(*h, x.(endEntry)) }
-func (h *endHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	*h = old[:len(old)-1]
+func (h endHeap) Len() int { return len(h) }
+
+func (h *endHeap) push(e endEntry) {
+	*h = append(*h, e)
+	a := *h
+	for i := len(a) - 1; i > 0; {
+		p := (i - 1) / 2
+		if a[p].end <= a[i].end {
+			break
+		}
+		a[p], a[i] = a[i], a[p]
+		i = p
+	}
+}
+
+func (h *endHeap) pop() endEntry {
+	a := *h
+	e := a[0]
+	n := len(a) - 1
+	a[0] = a[n]
+	a = a[:n]
+	for i := 0; ; {
+		l, m := 2*i+1, i
+		if l < n && a[l].end < a[m].end {
+			m = l
+		}
+		if r := l + 1; r < n && a[r].end < a[m].end {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		a[i], a[m] = a[m], a[i]
+		i = m
+	}
+	*h = a
 	return e
 }
 
