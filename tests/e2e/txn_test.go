@@ -15,9 +15,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/flowrun/flowrun/internal/emulator"
 	"github.com/flowrun/flowrun/internal/testenv"
@@ -82,41 +79,8 @@ func TestIngestPartialFailureRetryStoresOnce(t *testing.T) {
 		t.Run(fmt.Sprint("transactional=", txn), func(t *testing.T) {
 			t.Parallel()
 			const topic, n = "posts", 40
-			c, err := kfake.NewCluster(kfake.NumBrokers(2), kfake.SeedTopics(2, topic))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			for p := range int32(2) {
-				if err := c.MoveTopicPartition(topic, p, p); err != nil {
-					t.Fatal(err)
-				}
-			}
-			var failing atomic.Bool
-			failing.Store(true)
-			var refused atomic.Int64
-			c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-				c.KeepControl()
-				if !failing.Load() || c.CurrentNode() != 1 {
-					return nil, nil, false
-				}
-				refused.Add(1)
-				pr := req.(*kmsg.ProduceRequest)
-				resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-				for _, rt := range pr.Topics {
-					st := kmsg.NewProduceResponseTopic()
-					st.Topic = rt.Topic
-					for _, p := range rt.Partitions {
-						sp := kmsg.NewProduceResponseTopicPartition()
-						sp.Partition = p.Partition
-						sp.ErrorCode = kerr.NotEnoughReplicas.Code
-						st.Partitions = append(st.Partitions, sp)
-					}
-					resp.Topics = append(resp.Topics, st)
-				}
-				return resp, nil, true
-			})
-			brokers := c.ListenAddrs()
+			kc := kafkatest.NewPartialCluster(t, topic)
+			brokers := kc.Addrs
 			listen := freeAddr(t)
 			ing := flowrun(t, "ingest", "pipelines/pinterest_ingest.yaml", map[string]string{
 				"KAFKA_BROKERS": brokers[0], "TOPIC": topic, "LISTEN": listen, "KAFKA_TRANSACTIONAL": fmt.Sprint(txn),
@@ -131,7 +95,7 @@ func TestIngestPartialFailureRetryStoresOnce(t *testing.T) {
 			if status != http.StatusServiceUnavailable {
 				t.Fatalf("batch while partition 1 fails: %d %v %s, want 503", status, err, answer)
 			}
-			if refused.Load() == 0 {
+			if kc.Refused.Load() == 0 {
 				t.Fatal("partition 1's broker was never asked")
 			}
 			inLog := idCounts(t, brokers, topic, sarama.ReadUncommitted)
@@ -144,7 +108,7 @@ func TestIngestPartialFailureRetryStoresOnce(t *testing.T) {
 				t.Fatalf("read_committed sees %d posts of a request answered 503", len(committed))
 			}
 
-			failing.Store(false) // the broker recovers; the client retries
+			kc.Failing.Store(false) // the broker recovers; the client retries
 			if status, answer, err := postBatch(ctx, client, url, body); status != http.StatusOK {
 				t.Fatalf("retry: %d %v %s, want 200", status, err, answer)
 			}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -38,54 +37,21 @@ func readIso(t *testing.T, addrs []string, topic string, iso sarama.IsolationLev
 }
 
 // TestTransactionAbortsPartialBatch: the broker of one partition refuses
-// the produce (NOT_ENOUGH_REPLICAS, retriable, until sarama's retries run
-// out) while the other stores its messages. (A non-retriable error fails
-// the messages of both brokers at about the same time, and sarama 1.61's
-// transaction manager then reads its last error outside its lock while
-// another goroutine sets it: a race inside sarama that -race reports.) In transactional mode
-// the batch's ack fails whole (not op.FailedRows: nothing of it counts as
-// stored), a read_committed consumer sees none of it although some of its
-// messages are in the log, and writing the batch again once the broker
-// is back stores each row exactly once.
+// the produce (kafkatest.PartialCluster: NOT_ENOUGH_REPLICAS, retriable,
+// until sarama's retries run out) while the other stores its messages. In
+// transactional mode the batch's ack fails whole (not op.FailedRows:
+// nothing of it counts as stored), a read_committed consumer sees none of
+// it although some of its messages are in the log, and writing the batch
+// again once the broker is back stores each row exactly once. (A
+// non-retriable error fails the messages of both brokers at about the same
+// time, and sarama 1.61's transaction manager then reads its last error
+// outside its lock while another goroutine sets it: a race inside sarama
+// that -race reports.)
 func TestTransactionAbortsPartialBatch(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(2), kfake.SeedTopics(2, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.MoveTopicPartition("t", 0, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.MoveTopicPartition("t", 1, 1); err != nil {
-		t.Fatal(err)
-	}
-	var failing atomic.Bool
-	failing.Store(true)
-	var refused atomic.Int64
-	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		if !failing.Load() || c.CurrentNode() != 1 {
-			return nil, nil, false
-		}
-		refused.Add(1)
-		pr := req.(*kmsg.ProduceRequest)
-		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range pr.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic = rt.Topic
-			for _, p := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = p.Partition
-				sp.ErrorCode = kerr.NotEnoughReplicas.Code // retriable: sarama retries, then fails the messages
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
+	c := kafkatest.NewPartialCluster(t, "t")
 	alloc := optest.Allocator(t)
 	s, err := New(op.Resources{Node: "out", Alloc: alloc},
-		Config{Brokers: c.ListenAddrs(), Topic: "t", Compression: "none", Partitioner: "roundrobin", MaxInFlight: 2, Retries: 1, RetryBackoff: 10 * time.Millisecond,
+		Config{Brokers: c.Addrs, Topic: "t", Compression: "none", Partitioner: "roundrobin", MaxInFlight: 2, Retries: 1, RetryBackoff: 10 * time.Millisecond,
 			Transactional: true, TransactionalID: "test-{node}", TransactionTimeout: 10 * time.Second, TransactionProducers: 1}, schema)
 	if err != nil {
 		t.Fatal(err)
@@ -118,19 +84,19 @@ func TestTransactionAbortsPartialBatch(t *testing.T) {
 	if !strings.Contains(errs[0].Error(), "aborted") {
 		t.Fatalf("ack error %q does not say the transaction was aborted", errs[0])
 	}
-	if refused.Load() == 0 {
+	if c.Refused.Load() == 0 {
 		t.Fatal("the broker of partition 1 was never asked")
 	}
 	// Partition 0 stored its messages (they are in the log) ...
-	if got := readIso(t, c.ListenAddrs(), "t", sarama.ReadUncommitted); len(got) == 0 || len(got) == 20 {
+	if got := readIso(t, c.Addrs, "t", sarama.ReadUncommitted); len(got) == 0 || len(got) == 20 {
 		t.Fatalf("read_uncommitted sees %v; want the messages of partition 0 only", got)
 	}
 	// ... but in an aborted transaction.
-	if got := readIso(t, c.ListenAddrs(), "t", sarama.ReadCommitted); len(got) != 0 {
+	if got := readIso(t, c.Addrs, "t", sarama.ReadCommitted); len(got) != 0 {
 		t.Fatalf("read_committed sees %v of an aborted transaction", got)
 	}
 
-	failing.Store(false) // the broker is back; the client retries
+	c.Failing.Store(false) // the broker is back; the client retries
 	if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, 0, 20), Ack: a.New()}); err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +110,7 @@ func TestTransactionAbortsPartialBatch(t *testing.T) {
 	if err := s.Close(ctx); err != nil {
 		t.Fatal("second Close:", err)
 	}
-	if got, want := fmt.Sprint(readIso(t, c.ListenAddrs(), "t", sarama.ReadCommitted)), fmt.Sprint(seq(0, 20)); got != want {
+	if got, want := fmt.Sprint(readIso(t, c.Addrs, "t", sarama.ReadCommitted)), fmt.Sprint(seq(0, 20)); got != want {
 		t.Fatalf("read_committed sees %s, want each row once: %s", got, want)
 	}
 	if s.StoredRows() != 20 {
