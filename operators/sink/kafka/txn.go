@@ -270,7 +270,11 @@ func (tp *txnProducer) transact(group []*tracker) {
 			settle(nil)
 			return
 		}
-		err = fmt.Errorf("kafka: commit: %w", err)
+		// The one answer that may be wrong: a commit the broker received
+		// and performed, whose answer was lost through all the retries.
+		settle(fmt.Errorf("kafka: commit of a transaction of %d messages to %s not confirmed; it is aborted unless the broker received the commit before failing: %w", n, pool.s.cfg.Topic, err))
+		tp.restart("failed commit", err)
+		return
 	}
 	settle(fmt.Errorf("kafka: transaction of %d messages to %s aborted, none of them committed: %w", n, pool.s.cfg.Topic, err))
 	tp.restart("failed transaction", err)

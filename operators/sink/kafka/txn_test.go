@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -172,6 +173,74 @@ func TestTransactionDeadline(t *testing.T) {
 	if took > 900*time.Millisecond {
 		t.Fatalf("the late batch was answered after %s, not at its deadline", took)
 	}
+	if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, 10, 20), Ack: a.New()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, errs := a.Get(); n != 2 || len(errs) != 1 {
+		t.Fatalf("acks %d, errors %v; want the second batch stored", n, errs)
+	}
+	if got, want := fmt.Sprint(readIso(t, c.ListenAddrs(), "t", sarama.ReadCommitted)), fmt.Sprint(seq(10, 20)); got != want {
+		t.Fatalf("read_committed sees %s, want only the second batch %s", got, want)
+	}
+}
+
+// TestTransactionCommitFails: the broker stores every message but refuses
+// the commit (EndTxn answered INVALID_TXN_STATE, not performed). The
+// batch's ack fails, the replaced producer's initialisation aborts the
+// transaction, a read_committed consumer sees none of the batch, and the
+// next batch is committed.
+func TestTransactionCommitFails(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var refuse atomic.Bool
+	refuse.Store(true)
+	var refused atomic.Int64
+	c.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		er := req.(*kmsg.EndTxnRequest)
+		if !refuse.Load() || !er.Commit {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		resp := er.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.InvalidTxnState.Code
+		return resp, nil, true
+	})
+	alloc := optest.Allocator(t)
+	s, err := New(op.Resources{Node: "out", Alloc: alloc},
+		Config{Brokers: c.ListenAddrs(), Topic: "t", Compression: "none", Partitioner: "roundrobin", MaxInFlight: 2, Retries: 1, RetryBackoff: 10 * time.Millisecond,
+			Transactional: true, TransactionalID: "test-commit", TransactionTimeout: 10 * time.Second, TransactionProducers: 1}, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a optest.Acks
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, 0, 10), Ack: a.New()}); err != nil {
+		t.Fatal(err)
+	}
+	for n, _ := a.Get(); n < 1; n, _ = a.Get() {
+		if ctx.Err() != nil {
+			t.Fatal("no ack")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, errs := a.Get(); len(errs) != 1 || !strings.Contains(errs[0].Error(), "commit") || refused.Load() == 0 {
+		t.Fatalf("ack errors %v (commits refused %d), want the failed commit", errs, refused.Load())
+	}
+	if got := readIso(t, c.ListenAddrs(), "t", sarama.ReadUncommitted); len(got) != 10 {
+		t.Fatalf("read_uncommitted sees %v, want the 10 messages in the log", got)
+	}
+	if got := readIso(t, c.ListenAddrs(), "t", sarama.ReadCommitted); len(got) != 0 {
+		t.Fatalf("read_committed sees %v of a transaction whose commit failed", got)
+	}
+	refuse.Store(false)
 	if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, 10, 20), Ack: a.New()}); err != nil {
 		t.Fatal(err)
 	}
