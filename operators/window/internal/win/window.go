@@ -194,7 +194,7 @@ type Window struct {
 	// unitSeq numbers units, so a key's cached group names its unit.
 	unitSeq uint32
 
-	sess    map[int32][]int32
+	sess    [][]int32 // by key id: its open sessions; emptied lists keep their room for the id's next key
 	ends    endHeap
 	fwd     map[int32]int32 // session slots merged during this batch
 	dead    []int32         // their frees, deferred past the batch's adds
@@ -241,7 +241,7 @@ func New(cfg *Config, r op.Resources) *Window {
 		r.Log = slog.Default()
 	}
 	w := &Window{cfg: cfg, res: r, keys: newKeyTable(),
-		units: map[ukey]*unit{}, sess: map[int32][]int32{}, fwd: map[int32]int32{},
+		units: map[ukey]*unit{}, fwd: map[int32]int32{},
 		parts: map[string]*part{}, wm: noTime, wms: []int64{noTime}, fixed: groupCost}
 	if cfg.Kind == Session {
 		w.fixed = sessionCost
@@ -797,6 +797,9 @@ func (w *Window) forget(u *unit) {
 // it bridges.
 func (w *Window) addSession(rec arrow.RecordBatch, r int32, t int64, k, g int32, wm int64, ack *batch.Ack, out op.Output) error {
 	lo, hi := t, t+w.cfg.Gap
+	if int(k) >= len(w.sess) {
+		w.sess = grow(w.sess, int(k)+1)
+	}
 	list := w.sess[k]
 	target := int32(-1)
 	keep := list[:0]
@@ -1011,11 +1014,7 @@ func (w *Window) unlinkSession(s int32) {
 	if i := slices.Index(list, s); i >= 0 {
 		list = slices.Delete(list, i, i+1)
 	}
-	if len(list) == 0 {
-		delete(w.sess, k)
-	} else {
-		w.sess[k] = list
-	}
+	w.sess[k] = list
 }
 
 // build writes the groups of chunk column by column.
@@ -1315,7 +1314,7 @@ func (w *Window) drop(err error) {
 		w.slots[i].acks = nil
 	}
 	w.units, w.last, w.spare = map[ukey]*unit{}, nil, nil
-	w.sess, w.ends = map[int32][]int32{}, nil
+	w.sess, w.ends = nil, nil
 	w.slots, w.slotKey, w.free, w.live = nil, nil, nil, 0
 	w.keys, w.newKeys = newKeyTable(), nil
 	w.newAccs()
