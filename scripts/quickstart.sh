@@ -100,7 +100,7 @@ offsets=$(sql -tAc "select coalesce(sum(next_offset), 0) from flowrun_offsets wh
 cat <<EOF
 
 posts accepted by the ingest API:     $accepted
-Kafka messages stored by the sinks:   $offsets   (flowrun_offsets, same transactions as the rows)
+Kafka offsets covered by the sinks:   $offsets   (flowrun_offsets, same transactions as the rows: the posts and the commit markers of the ingest API's Kafka transactions)
   pins (one per valid unique_id):     $pins   (select count(*) from $schema.pins)
   later versions of an existing pin:  $((accepted - dead - pins))   (upserted into the same row)
   dead letters:                       $dead   (select count(*) from $schema.dead_letters)
