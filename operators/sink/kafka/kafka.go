@@ -87,7 +87,11 @@ wants (the default, flowrun.{pipeline}.{node}.{host}, does that for one
 process per host; give two processes on one host different ids, e.g. with
 their listen address). After a failed transaction the producer is replaced
 by a new one with the same id, whose initialisation makes the broker abort
-the failed transaction. A process killed in the
+the failed transaction. A commit whose answer is lost (the broker may have
+performed it) is settled the same way, and then one of its messages is
+looked up with read_committed: the batches are acknowledged if it was
+committed, failed if not, and failed as unknown only when that cannot be
+told (Kafka unreachable). A process killed in the
 middle of a transaction leaves it open until the next start with its id or
 transaction_timeout; read_committed consumers of its partitions wait until
 then and never see its messages. With a dead_letter output, messages larger
@@ -285,7 +289,9 @@ type tracker struct {
 	// them is back from the producer; the ack waits for the commit.
 	send     []*sarama.ProducerMessage
 	back     chan struct{}
-	answered bool // the ack is done; the messages are not all back yet
+	answered bool  // the ack is done; the messages are not all back yet
+	part     int32 // partition and offset of one stored message (at -1: none yet)
+	at       int64
 }
 
 // answer fails the batch's ack before its messages are back (a transaction
@@ -474,10 +480,17 @@ func (s *Sink) results(p sarama.AsyncProducer) {
 				succ = nil
 				continue
 			}
+			t := m.Metadata.(*tracker)
 			if !txn {
 				s.stored.Add(1)
+			} else {
+				t.mu.Lock()
+				if t.at < 0 {
+					t.part, t.at = m.Partition, m.Offset
+				}
+				t.mu.Unlock()
 			}
-			m.Metadata.(*tracker).done(nil)
+			t.done(nil)
 		case e, ok := <-errs:
 			if !ok {
 				errs = nil
@@ -552,6 +565,7 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 		}
 	}
 	t.ack, t.n = b.Ack, n
+	t.at = -1
 	t.left.Store(int64(n))
 	// Values (and keys) are encoded back to back into the tracker's
 	// buffers first; the messages point into them once they stop growing.

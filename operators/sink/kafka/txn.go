@@ -16,6 +16,11 @@ package kafka
 // per group of batches. transaction_producers > 1 runs that many producers,
 // each with its own transactional id, taking groups from the same queue.
 //
+// A commit that fails may have been performed (its answer lost through all
+// the retries): the replacing producer settles it, and one of its messages
+// read with read_committed tells whether it was committed, so the answer
+// is still the truth (transact, committed).
+//
 // After a failed transaction the producer is replaced rather than asked to
 // abort: the new one's InitProducerId with the same transactional id makes
 // the coordinator abort what the old one left open (and fences it), without
@@ -24,6 +29,7 @@ package kafka
 // with the same id starts, or transaction_timeout.
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -33,6 +39,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/flowrun/flowrun/operators/kafkaclient"
 	"github.com/flowrun/flowrun/runtime/op"
 )
 
@@ -270,14 +277,67 @@ func (tp *txnProducer) transact(group []*tracker) {
 			settle(nil)
 			return
 		}
-		// The one answer that may be wrong: a commit the broker received
-		// and performed, whose answer was lost through all the retries.
-		settle(fmt.Errorf("kafka: commit of a transaction of %d messages to %s not confirmed; it is aborted unless the broker received the commit before failing: %w", n, pool.s.cfg.Topic, err))
+		// The commit may have been performed with its answer lost through
+		// all the retries: a new producer with the same id settles the
+		// transaction (the coordinator finishes a commit it began, aborts
+		// anything else), then one of its messages tells which it was.
 		tp.restart("failed commit", err)
+		committed, cerr := tp.committed(group)
+		switch {
+		case cerr != nil:
+			settle(fmt.Errorf("kafka: commit of a transaction of %d messages to %s not confirmed (%v), and whether it happened is unknown: %w", n, pool.s.cfg.Topic, cerr, err))
+		case committed:
+			pool.log.Warn("kafka: a commit reported as failed was performed", "transactional_id", tp.id, "messages", n, "err", err)
+			pool.committed.Add(1)
+			pool.s.stored.Add(int64(n))
+			settle(nil)
+		default:
+			settle(fmt.Errorf("kafka: transaction of %d messages to %s aborted after a failed commit, none of them committed: %w", n, pool.s.cfg.Topic, err))
+		}
 		return
 	}
 	settle(fmt.Errorf("kafka: transaction of %d messages to %s aborted, none of them committed: %w", n, pool.s.cfg.Topic, err))
 	tp.restart("failed transaction", err)
+}
+
+// committed tells whether group's transaction, which a replacing producer
+// has settled, was committed: whether a read_committed reader receives one
+// of its messages. An error means it cannot tell.
+func (tp *txnProducer) committed(group []*tracker) (bool, error) {
+	if tp.p == nil {
+		return false, errors.New("no producer could settle the transaction")
+	}
+	var p kafkaclient.Partition
+	at := int64(-1)
+	for _, t := range group {
+		t.mu.Lock()
+		if t.at >= 0 {
+			p, at = kafkaclient.Partition{Topic: tp.pool.s.cfg.Topic, Partition: t.part}, t.at
+		}
+		t.mu.Unlock()
+		if at >= 0 {
+			break
+		}
+	}
+	if at < 0 {
+		return false, errors.New("no message of the transaction was stored")
+	}
+	cfg := kafkaclient.NewConfig("flowrun-" + tp.pool.s.res.Node)
+	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
+	client, err := sarama.NewClient(tp.pool.addrs, cfg)
+	if err != nil {
+		return false, err
+	}
+	defer client.Close()
+	marks, err := kafkaclient.EndMarks(client, []string{p.Topic}, sarama.ReadCommitted)
+	if err != nil {
+		return false, err
+	}
+	if marks[p].High <= at {
+		// Still open: the new producer's initialisation did not end it.
+		return false, fmt.Errorf("partition %d: last stable offset %d not past the transaction's offset %d", p.Partition, marks[p].High, at)
+	}
+	return kafkaclient.HasData(client, p, at, at+1, sarama.ReadCommitted)
 }
 
 // restart replaces the producer after a failed transaction instead of

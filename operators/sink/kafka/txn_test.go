@@ -14,6 +14,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/flowrun/flowrun/operators/kafkaclient/kafkatest"
@@ -252,5 +253,86 @@ func TestTransactionCommitFails(t *testing.T) {
 	}
 	if got, want := fmt.Sprint(readIso(t, c.ListenAddrs(), "t", sarama.ReadCommitted)), fmt.Sprint(seq(10, 20)); got != want {
 		t.Fatalf("read_committed sees %s, want only the second batch %s", got, want)
+	}
+}
+
+// TestTransactionCommitAnswerLost: the broker performs the commit but its
+// answer is lost (here: the commit is performed through another
+// connection while the producer's own EndTxn is answered with an error).
+// The sink replaces the producer, finds the transaction committed and
+// acknowledges the batch: a 503 here would make the client send posts
+// that are already stored.
+func TestTransactionCommitAnswerLost(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	side, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer side.Close()
+	var lost, inner atomic.Bool
+	var commits atomic.Int64 // EndTxn commits from the producer
+	c.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		er := req.(*kmsg.EndTxnRequest)
+		if !inner.Load() && er.Commit {
+			commits.Add(1)
+		}
+		if inner.Load() || !er.Commit || lost.Load() {
+			return nil, nil, false
+		}
+		lost.Store(true)
+		// Perform the commit through another connection, then answer the
+		// producer as if it had failed.
+		done := make(chan error, 1)
+		go func() {
+			inner.Store(true)
+			defer inner.Store(false)
+			cp := *er
+			resp, err := cp.RequestWith(context.Background(), side)
+			if err == nil {
+				err = kerr.ErrorForCode(resp.ErrorCode)
+			}
+			done <- err
+		}()
+		var sideErr error
+		c.SleepControl(func() { sideErr = <-done })
+		if sideErr != nil {
+			t.Errorf("commit through the side connection: %v", sideErr)
+		}
+		resp := er.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.InvalidTxnState.Code
+		return resp, nil, true
+	})
+	alloc := optest.Allocator(t)
+	s, err := New(op.Resources{Node: "out", Alloc: alloc},
+		Config{Brokers: c.ListenAddrs(), Topic: "t", Compression: "none", Partitioner: "roundrobin", MaxInFlight: 2, Retries: 1, RetryBackoff: 10 * time.Millisecond,
+			Transactional: true, TransactionalID: "test-lost", TransactionTimeout: 10 * time.Second, TransactionProducers: 1}, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a optest.Acks
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := s.Write(ctx, batch.Batch{Rec: rows(alloc, 0, 10), Ack: a.New()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !lost.Load() || commits.Load() != 1 {
+		t.Fatalf("commit answers lost %v, commits sent %d; want one commit, its answer lost (no retry)", lost.Load(), commits.Load())
+	}
+	if n, errs := a.Get(); n != 1 || len(errs) != 0 {
+		t.Fatalf("acks %d, errors %v; want the batch acknowledged: its commit happened", n, errs)
+	}
+	if got, want := fmt.Sprint(readIso(t, c.ListenAddrs(), "t", sarama.ReadCommitted)), fmt.Sprint(seq(0, 10)); got != want {
+		t.Fatalf("read_committed sees %s, want %s", got, want)
+	}
+	if s.StoredRows() != 10 {
+		t.Fatalf("StoredRows %d, want 10", s.StoredRows())
 	}
 }
