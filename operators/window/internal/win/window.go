@@ -193,6 +193,11 @@ type Window struct {
 	spare []*unit // emitted units whose slices are reused
 	// unitSeq numbers units, so a key's cached group names its unit.
 	unitSeq uint32
+	// phases is size/every of a sliding window (up to 8, else 0): slide
+	// caches each key's group in each of the windows a row visits, by key
+	// id and window start / every mod phases: (unit id)<<32 | slot.
+	phases int
+	slide  []uint64
 
 	sess    [][]int32 // by key id: its open sessions; emptied lists keep their room for the id's next key
 	ends    endHeap
@@ -246,6 +251,9 @@ func New(cfg *Config, r op.Resources) *Window {
 	if cfg.Kind == Session {
 		w.fixed = sessionCost
 	}
+	if p := cfg.Size / max(cfg.Every, 1); cfg.Kind == Sliding && p > 1 && p <= 8 {
+		w.phases = int(p)
+	}
 	m := r.MetricsOrNop()
 	// The names and help of runtime/metrics.Catalog.
 	w.gRows = m.Gauge("flowrun_window_open_windows", "Windows holding state.")
@@ -280,7 +288,7 @@ func (w *Window) StateRows() int { return w.live }
 
 // StateBytes estimates the memory the open state holds.
 func (w *Window) StateBytes() int64 {
-	n := int64(w.live)*w.fixed + w.keys.bytes()
+	n := int64(w.live)*w.fixed + w.keys.bytes() + 8*int64(len(w.slide))
 	for _, a := range w.accs {
 		n += a.dyn()
 	}
@@ -696,17 +704,20 @@ func (w *Window) assign(rec arrow.RecordBatch, r int32, t int64, k, g int32, wm 
 		if end <= wm {
 			return w.lateRow(rec, r, t, wm, out, [][2]int64{{start, end}})
 		}
-		w.addTo(start, end, k, g, r, ack)
+		w.addTo(start, end, k, g, r, ack, w.keys.ids[k].refs == 0)
 	case Sliding:
 		last := floorDiv(t, w.cfg.Every) * w.cfg.Every
 		var missed [][2]int64
+		// A key with no group before this row has none in any of its
+		// windows but those this row opens: nothing to look up.
+		fresh := w.keys.ids[k].refs == 0
 		for start := last; start > t-w.cfg.Size; start -= w.cfg.Every {
 			end := start + w.cfg.Size
 			if end <= wm {
 				missed = append(missed, [2]int64{start, end})
 				continue
 			}
-			w.addTo(start, end, k, g, r, ack)
+			w.addTo(start, end, k, g, r, ack, fresh)
 		}
 		if len(missed) > 0 {
 			slices.Reverse(missed)
@@ -727,7 +738,8 @@ func floorDiv(a, b int64) int64 {
 }
 
 // addTo adds row r to the (start, key) group of a tumbling or sliding window.
-func (w *Window) addTo(start, end int64, k, g, r int32, ack *batch.Ack) {
+// fresh says the key had no group before this row.
+func (w *Window) addTo(start, end int64, k, g, r int32, ack *batch.Ack, fresh bool) {
 	u := w.last
 	if u == nil || u.start != start || u.group != g {
 		u = w.units[ukey{g, start}]
@@ -743,10 +755,37 @@ func (w *Window) addTo(start, end int64, k, g, r int32, ack *batch.Ack) {
 		u.acks = append(u.acks, ack)
 	}
 	e := &w.keys.ids[k]
+	if w.phases > 0 {
+		// Sliding: the key's group in each of the windows a row visits.
+		ph := floorDiv(start, w.cfg.Every) % int64(w.phases)
+		if ph < 0 {
+			ph += int64(w.phases)
+		}
+		i := int(k)*w.phases + int(ph)
+		if i >= len(w.slide) {
+			w.slide = grow(w.slide, (int(k)+1)*w.phases)
+		}
+		c := w.slide[i]
+		s := int32(uint32(c))
+		if uint32(c>>32) != u.id {
+			var ok bool
+			if !fresh {
+				s, ok = u.get(k, w.slotKey)
+			}
+			if !ok {
+				s = w.newSlot(start, end, k, g)
+				u.put(k, s)
+			}
+			w.slide[i] = uint64(u.id)<<32 | uint64(uint32(s))
+		}
+		w.rows = append(w.rows, r)
+		w.slotOf = append(w.slotOf, s)
+		return
+	}
 	s := e.lastSlot
 	if e.lastUnit != u.id {
 		var ok bool
-		if e.refs > 0 { // a new key has no group to look for
+		if !fresh { // a new key has no group to look for
 			s, ok = u.get(k, w.slotKey)
 		}
 		if !ok {
@@ -767,6 +806,7 @@ func (w *Window) newUnit(g int32, start, end int64) *unit {
 		for i := range w.keys.ids {
 			w.keys.ids[i].lastUnit = 0
 		}
+		clear(w.slide)
 		w.unitSeq = 1
 	}
 	if n := len(w.spare); n > 0 {
@@ -959,6 +999,9 @@ func (w *Window) emit(ctx context.Context, out op.Output) error {
 		w.forget(u)
 	}
 	w.keys.maybeSweep()
+	if w.live == 0 {
+		w.slide = w.slide[:0] // no key has a group to remember
+	}
 	return err
 }
 
@@ -1316,7 +1359,7 @@ func (w *Window) drop(err error) {
 	w.units, w.last, w.spare = map[ukey]*unit{}, nil, nil
 	w.sess, w.ends = nil, nil
 	w.slots, w.slotKey, w.free, w.live = nil, nil, nil, 0
-	w.keys, w.newKeys = newKeyTable(), nil
+	w.keys, w.newKeys, w.slide = newKeyTable(), nil, nil
 	w.newAccs()
 }
 
