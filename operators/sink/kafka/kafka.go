@@ -292,6 +292,7 @@ type tracker struct {
 	answered bool  // the ack is done; the messages are not all back yet
 	part     int32 // partition and offset of one stored message (at -1: none yet)
 	at       int64
+	noted    atomic.Bool // part and at are set
 }
 
 // answer fails the batch's ack before its messages are back (a transaction
@@ -483,12 +484,10 @@ func (s *Sink) results(p sarama.AsyncProducer) {
 			t := m.Metadata.(*tracker)
 			if !txn {
 				s.stored.Add(1)
-			} else {
-				t.mu.Lock()
-				if t.at < 0 {
-					t.part, t.at = m.Partition, m.Offset
-				}
-				t.mu.Unlock()
+			} else if t.noted.CompareAndSwap(false, true) {
+				// Only this goroutine writes them; the transaction reads
+				// them after every message is back.
+				t.part, t.at = m.Partition, m.Offset
 			}
 			t.done(nil)
 		case e, ok := <-errs:
@@ -566,6 +565,7 @@ func (s *Sink) Write(ctx context.Context, b batch.Batch) error {
 	}
 	t.ack, t.n = b.Ack, n
 	t.at = -1
+	t.noted.Store(false)
 	t.left.Store(int64(n))
 	// Values (and keys) are encoded back to back into the tracker's
 	// buffers first; the messages point into them once they stop growing.

@@ -310,12 +310,8 @@ func (tp *txnProducer) committed(group []*tracker) (bool, error) {
 	var p kafkaclient.Partition
 	at := int64(-1)
 	for _, t := range group {
-		t.mu.Lock()
 		if t.at >= 0 {
 			p, at = kafkaclient.Partition{Topic: tp.pool.s.cfg.Topic, Partition: t.part}, t.at
-		}
-		t.mu.Unlock()
-		if at >= 0 {
 			break
 		}
 	}
