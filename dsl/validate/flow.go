@@ -3,6 +3,7 @@ package validate
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/flowrun/flowrun/dsl/ast"
 	"github.com/flowrun/flowrun/dsl/spec"
@@ -26,6 +27,13 @@ type Flow struct {
 	// I/N), the source reads only its share of the input (the lake source
 	// with shard: files reads the files whose path hashes to I).
 	SplitByShard bool
+	// AckTimeout is how long the source waits for an acknowledgement
+	// before it gives up on the rows (the http source answers the request
+	// 503 after ack_timeout). A sink that could still store them later
+	// must give up first (the transactional kafka sink's
+	// transaction_deadline), or a failure answer would be followed by the
+	// rows being stored.
+	AckTimeout time.Duration
 }
 
 // FlowOperator is implemented by source operators whose input is unbounded

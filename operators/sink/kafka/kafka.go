@@ -200,6 +200,12 @@ func prepare(c *validate.Check) (*arrow.Schema, op.Constructor) {
 		if cfg.TransactionDeadline <= 0 {
 			c.Errorf(v.PosOf("transaction_deadline"), "'transaction_deadline' must be positive")
 		}
+		for _, u := range c.Upstream {
+			if u.Flow.AckTimeout > 0 && cfg.TransactionDeadline >= u.Flow.AckTimeout {
+				c.Errorf(v.PosOf("transaction_deadline"), "'transaction_deadline' (%s) must be below the ack_timeout (%s) of the %s source '%s': a transaction still running when its requests are answered 503 could commit their posts after all",
+					cfg.TransactionDeadline, u.Flow.AckTimeout, u.Type, u.Name)
+			}
+		}
 		if cfg.TransactionProducers < 1 {
 			c.Errorf(v.PosOf("transaction_producers"), "'transaction_producers' must be at least 1")
 		}

@@ -110,9 +110,10 @@ post carries that field itself.`,
 		),
 	},
 	Prepare: prepare,
-	Flow: func(*spec.Value, bool) validate.Flow {
+	Flow: func(cfg *spec.Value, _ bool) validate.Flow {
 		// An API has no end, not even with --once.
-		return validate.Flow{Unbounded: true, Commits: "requests would never be answered, only time out with 503"}
+		return validate.Flow{Unbounded: true, Commits: "requests would never be answered, only time out with 503",
+			AckTimeout: cfg.Duration("ack_timeout")}
 	},
 }
 
