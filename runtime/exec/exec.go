@@ -420,15 +420,7 @@ func (p *Pipeline) finishNode(hard context.Context, n *Node, out *output, runErr
 		if n.sinkDL != nil {
 			n.sinkDL.close()
 		}
-		for _, q := range n.outs {
-			q.producerDone(stopped)
-		}
-		if n.dead != nil {
-			n.dead.producerDone(stopped)
-		}
-		if n.late != nil {
-			n.late.producerDone(stopped)
-		}
+		out.closeOutputs(stopped)
 	}()
 	out.release()
 	if cerr := p.closeNode(hard, n, runErr); cerr != nil {

@@ -39,6 +39,46 @@ type output struct {
 	held    batch.Batch // the last batch emitted in this call, not yet pushed
 	hasHeld bool
 	sawIn   bool // a batch under inAck was emitted in this call
+
+	ended     bool      // EndInput was called: nothing more may be emitted
+	closeOnce sync.Once // the node's outputs are closed once (EndInput or finishNode)
+}
+
+// errInputEnded is what a source gets for emitting after EndInput.
+var errInputEnded = errors.New("the source emitted after it ended its input (op.InputEnder)")
+
+// EndInput implements op.InputEnder: pending dead letters go out, then the
+// node's outputs close as at the end of its input.
+func (o *output) EndInput(ctx context.Context) error {
+	if o.node.Section != ast.Sources {
+		return fmt.Errorf("EndInput is for sources; %q is not one", o.node.Name)
+	}
+	if o.ended {
+		return nil
+	}
+	if err := o.flushRejects(ctx, nil); err != nil {
+		return err
+	}
+	o.ended = true
+	o.closeOutputs(false)
+	return nil
+}
+
+// closeOutputs tells the queues the node writes to that it is done; stopped
+// says it ended on a graceful stop rather than at the end of its input.
+func (o *output) closeOutputs(stopped bool) {
+	o.closeOnce.Do(func() {
+		n := o.node
+		for _, q := range n.outs {
+			q.producerDone(stopped)
+		}
+		if n.dead != nil {
+			n.dead.producerDone(stopped)
+		}
+		if n.late != nil {
+			n.late.producerDone(stopped)
+		}
+	})
 }
 
 func (o *output) Schema() *arrow.Schema { return o.node.checked.Output }
@@ -88,6 +128,10 @@ func (o *output) finalFor(ack *batch.Ack) bool {
 }
 
 func (o *output) Emit(ctx context.Context, b batch.Batch) error {
+	if o.ended {
+		b.Release(errInputEnded)
+		return errInputEnded
+	}
 	rows := b.Rows()
 	if o.dlRow > 0 || o.lRow > 0 {
 		// Dead letters found while building this batch commit with it.
@@ -156,6 +200,10 @@ func (o *output) forward(ctx context.Context, b batch.Batch) error {
 // always ends it. On error every reference not pushed is released with
 // batch.ErrDropped.
 func (o *output) fanOut(ctx context.Context, qs []*queue, b batch.Batch) error {
+	if o.ended {
+		b.Release(errInputEnded)
+		return errInputEnded
+	}
 	if len(qs) == 0 {
 		b.Release(nil)
 		return nil

@@ -362,3 +362,76 @@ func TestEmitHonoursItsContext(t *testing.T) {
 		t.Fatalf("acks failed %d ok %d, want the one batch failed", acks.failed.Load(), acks.ok.Load())
 	}
 }
+
+// ackWaitingSource emits its batches, then (with end) ends its input and
+// waits for every ack before returning, as a --once Kafka source waits to
+// commit the offsets of what it read.
+type ackWaitingSource struct {
+	inner   countSource
+	end     bool
+	waited  time.Duration
+	emitErr error // what an Emit after EndInput returned
+}
+
+func (s *ackWaitingSource) Run(ctx context.Context, out op.Output) error {
+	if err := s.inner.Run(ctx, out); err != nil {
+		return err
+	}
+	if s.end {
+		if err := out.(op.InputEnder).EndInput(ctx); err != nil {
+			return err
+		}
+		s.emitErr = out.Emit(ctx, batch.Batch{Rec: array.NewRecordBatch(intSchema, []arrow.Array{emptyInts()}, 0), Ack: batch.NewAck(nil)})
+	}
+	t0 := time.Now()
+	for s.inner.acks.ok.Load()+s.inner.acks.failed.Load() < s.inner.acks.created.Load() {
+		if time.Since(t0) > 500*time.Millisecond {
+			break // a real source gives up after its drain timeout
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s.waited = time.Since(t0)
+	return nil
+}
+
+func emptyInts() arrow.Array {
+	b := array.NewInt64Builder(memory.DefaultAllocator)
+	defer b.Release()
+	return b.NewArray()
+}
+
+// TestEndInputLetsASourceWaitForItsAcks: an aggregate holds its input's acks
+// until its input ends. A source that waits for them before returning only
+// gets them if it ends its input first (op.InputEnder); then the aggregate
+// finalises (Flush, not a stop) and every ack succeeds while the source still
+// runs. Without EndInput the source waits in vain until its deadline. After
+// EndInput an Emit fails.
+func TestEndInputLetsASourceWaitForItsAcks(t *testing.T) {
+	for _, end := range []bool{true, false} {
+		t.Run(fmt.Sprintf("end=%v", end), func(t *testing.T) {
+			acks := &ackLog{}
+			src := &ackWaitingSource{inner: countSource{alloc: memory.DefaultAllocator, batches: 5, rows: 3, acks: acks}, end: end}
+			hold, sink := &heldTransform{}, &collectSink{}
+			res := build(t,
+				spec{name: "src", section: ast.Sources, inst: src, output: intSchema},
+				spec{name: "hold", section: ast.Transforms, inst: hold, from: []string{"src"}, output: intSchema},
+				spec{name: "out", section: ast.Sinks, inst: sink, from: []string{"hold"}},
+			)
+			if _, err := run(t, res, Options{}); err != nil {
+				t.Fatal(err)
+			}
+			if hold.flushes.Load() != 1 || acks.ok.Load() != 5 || sink.rows != 5 {
+				t.Fatalf("flushes %d, acks ok %d of 5, rows %d", hold.flushes.Load(), acks.ok.Load(), sink.rows)
+			}
+			if end && src.waited > 400*time.Millisecond {
+				t.Errorf("with EndInput the source waited %s for its acks", src.waited)
+			}
+			if !end && src.waited < 500*time.Millisecond {
+				t.Errorf("without EndInput the acks came after %s, before the input ended", src.waited)
+			}
+			if end && !errors.Is(src.emitErr, errInputEnded) {
+				t.Errorf("Emit after EndInput: %v, want errInputEnded", src.emitErr)
+			}
+		})
+	}
+}

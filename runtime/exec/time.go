@@ -165,6 +165,9 @@ func (p *Pipeline) control(ctx context.Context, t op.Transform, out *output, c o
 // EmitControl implements op.ControlOutput: c goes to every consumer after
 // the batches already emitted.
 func (o *output) EmitControl(ctx context.Context, c op.Control) error {
+	if o.ended {
+		return errInputEnded
+	}
 	for _, q := range o.node.outs {
 		if err := q.pushControl(o.ctx, c); err != nil {
 			return err

@@ -103,6 +103,18 @@ type ControlOutput interface {
 	EmitControl(ctx context.Context, c Control) error
 }
 
+// InputEnder is implemented by the Output the runtime gives a source.
+// EndInput tells every node downstream that this source's input has ended,
+// exactly as when Run returns (windows and aggregates finalise, sinks
+// commit what they hold), while Run goes on: a source that must wait for
+// the acks of what it emitted before it can commit them (a --once Kafka
+// run behind a sink that acknowledges only at the end of its input) would
+// otherwise wait for acks that come only after it returns. After EndInput
+// the source emits nothing more: Emit, Reject and EmitControl fail.
+type InputEnder interface {
+	EndInput(ctx context.Context) error
+}
+
 // ControlReceiver is implemented by transforms that act on control
 // messages (windows); the runtime passes the others on for them.
 type ControlReceiver interface {

@@ -128,7 +128,10 @@ yet committable; beyond that reading waits for the sinks.
 Undecodable messages go to the node's dead_letter output with the reason
 "topic/partition@offset: ...". With --once the source stops at the end of
 each partition as it was when the run started (also when the partition ends
-with transaction markers).`,
+with transaction markers); once every partition has sent its last batch the
+source ends its input, so nodes that acknowledge only at the end of their
+input (aggregate, windows, open lake files) finish and every offset read is
+committed before the run ends.`,
 		Example: `sources:
   posts:
     kafka:
@@ -304,6 +307,11 @@ type Source struct {
 	once    map[kafkaclient.Partition]kafkaclient.Marks // nil unless --once
 	done    map[kafkaclient.Partition]bool
 	allDone bool
+	// emitted holds the --once partitions that emitted their last batch;
+	// allEmitted is closed when all have (and the input was ended).
+	emitted    map[kafkaclient.Partition]bool
+	allEmitted chan struct{}
+	inputEnded bool
 
 	// onMark, when set (tests), is told after each mark what the claim of
 	// tp has marked (-1: nothing yet) and how many of its batches are
@@ -433,6 +441,7 @@ func (s *Source) Run(ctx context.Context, out op.Output) error {
 			return fmt.Errorf("kafka: %w", err)
 		}
 		s.once, s.done = map[kafkaclient.Partition]kafkaclient.Marks{}, map[kafkaclient.Partition]bool{}
+		s.emitted, s.allEmitted = map[kafkaclient.Partition]bool{}, make(chan struct{})
 		for p, m := range marks {
 			if m.High > m.Low {
 				s.once[p] = m
@@ -518,6 +527,43 @@ func (s *Source) partDone(p kafkaclient.Partition) {
 	if all {
 		stop()
 	}
+}
+
+// partEmitted records that a --once partition emitted its last batch. When
+// every one has, the source ends its input (op.InputEnder): nodes that hold
+// acks until the end of their input (an aggregate, a window, a lake file
+// still open) finalise now, so the claims' drain gets the acks it waits for
+// and commits every offset read. Without it they waited the whole
+// drain_timeout for acks that came only after Run returned, and left those
+// offsets to be read again by the next run.
+func (s *Source) partEmitted(p kafkaclient.Partition) {
+	s.errMu.Lock()
+	if s.emitted == nil || s.inputEnded {
+		s.errMu.Unlock()
+		return
+	}
+	s.emitted[p] = true
+	all := true
+	for q := range s.once {
+		if !s.emitted[q] {
+			all = false
+			break
+		}
+	}
+	s.inputEnded = all
+	s.errMu.Unlock()
+	if !all {
+		return
+	}
+	if ie, ok := s.out.(op.InputEnder); ok {
+		s.outMu.Lock()
+		err := ie.EndInput(s.ctx)
+		s.outMu.Unlock()
+		if err != nil {
+			s.fail(fmt.Errorf("kafka: ending the input: %w", err))
+		}
+	}
+	close(s.allEmitted)
 }
 
 type handler struct {
@@ -606,6 +652,9 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			c.next = m.High
 		}
 		if !ok || c.next >= m.High {
+			if ok {
+				s.partEmitted(tp)
+			}
 			s.partDone(tp)
 			return idle(claim)
 		}
@@ -974,6 +1023,14 @@ func (c *claim) end(claim sarama.ConsumerGroupClaim, high int64) error {
 		return c.stopped(err)
 	}
 	c.tr.skip(high - 1)
+	// Drain only once every partition has emitted its last batch and the
+	// input has ended: before that, acks a node holds until the end of its
+	// input cannot come.
+	c.s.partEmitted(c.tp)
+	select {
+	case <-c.s.allEmitted:
+	case <-c.sess.Context().Done():
+	}
 	if err := c.finish(); err != nil {
 		return err
 	}
