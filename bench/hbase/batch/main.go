@@ -53,6 +53,7 @@ func main() {
 	rounds := flag.Int("rounds", 2, "timed rounds, each of raw and flowrun (who goes first turns)")
 	rawOrder := flag.String("raw", "shuffled", "raw side's row order: shuffled (flowrun's), sorted (by key, a scan's), or both (each round runs both)")
 	keep := flag.Bool("keep", false, "keep the tables")
+	compare := flag.String("compare", "", "another flowrun binary (an older build) to run as one more phase of each round, for an A/B in the same run")
 	flag.Parse()
 	ctx := context.Background()
 	var orders []string
@@ -113,7 +114,7 @@ func main() {
 
 	// flowrunRun runs the whole batch pipeline for the interval into fresh
 	// tables: its time, CPU, peak RSS and the posts table.
-	flowrunRun := func(tag string) (time.Duration, time.Duration, int64, string) {
+	flowrunRun := func(bin, tag string) (time.Duration, time.Duration, int64, string) {
 		pins, daily, dead := create("bench_pins_"+tag, "t", "n"), create("bench_daily_"+tag, "s"), create("bench_dead_"+tag, "d")
 		cmd := exec.Command(bin, "run", "pipelines/pinterest_batch.yaml", "--interval", "2026-11-24", "--history", history, "--force", "-q",
 			"--set", "LAKE="+lake, "--set", "HBASE_THRIFT_ADDR="+*thrift,
@@ -150,7 +151,7 @@ func main() {
 
 	// Warm-up (untimed): it also writes the rows the raw side sends.
 	fmt.Println("warm-up: flowrun run pinterest_batch (untimed)")
-	_, _, _, source := flowrunRun("warm")
+	_, _, _, source := flowrunRun(bin, "warm")
 	// The rows flowrun wrote, read back.
 	admin := dial()
 	rows, err := admin.Scan(ctx, source, nil, nil, 0)
@@ -180,17 +181,29 @@ func main() {
 		// The phases take turns going first: the one after a phase
 		// meets HBase still flushing and compacting what it wrote.
 		phases := append(append([]string(nil), orders...), "flowrun")
+		if *compare != "" {
+			phases = append(phases, "compare")
+		}
 		k := (r - 1) % len(phases)
 		phases = append(phases[k:], phases[:k]...)
 		rawRate := map[string]float64{}
-		var rate float64
+		var rate, cmpRate float64
 		for _, o := range phases {
-			if o == "flowrun" {
-				took, cpu, rss, _ := flowrunRun(strconv.Itoa(r))
-				rate = float64(stored) / took.Seconds()
-				flowrunRates = append(flowrunRates, rate)
-				fmt.Printf("round %d  flowrun lake → clean → HBase: %s, %.0f rows/s, peak RSS %.0f MiB, CPU %s\n",
-					r, took.Round(time.Millisecond), rate, float64(rss)/1024, cpu.Round(time.Millisecond))
+			if o == "flowrun" || o == "compare" {
+				b, name := bin, "flowrun"
+				if o == "compare" {
+					b, name = *compare, "flowrun "+*compare
+				}
+				took, cpu, rss, _ := flowrunRun(b, o+strconv.Itoa(r))
+				x := float64(stored) / took.Seconds()
+				if o == "flowrun" {
+					rate = x
+					flowrunRates = append(flowrunRates, rate)
+				} else {
+					cmpRate = x
+				}
+				fmt.Printf("round %d  %s lake → clean → HBase: %s, %.0f rows/s, peak RSS %.0f MiB, CPU %s\n",
+					r, name, took.Round(time.Millisecond), x, float64(rss)/1024, cpu.Round(time.Millisecond))
 				continue
 			}
 			raw := create(fmt.Sprintf("bench_raw_%s_%d", o, r), "t", "n")
@@ -204,6 +217,14 @@ func main() {
 		for _, o := range orders {
 			ratios[o] = append(ratios[o], rate/rawRate[o])
 			fmt.Printf("round %d  flowrun / raw %s: %.0f %%\n", r, o, 100*rate/rawRate[o])
+			if *compare != "" {
+				ratios["compare "+o] = append(ratios["compare "+o], cmpRate/rawRate[o])
+				fmt.Printf("round %d  %s / raw %s: %.0f %%\n", r, *compare, o, 100*cmpRate/rawRate[o])
+			}
+		}
+		if *compare != "" {
+			ratios["ab"] = append(ratios["ab"], rate/cmpRate)
+			fmt.Printf("round %d  flowrun / %s: %.0f %%\n", r, *compare, 100*rate/cmpRate)
 		}
 		fmt.Printf("round %d  load %s\n", r, loadavg())
 		dropTables()
@@ -213,12 +234,21 @@ func main() {
 		fmt.Printf(", raw %s %.0f rows/s", o, median(rawRates[o]))
 	}
 	fmt.Println()
-	for _, o := range orders {
-		fmt.Printf("flowrun / raw %s, median of per-round ratios: %.0f %% (rounds:", o, 100*median(ratios[o]))
-		for _, x := range ratios[o] {
+	report := func(label, key string) {
+		fmt.Printf("%s, median of per-round ratios: %.0f %% (rounds:", label, 100*median(ratios[key]))
+		for _, x := range ratios[key] {
 			fmt.Printf(" %.0f %%", 100*x)
 		}
 		fmt.Println(")")
+	}
+	for _, o := range orders {
+		report("flowrun / raw "+o, o)
+		if *compare != "" {
+			report(*compare+" / raw "+o, "compare "+o)
+		}
+	}
+	if *compare != "" {
+		report("flowrun / "+*compare, "ab")
 	}
 }
 
