@@ -162,6 +162,11 @@ cmd_up() {
 	fi
 	if ! running master; then
 		if [[ -d $DATA/data && $keep != 1 ]]; then
+			# Gateways of a dead master go first: their pid files are
+			# among the leftovers, and once those are gone they would hold
+			# the Thrift2 and REST ports as strangers.
+			stop_one rest
+			stop_one thrift2
 			log "removing leftovers of a stopped HBase in $DATA"
 			rm -rf "$DATA"
 		fi
