@@ -22,6 +22,11 @@ type exitError struct{ code int }
 
 func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
+// Permanent implements op.PermanentError: an exitError reports a pipeline
+// that is not valid (its errors already printed), which a retry of the same
+// file would find again.
+func (e *exitError) Permanent() bool { return true }
+
 // loadPipeline reads, parses and validates the pipeline at path. Variables
 // come from --set NAME=VALUE overrides first, then the environment. err is
 // for problems outside the file (unreadable, a malformed --set); errs holds

@@ -285,3 +285,18 @@ func (SystemClock) Now() time.Time { return time.Now() }
 
 // After waits for d on the wall clock.
 func (SystemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// PermanentError is implemented by errors that running the same input
+// again would repeat (the data exceeds a configured bound, the pipeline is
+// not valid): a scheduler records the run as failed for good instead of
+// retrying it after a back-off.
+type PermanentError interface {
+	error
+	Permanent() bool
+}
+
+// IsPermanent reports whether err (or an error it wraps) is permanent.
+func IsPermanent(err error) bool {
+	var p PermanentError
+	return errors.As(err, &p) && p.Permanent()
+}

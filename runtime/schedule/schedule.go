@@ -262,8 +262,8 @@ func (s *Scheduler) pick(h *History, p Pipeline, now time.Time) (job *Job, skipp
 			// Another process (a manual run) has it; look again later.
 			return nil, nil, now.Add(30 * time.Second)
 		case Failed, Interrupted:
-			if st.last.Attempt > sc.Retries {
-				continue // retries exhausted: final
+			if st.last.Attempt > sc.Retries || st.last.Final {
+				continue // retries exhausted, or a failure a retry would repeat: final
 			}
 			at := st.last.Ended.Add(backoff(sc, st.last.Attempt))
 			if now.Before(at) {
@@ -344,8 +344,8 @@ func (s *Scheduler) pickShards(h *History, p Pipeline, now time.Time, slots int)
 					soon(now.Add(30 * time.Second))
 					continue
 				case Failed, Interrupted:
-					if last.Attempt > sc.Retries {
-						continue // retries exhausted: final
+					if last.Attempt > sc.Retries || last.Final {
+						continue // retries exhausted, or a failure a retry would repeat: final
 					}
 					pending = true
 					if at := last.Ended.Add(backoff(sc, last.Attempt)); now.Before(at) {
@@ -388,7 +388,7 @@ func (s *Scheduler) execute(j Job, started time.Time) {
 			r.Error += ": " + err.Error()
 		}
 	case err != nil:
-		r.Status, r.Error = Failed, err.Error()
+		r.Status, r.Error, r.Final = Failed, err.Error(), op.IsPermanent(err)
 	}
 	if err := s.store.Append(r); err != nil {
 		s.o.Log.Error("schedule: recording a run failed", "run", r.ID, "err", err)

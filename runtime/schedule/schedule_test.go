@@ -279,6 +279,61 @@ func TestRetryBackoff(t *testing.T) {
 
 // TestConcurrencyLimit: at most MaxActive runs at once over all pipelines,
 // one per pipeline; a waiting pipeline starts when a slot frees.
+// permanentErr is a failure a retry would repeat (op.PermanentError).
+type permanentErr struct{}
+
+func (permanentErr) Error() string   { return "dedupe: max_keys reached" }
+func (permanentErr) Permanent() bool { return true }
+
+// TestPermanentFailureIsNotRetried: a run failing with an error that a retry
+// would repeat (a bound the day's data exceeds) is recorded final and not
+// retried, even with retries left; the next interval still runs. Its shards
+// are treated alike.
+func TestPermanentFailureIsNotRetried(t *testing.T) {
+	for _, shards := range []int{0, 2} {
+		t.Run(fmt.Sprintf("shards=%d", shards), func(t *testing.T) {
+			st := newStore(t)
+			t0 := day(25).Add(time.Minute)
+			clock := &fakeClock{now: t0}
+			rec := &recorder{fail: func(j Job) error {
+				if j.Interval.Start.Day() == 24 {
+					return fmt.Errorf("node unique: %w", permanentErr{})
+				}
+				return nil
+			}}
+			p := Pipeline{Name: "p", Shards: shards, Sched: sched(t, "@daily", ast.ScheduleOpts{Retries: opt("3"), RetryBackoff: opt("10m")})}
+			s := New(st, []Pipeline{p}, Options{Clock: clock, Run: rec.run})
+			for _, at := range []time.Duration{0, time.Second, 10 * time.Minute, 30 * time.Minute, 2 * time.Hour, 24 * time.Hour, 24*time.Hour + time.Second} {
+				clock.Set(t0.Add(at))
+				if _, _, err := s.Step(); err != nil {
+					t.Fatal(err)
+				}
+				s.Wait()
+			}
+			h, _ := st.Load()
+			var on24, on25 int
+			for _, r := range h.Runs {
+				switch r.Start.Day() {
+				case 24:
+					on24++
+					if r.Status != Failed || !r.Final || r.Attempt != 1 || !strings.Contains(r.Error, "max_keys") {
+						t.Errorf("run of the 24th: %+v, want attempt 1 failed for good", r)
+					}
+				case 25:
+					on25++
+					if r.Status != Succeeded {
+						t.Errorf("run of the 25th: %s", r.Status)
+					}
+				}
+			}
+			want := max(shards, 1)
+			if on24 != want || on25 != want {
+				t.Errorf("runs of the 24th %d, of the 25th %d; want %d each (no retry):\n%v", on24, on25, want, history(t, st))
+			}
+		})
+	}
+}
+
 func TestConcurrencyLimit(t *testing.T) {
 	st := newStore(t)
 	clock := &fakeClock{now: day(25).Add(time.Minute)}

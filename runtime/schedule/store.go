@@ -43,8 +43,12 @@ type Run struct {
 	Ended    time.Time        `json:"ended,omitzero"`
 	Rows     map[string]int64 `json:"rows,omitempty"` // rows per node
 	Error    string           `json:"error,omitempty"`
-	Host     string           `json:"host,omitempty"`
-	PID      int              `json:"pid,omitempty"`
+	// Final marks a failure that running the interval again would repeat
+	// (op.IsPermanent: a bound the data exceeds, an invalid pipeline): it
+	// is not retried. A run by hand (flowrun run --interval) still may.
+	Final bool   `json:"final,omitempty"`
+	Host  string `json:"host,omitempty"`
+	PID   int    `json:"pid,omitempty"`
 	// Shard is "I/N" for a run of one shard of the interval (flowrun run
 	// --shard); empty for a run of the whole interval. Shard runs have their
 	// own attempts; the interval is succeeded when every shard of some N

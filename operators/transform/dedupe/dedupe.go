@@ -137,6 +137,10 @@ func (e *ErrFull) Error() string {
 		"or set on_full: forget_oldest to forget the oldest keys (counted in flowrun_dedupe_forgotten_keys_total)", e.MaxKeys)
 }
 
+// Permanent implements op.PermanentError: the same input would fill the
+// keys again, so a scheduler does not retry the run.
+func (e *ErrFull) Permanent() bool { return true }
+
 type seen struct {
 	key string
 	at  int64

@@ -139,7 +139,9 @@ func TestPinterestPipeline(t *testing.T) {
 
 // TestDedupeFullNamesTheNode: a dedupe past max_keys stops the run with an
 // error that names the node and the bound (on_full: error, the default),
-// or lets the run finish (forget_oldest).
+// or lets the run finish (forget_oldest). The error is permanent
+// (op.IsPermanent through the runtime's wrapping), so a scheduler does not
+// retry it.
 func TestDedupeFullNamesTheNode(t *testing.T) {
 	for _, tc := range []struct{ onFull, err string }{
 		{"", `node "unique": dedupe: a new key arrived with max_keys (1000) keys held; forgetting one would let a later repeat of it pass unnoticed, so the run stops.`},
@@ -176,6 +178,8 @@ sinks:
 			t.Errorf("%q: %v", tc.onFull, err)
 		case tc.err != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.err)):
 			t.Errorf("%q: error %v\nwant it to start with %s", tc.onFull, err, tc.err)
+		case tc.err != "" && !op.IsPermanent(err):
+			t.Errorf("%q: the pipeline's error %v is not permanent: a scheduler would retry a run that fills the keys again", tc.onFull, err)
 		case tc.err == "" && sink.rows["pins"] < 2900:
 			t.Errorf("%q: %d rows passed", tc.onFull, sink.rows["pins"])
 		}
