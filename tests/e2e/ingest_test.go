@@ -40,12 +40,8 @@ func TestIngestToKafkaReadBackWithKcat(t *testing.T) {
 	if err := kafkaclient.CreateTopics(brokers, 4, topic); err != nil {
 		t.Fatal(err)
 	}
-	listen := freeAddr(t)
 	t0 := time.Now()
-	p := flowrun(t, "ingest", "pipelines/pinterest_ingest.yaml", map[string]string{
-		"KAFKA_BROKERS": brokers[0], "TOPIC": topic, "LISTEN": listen,
-	}, nil)
-	waitReady(t, p, listen, 20*time.Second)
+	p, listen := startIngest(t, map[string]string{"KAFKA_BROKERS": brokers[0], "TOPIC": topic}, nil, 20*time.Second)
 	t.Logf("ingest ready in %s", time.Since(t0).Round(time.Millisecond))
 
 	rep, err := emulator.Run(testContext(t), emulator.Config{
@@ -157,11 +153,7 @@ func TestKafkaDownIngestReturns503(t *testing.T) {
 	}) || brokerAddr == "" {
 		t.Fatalf("broker did not print its address within 15s (exited %v)", br.exited())
 	}
-	listen := freeAddr(t)
-	ing := flowrun(t, "ingest", "pipelines/pinterest_ingest.yaml", map[string]string{
-		"KAFKA_BROKERS": "embedded", "TOPIC": topic, "LISTEN": listen,
-	}, []string{kafkaclient.EnvEmbeddedAddr + "=" + brokerAddr})
-	waitReady(t, ing, listen, 20*time.Second)
+	ing, listen := startIngest(t, map[string]string{"KAFKA_BROKERS": "embedded", "TOPIC": topic}, []string{kafkaclient.EnvEmbeddedAddr + "=" + brokerAddr}, 20*time.Second)
 	url := "http://" + listen + "/v1/posts"
 	want := generate(seed, 4000)
 
@@ -375,11 +367,7 @@ func TestUnstorablePostFailsOnlyItsRequest(t *testing.T) {
 	if err := kafkaclient.CreateTopics(brokers, 4, topic); err != nil {
 		t.Fatal(err)
 	}
-	listen := freeAddr(t)
-	p := flowrun(t, "ingest", "pipelines/pinterest_ingest.yaml", map[string]string{
-		"KAFKA_BROKERS": brokers[0], "TOPIC": topic, "LISTEN": listen,
-	}, nil)
-	waitReady(t, p, listen, 20*time.Second)
+	p, listen := startIngest(t, map[string]string{"KAFKA_BROKERS": brokers[0], "TOPIC": topic}, nil, 20*time.Second)
 
 	type post struct {
 		path, body string
@@ -605,11 +593,7 @@ func TestSlowSendersDoNotLockOutPosters(t *testing.T) {
 	if err := kafkaclient.CreateTopics(brokers, 1, topic); err != nil {
 		t.Fatal(err)
 	}
-	listen := freeAddr(t)
-	p := flowrun(t, "ingest", "pipelines/pinterest_ingest.yaml", map[string]string{
-		"KAFKA_BROKERS": brokers[0], "TOPIC": topic, "LISTEN": listen,
-	}, nil)
-	waitReady(t, p, listen, 20*time.Second)
+	_, listen := startIngest(t, map[string]string{"KAFKA_BROKERS": brokers[0], "TOPIC": topic}, nil, 20*time.Second)
 
 	const slow = 1100
 	conns := make([]net.Conn, 0, slow)

@@ -197,6 +197,18 @@ func (p *proc) stop(t *testing.T) time.Duration {
 	return time.Since(t0)
 }
 
+// startIngest starts pipelines/pinterest_ingest.yaml on a free local
+// address with vars (LISTEN added) and env, and waits up to ready for it to
+// answer /readyz; it returns the process and the address.
+func startIngest(t *testing.T, vars map[string]string, env []string, ready time.Duration) (*proc, string) {
+	t.Helper()
+	listen := freeAddr(t)
+	vars["LISTEN"] = listen
+	p := flowrun(t, "ingest", "pipelines/pinterest_ingest.yaml", vars, env)
+	waitReady(t, p, listen, ready)
+	return p, listen
+}
+
 // flowrun starts `flowrun run PIPELINE [--set K=V ...] [extra...]`.
 func flowrun(t *testing.T, name, pipeline string, sets map[string]string, env []string, extra ...string) *proc {
 	t.Helper()

@@ -70,11 +70,7 @@ func TestRealKafkaOutageIngestRecovers(t *testing.T) {
 	t.Parallel()
 	k := newPrivateKafka(t)
 	topic := kafkatest.Topic(t)
-	listen := freeAddr(t)
-	ing := flowrun(t, "ingest", "pipelines/pinterest_ingest.yaml", map[string]string{
-		"KAFKA_BROKERS": k.addr, "TOPIC": topic, "LISTEN": listen,
-	}, nil)
-	waitReady(t, ing, listen, 30*time.Second)
+	ing, listen := startIngest(t, map[string]string{"KAFKA_BROKERS": k.addr, "TOPIC": topic}, nil, 30*time.Second)
 	url := "http://" + listen + "/v1/posts"
 	ctx := testContext(t)
 

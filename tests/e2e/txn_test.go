@@ -81,11 +81,7 @@ func TestIngestPartialFailureRetryStoresOnce(t *testing.T) {
 			const topic, n = "posts", 40
 			kc := kafkatest.NewPartialCluster(t, topic)
 			brokers := kc.Addrs
-			listen := freeAddr(t)
-			ing := flowrun(t, "ingest", "pipelines/pinterest_ingest.yaml", map[string]string{
-				"KAFKA_BROKERS": brokers[0], "TOPIC": topic, "LISTEN": listen, "KAFKA_TRANSACTIONAL": fmt.Sprint(txn),
-			}, nil)
-			waitReady(t, ing, listen, 20*time.Second)
+			ing, listen := startIngest(t, map[string]string{"KAFKA_BROKERS": brokers[0], "TOPIC": topic, "KAFKA_TRANSACTIONAL": fmt.Sprint(txn)}, nil, 20*time.Second)
 			ctx := testContext(t)
 			client := &http.Client{Timeout: 60 * time.Second}
 			url := "http://" + listen + "/v1/posts/batch"
@@ -148,11 +144,7 @@ func TestTransactionalIngestReadOnceByKafkaSource(t *testing.T) {
 	if err := kafkaclient.CreateTopics(brokers, 4, topic); err != nil {
 		t.Fatal(err)
 	}
-	listen := freeAddr(t)
-	ing := flowrun(t, "ingest", "pipelines/pinterest_ingest.yaml", map[string]string{
-		"KAFKA_BROKERS": brokers[0], "TOPIC": topic, "LISTEN": listen,
-	}, nil)
-	waitReady(t, ing, listen, 20*time.Second)
+	ing, listen := startIngest(t, map[string]string{"KAFKA_BROKERS": brokers[0], "TOPIC": topic}, nil, 20*time.Second)
 	ctx := testContext(t)
 	single, err := emulator.Run(ctx, emulator.Config{URL: "http://" + listen + "/v1/posts", Count: n / 2, Posters: 16, Seed: seed})
 	if err != nil {

@@ -11,13 +11,14 @@ import (
 
 // PartialCluster is an in-process Kafka-protocol cluster (kfake) of two
 // brokers whose topic has one partition on each. While Failing is set,
-// the broker of partition 1 answers produce requests NOT_ENOUGH_REPLICAS
-// (retriable: a broker that lost its replicas) and partition 0 stores
-// them: a Kafka that fails part-way through a batch. Tests outside the
+// the broker of partition 1 answers produce requests with Code
+// (NOT_ENOUGH_REPLICAS unless set: retriable, a broker that lost its
+// replicas) and partition 0 stores them: a Kafka that fails part-way through a batch. Tests outside the
 // kafka folders use it without importing kfake.
 type PartialCluster struct {
 	Addrs   []string
 	Failing atomic.Bool
+	Code    atomic.Int32 // the error code partition 1 answers; set before producing
 	Refused atomic.Int64 // produce requests refused so far
 }
 
@@ -37,6 +38,7 @@ func NewPartialCluster(t testing.TB, topic string) *PartialCluster {
 	}
 	pc := &PartialCluster{Addrs: c.ListenAddrs()}
 	pc.Failing.Store(true)
+	pc.Code.Store(int32(kerr.NotEnoughReplicas.Code))
 	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		if !pc.Failing.Load() || c.CurrentNode() != 1 {
@@ -51,7 +53,7 @@ func NewPartialCluster(t testing.TB, topic string) *PartialCluster {
 			for _, p := range rt.Partitions {
 				sp := kmsg.NewProduceResponseTopicPartition()
 				sp.Partition = p.Partition
-				sp.ErrorCode = kerr.NotEnoughReplicas.Code
+				sp.ErrorCode = int16(pc.Code.Load())
 				st.Partitions = append(st.Partitions, sp)
 			}
 			resp.Topics = append(resp.Topics, st)

@@ -16,7 +16,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/flowrun/flowrun/dsl/exprc"
 	"github.com/flowrun/flowrun/dsl/spec"
@@ -389,39 +388,10 @@ func TestOversizeRejectsBatchUnwritten(t *testing.T) {
 // of one partition and stores those of the other, the batch's ack fails
 // with op.FailedRows naming exactly the rows that were not stored.
 func TestPartialFailureNamesFailedRows(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(2), kfake.SeedTopics(2, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.MoveTopicPartition("t", 0, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.MoveTopicPartition("t", 1, 1); err != nil {
-		t.Fatal(err)
-	}
-	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		if c.CurrentNode() != 1 {
-			return nil, nil, false
-		}
-		pr := req.(*kmsg.ProduceRequest)
-		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range pr.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic = rt.Topic
-			for _, p := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = p.Partition
-				sp.ErrorCode = kerr.PolicyViolation.Code // not retriable
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
+	c := kafkatest.NewPartialCluster(t, "t")
+	c.Code.Store(int32(kerr.PolicyViolation.Code)) // not retriable
 	s, err := New(op.Resources{Node: "out", Alloc: memory.DefaultAllocator},
-		Config{Brokers: c.ListenAddrs(), Topic: "t", Compression: "none", Partitioner: "roundrobin", MaxInFlight: 2, Retries: 1, RetryBackoff: 10 * time.Millisecond}, schema)
+		Config{Brokers: c.Addrs, Topic: "t", Compression: "none", Partitioner: "roundrobin", MaxInFlight: 2, Retries: 1, RetryBackoff: 10 * time.Millisecond}, schema)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +417,7 @@ func TestPartialFailureNamesFailedRows(t *testing.T) {
 		failed[int64(i)] = true
 	}
 	var stored []int64
-	for _, m := range readAll(t, c.ListenAddrs(), "t") {
+	for _, m := range readAll(t, c.Addrs, "t") {
 		var r row
 		if err := json.Unmarshal(m.Value, &r); err != nil {
 			t.Fatal(err)
