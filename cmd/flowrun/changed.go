@@ -35,7 +35,6 @@ const (
 type yamlHead struct {
 	Flowrun yaml.Node `yaml:"flowrun"`
 	Include yaml.Node `yaml:"include"`
-	Tests   yaml.Node `yaml:"tests"`
 }
 
 func readHead(path string) (yamlHead, bool) {
@@ -238,7 +237,7 @@ func testsOf(t changedTarget, byPipeline map[string][]string) []string {
 			}
 		}
 	}
-	if h, ok := readHead(t.path); ok && h.Tests.Kind != 0 {
+	if pipetest.HasTestsBlock(t.path) {
 		out = append(out, t.path)
 	}
 	return out
